@@ -1,0 +1,63 @@
+"""Pretraining shared by the models: an autoencoder, then a GMM on its codes.
+
+VaDE (``vade.txt``, Sect. 4.2): "we use a Stacked Auto-Encoder to pretrain the networks f and
+g. Then all data points are projected into the latent space z by the pretrained network g,
+where a GMM is applied to initialize the parameters of {pi, mu_c, sigma_c}". Here the
+autoencoder is the model's own encoder mean and decoder, trained end to end on the
+reconstruction term -log p(x | z = mu(x)) of the model's likelihood, and the GMM is
+scikit-learn's diagonal ``GaussianMixture``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.mixture import GaussianMixture
+from tqdm.auto import tqdm
+
+
+def pretrain_autoencoder(encoder, decoder, likelihood, x: torch.Tensor, *, epochs: int, batch_size: int,
+                         lr: float = 1e-3, seed: int = 0, progress: bool = False) -> list:
+    """Train ``decoder(encoder(x).loc)`` to reconstruct ``x``; returns the loss per epoch.
+
+    The loss is the mean over points of -log p(x | z = mu(x)): binary cross-entropy for the
+    Bernoulli head, the Gaussian negative log-likelihood for the Gaussian head.
+    """
+    params = list(encoder.parameters()) + list(decoder.parameters())
+    optim = torch.optim.Adam(params, lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    n = x.shape[0]
+    losses = []
+    encoder.train()
+    decoder.train()
+    bar = tqdm(range(epochs), desc="pretrain (autoencoder)", disable=not progress, leave=False)
+    for _ in bar:
+        total = torch.zeros((), device=x.device)
+        for idx in torch.randperm(n, generator=gen).split(batch_size):
+            xb = x[idx.to(x.device)]
+            loc, _ = encoder(xb)
+            loss = -likelihood(decoder(loc)).log_prob(xb).mean()
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            total += loss.detach() * len(idx)
+        losses.append(float(total) / n)
+        bar.set_postfix(recon=f"{losses[-1]:.3f}")
+    return losses
+
+
+@torch.no_grad()
+def encode_means(encoder, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Encoder means mu(x) for all of ``x``, in evaluation mode, batch by batch."""
+    was_training = encoder.training
+    encoder.eval()
+    out = torch.cat([encoder(xb)[0] for xb in x.split(batch_size)])
+    encoder.train(was_training)
+    return out
+
+
+def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1):
+    """Diagonal GMM on the codes ``z``; returns (weights (K,), means (K, J), variances (K, J))."""
+    gmm = GaussianMixture(n_components=n_clusters, covariance_type="diag", random_state=seed,
+                          n_init=n_init, reg_covar=1e-4, max_iter=200)
+    gmm.fit(np.asarray(z, dtype=np.float64))
+    return gmm.weights_, gmm.means_, gmm.covariances_

@@ -1,0 +1,236 @@
+"""The SVI training loop shared by every model.
+
+:func:`fit` maximises an ELBO of a :class:`~pyro_mixvae.models.MixtureVAE` by stochastic
+variational inference: each step draws a minibatch, asks the ELBO object (``TraceEnum_ELBO``
+by default, or any subclass passed in) for its differentiable loss of ``model.model`` and
+``model.guide`` and takes one step of a single torch Adam optimizer over all the module's
+parameters. The loss is divided by N, so that the number printed and recorded is the ELBO
+per data point in nats; the plate inside the model scales the minibatch by N / B.
+
+Per epoch the loop writes one line of ``history.jsonl`` (ELBO, metrics against the labels
+when there are labels, seconds, learning rate, and any term an ELBO subclass reports) and an
+atomic checkpoint (:mod:`.checkpoint`). ``resume=True`` restores the checkpoint, every RNG
+included, so that an interrupted run resumed ends with the same parameters as an
+uninterrupted one. A NaN or infinite loss stops the run before the optimizer applies it,
+with a :class:`~pyro_mixvae.errors.NonFiniteLossError` naming the epoch and step; the last
+good checkpoint stays on disk.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import pyro
+import torch
+from pyro.infer import TraceEnum_ELBO
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, NonFiniteLossError
+from ..metrics import clustering_metrics
+from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, set_rng_state
+
+HISTORY = "history.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`fit`. Defaults follow VaDE Sect. 4.2 (Adam, lr 0.002, x0.9 every 10 epochs, B = 100)."""
+
+    epochs: int = 50
+    batch_size: int = 100
+    lr: float = 2e-3
+    lr_decay: float = 0.9
+    lr_step: int = 10
+    num_particles: int = 1
+    pretrain_epochs: int = 20
+    seed: int = 0
+    device: Optional[str] = None
+    eval_every: int = 1
+    validate: bool = False  # Pyro's argument validation: off for speed in training, on in tests
+
+    def check(self) -> "TrainConfig":
+        for name in ("epochs", "pretrain_epochs"):
+            if int(getattr(self, name)) < 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= 0; got {getattr(self, name)}")
+        for name in ("batch_size", "num_particles", "lr_step", "eval_every"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= 1; got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be a positive number; got {self.lr}")
+        if not (0 < self.lr_decay <= 1):
+            raise ConfigError(f"lr-decay must be in (0, 1]; got {self.lr_decay}")
+        self.device = str(resolve_device(self.device))
+        return self
+
+
+def resolve_device(name: Optional[str]) -> torch.device:
+    """``None`` -> CUDA when present, else CPU; refuses devices that do not exist here."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}: expected cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise ConfigError(f"unsupported device {name!r}: expected cpu, cuda or cuda:N")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (what ``pyro.set_rng_seed`` does)."""
+    pyro.set_rng_seed(int(seed))
+
+
+def default_elbo(model, num_particles: int = 1):
+    """``TraceEnum_ELBO`` with the model's plate nesting and vectorised particles."""
+    return TraceEnum_ELBO(max_plate_nesting=model.max_plate_nesting, num_particles=num_particles,
+                          vectorize_particles=True)
+
+
+@torch.no_grad()
+def predict_proba(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """(N, K) responsibilities of all of ``x``, in evaluation mode, batch by batch."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model.responsibilities(xb) for xb in x.split(batch_size)])
+    model.train(was_training)
+    return out
+
+
+@dataclass
+class History:
+    """The per-epoch records of a run (also written to ``history.jsonl``)."""
+
+    records: list = field(default_factory=list)
+    pretrain: dict = field(default_factory=dict)
+
+    def last(self) -> dict:
+        return self.records[-1] if self.records else {}
+
+    def column(self, key: str) -> list:
+        return [r.get(key) for r in self.records]
+
+
+def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optional[TrainConfig] = None,
+        elbo=None, out_dir=None, resume: bool = False, progress: bool = True,
+        callbacks: Sequence[Callable[[int, dict], None]] = ()) -> History:
+    """Train ``model`` on ``x`` by SVI; see the module docstring.
+
+    ``callbacks`` are called as ``cb(epoch, record)`` after each epoch's record is written.
+    Returns the :class:`History`.
+    """
+    cfg = (config or TrainConfig()).check()
+    device = torch.device(cfg.device)
+    out = Path(out_dir) if out_dir is not None else None
+    ckpt_path = out / CHECKPOINT if out is not None else None
+
+    model.to(device)
+    x = torch.as_tensor(x, dtype=torch.float32).to(device)
+    n = x.shape[0]
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_decay)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    elbo = elbo if elbo is not None else default_elbo(model, cfg.num_particles)
+    history = History()
+    config_dict = asdict(cfg)
+
+    def checkpoint(epoch):
+        if ckpt_path is not None:
+            save_checkpoint(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
+                            generator=generator, config=config_dict, extra={"pretrain": history.pretrain})
+
+    if resume:
+        if ckpt_path is None or not ckpt_path.exists():
+            raise ConfigError(f"cannot resume: no {CHECKPOINT} in {out_dir}")
+        state = load_checkpoint(ckpt_path, map_location=device)
+        model.load_state_dict(state["model"])
+        model.load_extra_state(state["model_extra"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        pyro.get_param_store().set_state(state["param_store"])
+        generator.set_state(state["generator"])
+        set_rng_state(state["rng"])
+        start = state["epoch"] + 1
+        history.pretrain = state["extra"].get("pretrain", {})
+        history.records = _read_history(out, upto=state["epoch"])
+    else:
+        seed_everything(cfg.seed)
+        if cfg.pretrain_epochs > 0:
+            history.pretrain = model.pretrain(x, cfg.pretrain_epochs, cfg.batch_size, cfg.seed, progress=progress)
+            history.pretrain.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), y))
+        if out is not None:
+            (out / HISTORY).write_text("")
+        checkpoint(0)
+        start = 1
+    if out is not None:
+        _write_history(out, history.records)
+
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    bar = tqdm(total=(cfg.epochs - start + 1) * steps_per_epoch, desc=f"{model.name} SVI", disable=not progress,
+               dynamic_ncols=True)
+    model.train()
+    with pyro.validation_enabled(cfg.validate):
+        for epoch in range(start, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            total = torch.zeros((), device=device)
+            terms: dict = {}
+            for step, idx in enumerate(torch.randperm(n, generator=generator).split(cfg.batch_size), 1):
+                xb = x[idx.to(device)]
+                loss = elbo.differentiable_loss(model.model, model.guide, xb, n) / n
+                if not torch.isfinite(loss):
+                    bar.close()
+                    kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {out}" if out else ""
+                    raise NonFiniteLossError(
+                        f"the loss became {loss.item()} at epoch {epoch}, step {step}{kept}; try a lower --lr")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach() * len(idx)
+                for key, value in getattr(elbo, "last_terms", {}).items():
+                    terms[key] = terms.get(key, 0.0) + torch.as_tensor(value).detach() * len(idx)
+                bar.update(1)
+            scheduler.step()
+            record = {"epoch": epoch, "elbo": -float(total) / n, "lr": optimizer.param_groups[0]["lr"]}
+            record.update({k: float(v) / n for k, v in terms.items()})
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                record.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), y))
+            record["seconds"] = time.perf_counter() - t0
+            history.records.append(record)
+            bar.set_postfix({k: f"{record[k]:.3f}" for k in ("elbo", "acc") if k in record})
+            if out is not None:
+                _append_history(out, record)
+            checkpoint(epoch)
+            for cb in callbacks:
+                cb(epoch, record)
+    bar.close()
+    return history
+
+
+def _append_history(out: Path, record: dict) -> None:
+    with open(out / HISTORY, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _write_history(out: Path, records: list) -> None:
+    tmp = out / (HISTORY + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    os.replace(tmp, out / HISTORY)
+
+
+def _read_history(out: Path, upto: int) -> list:
+    path = out / HISTORY
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if r["epoch"] <= upto]

@@ -1,0 +1,121 @@
+"""VaDE: Variational Deep Embedding (Jiang et al. 2017, ``vade.txt``).
+
+Generative story (Sect. 3.1, eq. 3-6)::
+
+    c ~ Cat(pi)                          # eq. 4
+    z | c ~ N(mu_c, diag sigma_c^2)      # eq. 5
+    x | z ~ p_theta(x | z)               # eq. 1-2, 6: Bernoulli(f(z)) or N(mu_x, sigma_x^2)
+
+Inference: q(z | x) = N(mu~, diag sigma~^2), [mu~; log sigma~^2] = g(x; phi) (eq. 10-11).
+The cluster ``c`` is enumerated in the model, so ``TraceEnum_ELBO`` sums it out exactly and
+optimises the collapsed bound
+
+    E_q(z|x)[ log p(x|z) + log sum_c pi_c N(z | mu_c, sigma_c^2) - log q(z|x) ],
+
+which equals VaDE's ELBO (eq. 9) with q(c|x) = p(c|z) (eq. 15-16), averaged over z rather
+than plugged in at one draw. It is never below the paper's mean-field bound (eq. 12), since
+eq. 15 shows the two differ by E_q(z)[KL(q(c|x) || p(c|z))] >= 0.
+
+Assignments use eq. 16 at the encoder mean: gamma_c = p(c | mu~(x)).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+from ..infer.pretrain import encode_means, fit_diag_gmm, pretrain_autoencoder
+from ..nets import ARCHITECTURES, make_encoder_decoder, make_likelihood
+from .base import MixtureVAE, Setting, data_plate, int_tuple, positive
+
+
+def _arch(value):
+    return None if value in ARCHITECTURES else f"must be one of {', '.join(ARCHITECTURES)}"
+
+
+class VaDE(MixtureVAE):
+    """VaDE as a Pyro model/guide pair with an enumerated cluster site."""
+
+    name = "vade"
+    settings = {
+        "latent_dim": Setting(int, 10, "dimension J of z", positive),
+        "hidden": Setting(int_tuple, (500, 500, 2000), "encoder widths; the decoder mirrors them",
+                          lambda v: None if v and all(h > 0 for h in v) else "must be positive integers"),
+        "arch": Setting(str, "mlp", "mlp, or conv for 28x28 / 32x32 images", _arch),
+        "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
+        "gmm_restarts": Setting(int, 1, "restarts of the GMM that initialises pi, mu_c, sigma_c", positive),
+    }
+
+    def __init__(self, data_shape, n_clusters: int = 10, likelihood: str = "bernoulli", **settings):
+        super().__init__(data_shape, n_clusters, likelihood, **settings)
+        J, K = self.hparams["latent_dim"], self.n_clusters
+        self.likelihood = make_likelihood(likelihood, self.data_shape)
+        self.encoder, self.decoder = make_encoder_decoder(
+            self.hparams["arch"], self.data_shape, J, self.likelihood, self.hparams["hidden"])
+        # the GMM prior's parameters: pi on the simplex through its logits, sigma_c^2 > 0 through its log
+        self.pi_logits = nn.Parameter(torch.zeros(K))
+        self.mu_c = nn.Parameter(torch.randn(K, J))
+        self.log_var_c = nn.Parameter(torch.zeros(K, J))
+
+    # -- the prior --------------------------------------------------------------------------
+    def mixture(self):
+        """(log pi (K,), mu_c (K, J), sigma_c (K, J)) of the Gaussian mixture prior on z."""
+        return torch.log_softmax(self.pi_logits, -1), self.mu_c, torch.exp(0.5 * self.log_var_c)
+
+    def component_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log pi_c + log N(z | mu_c, sigma_c^2) for every c: (..., J) -> (..., K)."""
+        log_pi, loc, scale = self.mixture()
+        return log_pi + dist.Normal(loc, scale).log_prob(z.unsqueeze(-2)).sum(-1)
+
+    # -- the two programs -------------------------------------------------------------------
+    def model(self, x, num_data: Optional[int] = None):
+        log_pi, loc, scale = self.mixture()
+        with data_plate(x, num_data):
+            c = pyro.sample("c", dist.Categorical(logits=log_pi), infer={"enumerate": "parallel"})
+            z = pyro.sample("z", dist.Normal(loc[c], scale[c]).to_event(1))
+            pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
+
+    def guide(self, x, num_data: Optional[int] = None):
+        with data_plate(x, num_data):
+            loc, scale = self.encoder(x)
+            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    # -- clustering and sampling -------------------------------------------------------------
+    @torch.no_grad()
+    def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
+        """gamma = p(c | z = mu~(x)), eq. 16 at the encoder mean."""
+        return torch.softmax(self.component_log_prob(self.encoder(x)[0]), -1)
+
+    @torch.no_grad()
+    def sample(self, n: int, cluster: Optional[int] = None):
+        """Ancestral samples: c ~ Cat(pi) (or c = ``cluster``), z ~ N(mu_c, sigma_c^2), E[x | z]."""
+        self.check_cluster(cluster)
+        log_pi, loc, scale = self.mixture()
+        if cluster is None:
+            c = dist.Categorical(logits=log_pi).sample((n,))
+        else:
+            c = torch.full((n,), int(cluster), dtype=torch.long, device=loc.device)
+        z = dist.Normal(loc[c], scale[c]).sample()
+        return self.likelihood.mean(self.decoder(z)), c
+
+    # -- pretraining (Sect. 4.2) ---------------------------------------------------------------
+    def pretrain(self, x, epochs: int, batch_size: int, seed: int, progress: bool = False) -> dict:
+        """Autoencoder on the reconstruction term, then a diagonal GMM on mu~(x) sets pi, mu_c, sigma_c."""
+        losses = pretrain_autoencoder(self.encoder, self.decoder, self.likelihood, x, epochs=epochs,
+                                      batch_size=batch_size, lr=self.hparams["pretrain_lr"], seed=seed,
+                                      progress=progress)
+        self.init_mixture_from_codes(encode_means(self.encoder, x), seed)
+        return {"pretrain_recon": losses[-1] if losses else None}
+
+    @torch.no_grad()
+    def init_mixture_from_codes(self, z: torch.Tensor, seed: int = 0) -> None:
+        weights, means, variances = fit_diag_gmm(z.cpu().numpy(), self.n_clusters, seed,
+                                                 n_init=self.hparams["gmm_restarts"])
+        like = self.mu_c
+        self.pi_logits.copy_(torch.as_tensor(np.log(np.maximum(weights, 1e-6)), dtype=like.dtype))
+        self.mu_c.copy_(torch.as_tensor(means, dtype=like.dtype))
+        self.log_var_c.copy_(torch.as_tensor(np.log(variances), dtype=like.dtype))

@@ -1,0 +1,267 @@
+"""Encoders, decoders and likelihood heads shared by every model.
+
+Two families of networks:
+
+* **MLP** — VaDE's (and DEC's) fully connected nets: the encoder is D-500-500-2000-J and the
+  decoder its mirror J-2000-500-500-D (``vade.txt``, Sect. 4.2). The encoder emits
+  ``[mu; log sigma^2] = g(x; phi)`` (VaDE eq. 10).
+* **conv** — the GMVAE papers' Appendix A nets (Tables A.1 and A.3) for 28x28 and 32x32 images:
+
+  ======  ========================================================  =============================
+  input   encoder                                                   decoder (mirror)
+  ======  ========================================================  =============================
+  28x28   conv 16x6x6 (1-0), 32x6x6 (1-0), 64x4x4 (2-1), fc 500     fc 500, full-conv 64x4x4 (2-1),
+                                                                    32x6x6 (1-0), 16x6x6 (1-0)
+  32x32   conv 64x4x4 (2-1), 128x4x4 (2-1), 246x4x4 (2-1), fc 500    fc 500, full-conv in reverse
+  ======  ========================================================  =============================
+
+  every hidden layer with batch normalisation and ReLU.
+
+A decoder returns the raw parameters of p(x | z); a *likelihood head* turns them into a Pyro
+distribution over one data point (its event shape is the data shape):
+
+* ``bernoulli`` — ``Bernoulli(logits)``, the cross-entropy of VaDE eq. 12 and GMVAE Table A.3.
+  Grey-scale images in [0, 1] are not binary, so the distribution is built with
+  ``validate_args=False`` on purpose: log p(x|z) is then the binary cross-entropy
+  x log mu + (1 - x) log(1 - mu), which is what the papers optimise.
+  (The data are checked to lie in [0, 1] before training, see :func:`pyro_mixvae.data.check_data`.)
+* ``gaussian`` — ``Normal(mu_x, sigma_x)`` with a learned diagonal variance,
+  ``[mu_x; log sigma_x^2] = f(z; theta)`` (VaDE eq. 2); log sigma_x^2 is clamped to
+  [-10, 10] so that one bad batch cannot make the variance collapse to zero.
+
+``likelihood="auto"`` picks ``bernoulli`` when every value lies in [0, 1] and ``gaussian``
+otherwise (:func:`resolve_likelihood`).
+
+All networks accept any number of leading batch dimensions (Monte Carlo particles,
+enumerated clusters): the last dimension of z (or the data dimensions of x) is the feature
+dimension.
+"""
+from __future__ import annotations
+
+import math
+from abc import ABCMeta, abstractmethod
+from typing import Sequence
+
+import numpy as np
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+LIKELIHOODS = ("auto", "bernoulli", "gaussian")
+ARCHITECTURES = ("mlp", "conv")
+
+
+# ----------------------------------------------------------------------------- likelihoods
+class Likelihood(metaclass=ABCMeta):
+    """Maps a decoder output to p(x | z), a distribution with event shape ``data_shape``."""
+
+    name = ""
+    params_per_value = 1
+
+    def __init__(self, data_shape: Sequence[int]):
+        self.data_shape = tuple(data_shape)
+        self.event_dim = len(self.data_shape)
+
+    @abstractmethod
+    def __call__(self, out: torch.Tensor) -> dist.TorchDistribution:
+        """p(x | z) for the decoder output ``out``."""
+
+    @abstractmethod
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        """E[x | z] for a decoder output."""
+
+
+class BernoulliLikelihood(Likelihood):
+    name = "bernoulli"
+
+    def __call__(self, out):
+        # validate_args=False deliberately: x in [0, 1] gives the cross-entropy (module doc).
+        return dist.Bernoulli(logits=out, validate_args=False).to_event(self.event_dim)
+
+    def mean(self, out):
+        return torch.sigmoid(out)
+
+
+class GaussianLikelihood(Likelihood):
+    name = "gaussian"
+    params_per_value = 2
+    LOG_VAR_RANGE = (-10.0, 10.0)
+
+    def _split(self, out):
+        # the decoder emits [mu_x; log sigma_x^2] stacked on a leading channel of size 2
+        loc, log_var = out.unbind(-self.event_dim - 1)
+        return loc, log_var.clamp(*self.LOG_VAR_RANGE)
+
+    def __call__(self, out):
+        loc, log_var = self._split(out)
+        return dist.Normal(loc, torch.exp(0.5 * log_var)).to_event(self.event_dim)
+
+    def mean(self, out):
+        return self._split(out)[0]
+
+
+def resolve_likelihood(name: str, x) -> str:
+    """``auto`` -> ``bernoulli`` when all values of ``x`` lie in [0, 1], else ``gaussian``."""
+    if name not in LIKELIHOODS:
+        raise ConfigError(f"unknown likelihood {name!r}: expected one of {', '.join(LIKELIHOODS)}")
+    if name != "auto":
+        return name
+    x = np.asarray(x) if not torch.is_tensor(x) else x.detach().cpu().numpy()
+    return "bernoulli" if (x.min() >= 0.0 and x.max() <= 1.0) else "gaussian"
+
+
+def make_likelihood(name: str, data_shape) -> Likelihood:
+    heads = {"bernoulli": BernoulliLikelihood, "gaussian": GaussianLikelihood}
+    if name not in heads:
+        raise ConfigError(f"unknown likelihood {name!r}: expected bernoulli or gaussian (or auto)")
+    return heads[name](data_shape)
+
+
+# ----------------------------------------------------------------------------- MLPs
+def mlp(sizes: Sequence[int], activation=nn.ReLU, final_activation=None) -> nn.Sequential:
+    """Fully connected layers ``sizes[0] -> ... -> sizes[-1]``, activation between them."""
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    if final_activation is not None:
+        layers.append(final_activation())
+    return nn.Sequential(*layers)
+
+
+class GaussianEncoder(nn.Module):
+    """q(z | x) = N(mu, diag sigma^2) with ``[mu; log sigma^2] = g(x; phi)`` (VaDE eq. 10-11).
+
+    ``body`` maps a batch of inputs (B, *data_shape) to (B, H) features; two linear heads give
+    the mean and the log-variance. :meth:`forward` returns ``(loc, scale)``.
+    """
+
+    def __init__(self, body: nn.Module, hidden: int, latent_dim: int, data_dims: int):
+        super().__init__()
+        self.body = body
+        self.data_dims = data_dims
+        self.loc = nn.Linear(hidden, latent_dim)
+        self.log_var = nn.Linear(hidden, latent_dim)
+
+    def features(self, x):
+        batch = x.shape[: x.dim() - self.data_dims]
+        h = self.body(x.reshape((-1,) + x.shape[len(batch):]))
+        return h.reshape(batch + h.shape[1:])
+
+    def forward(self, x):
+        h = self.features(x)
+        return self.loc(h), torch.exp(0.5 * self.log_var(h).clamp(-15.0, 10.0))
+
+
+class Flatten(nn.Module):
+    def __init__(self, data_dims: int):
+        super().__init__()
+        self.data_dims = data_dims
+
+    def forward(self, x):
+        return x.flatten(-self.data_dims) if self.data_dims > 1 else x
+
+
+class Decoder(nn.Module):
+    """f(z; theta): latent (..., J) -> likelihood parameters (..., [2,] *data_shape)."""
+
+    def __init__(self, body: nn.Module, data_shape, params_per_value: int):
+        super().__init__()
+        self.body = body
+        self.out_shape = ((params_per_value,) if params_per_value > 1 else ()) + tuple(data_shape)
+
+    def forward(self, z):
+        batch = z.shape[:-1]
+        out = self.body(z.reshape(-1, z.shape[-1]))
+        return out.reshape(batch + self.out_shape)
+
+
+def mlp_encoder(data_shape, latent_dim: int, hidden=(500, 500, 2000)) -> GaussianEncoder:
+    d = int(np.prod(data_shape))
+    hidden = tuple(hidden)
+    body = nn.Sequential(Flatten(len(data_shape)), mlp((d,) + hidden), nn.ReLU())
+    return GaussianEncoder(body, hidden[-1], latent_dim, len(data_shape))
+
+
+def mlp_decoder(latent_dim: int, data_shape, likelihood: Likelihood, hidden=(500, 500, 2000)) -> Decoder:
+    d = int(np.prod(data_shape)) * likelihood.params_per_value
+    body = mlp((latent_dim,) + tuple(reversed(tuple(hidden))) + (d,))
+    return Decoder(body, data_shape, likelihood.params_per_value)
+
+
+# ----------------------------------------------------------------------------- conv nets
+def _conv(cin, cout, k, s, p):
+    return [nn.Conv2d(cin, cout, k, s, p), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+def _deconv(cin, cout, k, s, p, last=False):
+    layer = [nn.ConvTranspose2d(cin, cout, k, s, p)]
+    return layer if last else layer + [nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+# (channels, kernel, stride, padding) per layer and the feature map after the last conv
+_CONV_SPECS = {
+    28: ([(16, 6, 1, 0), (32, 6, 1, 0), (64, 4, 2, 1)], 9),
+    32: ([(64, 4, 2, 1), (128, 4, 2, 1), (246, 4, 2, 1)], 4),
+}
+
+
+def _conv_spec(data_shape):
+    if len(data_shape) != 3 or data_shape[1] != data_shape[2] or data_shape[1] not in _CONV_SPECS:
+        raise ConfigError(
+            f"the conv nets take 28x28 or 32x32 images (C, H, W); this data has shape {tuple(data_shape)}: use arch=mlp"
+        )
+    return _CONV_SPECS[data_shape[1]]
+
+
+def conv_encoder(data_shape, latent_dim: int, hidden: int = 500) -> GaussianEncoder:
+    """GMVAE Table A.1 encoder body followed by the Gaussian heads."""
+    layers_spec, side = _conv_spec(data_shape)
+    layers, cin = [], data_shape[0]
+    for cout, k, s, p in layers_spec:
+        layers += _conv(cin, cout, k, s, p)
+        cin = cout
+    layers += [nn.Flatten(), nn.Linear(cin * side * side, hidden), nn.BatchNorm1d(hidden), nn.ReLU()]
+    return GaussianEncoder(nn.Sequential(*layers), hidden, latent_dim, 3)
+
+
+class _Unflatten(nn.Module):
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, h):
+        return h.reshape((h.shape[0],) + self.shape)
+
+
+def conv_decoder(latent_dim: int, data_shape, likelihood: Likelihood, hidden: int = 500) -> Decoder:
+    """GMVAE Table A.3 decoder: fc 500, then the transposed convolutions of the encoder."""
+    layers_spec, side = _conv_spec(data_shape)
+    chans = [c for c, *_ in layers_spec]
+    out_c = data_shape[0] * likelihood.params_per_value
+    layers = [nn.Linear(latent_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+              nn.Linear(hidden, chans[-1] * side * side), nn.BatchNorm1d(chans[-1] * side * side), nn.ReLU(),
+              _Unflatten((chans[-1], side, side))]
+    targets = list(reversed(chans[:-1])) + [out_c]
+    cin = chans[-1]
+    for i, ((_, k, s, p), cout) in enumerate(zip(reversed(layers_spec), targets)):
+        layers += _deconv(cin, cout, k, s, p, last=i == len(targets) - 1)
+        cin = cout
+    return Decoder(nn.Sequential(*layers), data_shape, likelihood.params_per_value)
+
+
+def make_encoder_decoder(arch: str, data_shape, latent_dim: int, likelihood: Likelihood, hidden=(500, 500, 2000)):
+    """The (encoder, decoder) pair for ``arch`` in {'mlp', 'conv'}."""
+    if arch == "mlp":
+        return mlp_encoder(data_shape, latent_dim, hidden), mlp_decoder(latent_dim, data_shape, likelihood, hidden)
+    if arch == "conv":
+        return conv_encoder(data_shape, latent_dim), conv_decoder(latent_dim, data_shape, likelihood)
+    raise ConfigError(f"unknown architecture {arch!r}: expected one of {', '.join(ARCHITECTURES)}")
+
+
+def gaussian_log_density(z, loc, scale):
+    """log N(z | loc, diag scale^2) summed over the last dimension (plain torch)."""
+    return (-0.5 * ((z - loc) / scale) ** 2 - torch.log(scale) - 0.5 * math.log(2 * math.pi)).sum(-1)
