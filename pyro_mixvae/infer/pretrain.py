@@ -14,13 +14,18 @@ import torch
 from sklearn.mixture import GaussianMixture
 from tqdm.auto import tqdm
 
+from ..errors import NonFiniteLossError
+
 
 def pretrain_autoencoder(encoder, decoder, likelihood, x: torch.Tensor, *, epochs: int, batch_size: int,
-                         lr: float = 1e-3, seed: int = 0, progress: bool = False) -> list:
+                         lr: float = 1e-3, noise: float = 0.0, seed: int = 0, progress: bool = False) -> list:
     """Train ``decoder(encoder(x).loc)`` to reconstruct ``x``; returns the loss per epoch.
 
     The loss is the mean over points of -log p(x | z = mu(x)): binary cross-entropy for the
-    Bernoulli head, the Gaussian negative log-likelihood for the Gaussian head.
+    Bernoulli head, the Gaussian negative log-likelihood for the Gaussian head. With
+    ``noise`` > 0 the encoder sees its input with that fraction of values dropped to zero
+    (a denoising autoencoder, as in DEC's pretraining) and the decoder reconstructs the
+    clean input.
     """
     params = list(encoder.parameters()) + list(decoder.parameters())
     optim = torch.optim.Adam(params, lr=lr)
@@ -34,13 +39,17 @@ def pretrain_autoencoder(encoder, decoder, likelihood, x: torch.Tensor, *, epoch
         total = torch.zeros((), device=x.device)
         for idx in torch.randperm(n, generator=gen).split(batch_size):
             xb = x[idx.to(x.device)]
-            loc, _ = encoder(xb)
+            x_in = xb * (torch.rand(xb.shape, generator=gen).to(xb.device) >= noise) if noise > 0 else xb
+            loc, _ = encoder(x_in)
             loss = -likelihood(decoder(loc)).log_prob(xb).mean()
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
             total += loss.detach() * len(idx)
         losses.append(float(total) / n)
+        if not np.isfinite(losses[-1]):
+            raise NonFiniteLossError(f"the pretraining loss became {losses[-1]} at pretraining epoch {len(losses)}; "
+                                     "try a lower pretrain_lr")
         bar.set_postfix(recon=f"{losses[-1]:.3f}")
     return losses
 

@@ -121,6 +121,10 @@ class History:
     def column(self, key: str) -> list:
         return [r.get(key) for r in self.records]
 
+    def train_seconds(self) -> float:
+        """Pretraining plus SVI time over all epochs, resumed sessions included."""
+        return self.pretrain.get("seconds", 0.0) + sum(r.get("seconds", 0.0) for r in self.records)
+
 
 def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optional[TrainConfig] = None,
         elbo=None, out_dir=None, resume: bool = False, progress: bool = True,
@@ -167,7 +171,9 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     else:
         seed_everything(cfg.seed)
         if cfg.pretrain_epochs > 0:
+            t0 = time.perf_counter()
             history.pretrain = model.pretrain(x, cfg.pretrain_epochs, cfg.batch_size, cfg.seed, progress=progress)
+            history.pretrain["seconds"] = time.perf_counter() - t0
             history.pretrain.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), y))
         if out is not None:
             (out / HISTORY).write_text("")

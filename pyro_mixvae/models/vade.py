@@ -47,6 +47,8 @@ class VaDE(MixtureVAE):
                           lambda v: None if v and all(h > 0 for h in v) else "must be positive integers"),
         "arch": Setting(str, "mlp", "mlp, or conv for 28x28 / 32x32 images", _arch),
         "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
+        "pretrain_noise": Setting(float, 0.0, "input dropout rate of the denoising autoencoder pretraining",
+                                  lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
         "gmm_restarts": Setting(int, 1, "restarts of the GMM that initialises pi, mu_c, sigma_c", positive),
     }
 
@@ -106,7 +108,8 @@ class VaDE(MixtureVAE):
     def pretrain(self, x, epochs: int, batch_size: int, seed: int, progress: bool = False) -> dict:
         """Autoencoder on the reconstruction term, then a diagonal GMM on mu~(x) sets pi, mu_c, sigma_c."""
         losses = pretrain_autoencoder(self.encoder, self.decoder, self.likelihood, x, epochs=epochs,
-                                      batch_size=batch_size, lr=self.hparams["pretrain_lr"], seed=seed,
+                                      batch_size=batch_size, lr=self.hparams["pretrain_lr"],
+                                      noise=self.hparams["pretrain_noise"], seed=seed,
                                       progress=progress)
         self.init_mixture_from_codes(encode_means(self.encoder, x), seed)
         return {"pretrain_recon": losses[-1] if losses else None}

@@ -1,0 +1,192 @@
+"""``mixvae``: fit, evaluate and sample mixture-prior VAEs from the command line.
+
+    mixvae fit MODEL --data DATA [--clusters K] [--epochs E] [--pretrain-epochs P]
+                     [--batch-size B] [--lr LR] [--seed S] [--device cpu|cuda]
+                     [--likelihood auto|bernoulli|gaussian] [--num-particles M]
+                     [--out DIR] [--resume] [--set key=value]...
+    mixvae evaluate DIR [--data DATA]
+    mixvae sample DIR --n N [--cluster k] --out FILE.png
+
+Everything a user can get wrong is checked before any work starts and reported in one line
+(``mixvae: error: ...``) with exit status 2; a non-finite loss stops training with exit
+status 1 and keeps the last good checkpoint. No half-written run directory is left behind.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import __version__
+from .analysis import sample_figure
+from .data import check_data, load_dataset
+from .errors import ConfigError, MixVAEError, NonFiniteLossError
+from .estimator import as_model_input
+from .evaluation import evaluate
+from .infer.train import TrainConfig, fit, seed_everything
+from .metrics import DEFINITIONS, format_metrics
+from .models import MODELS, get_model_class
+from .models.base import parse_settings
+from .nets import LIKELIHOODS, resolve_likelihood
+from .runs import CONFIG, METRICS, check_writable, load_run, read_json, run_directory, write_json
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise ConfigError(message)
+
+
+def _key_value(text: str):
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--set expects key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="mixvae", description="Deep generative clustering with mixture-prior VAEs (Pyro).")
+    p.add_argument("--version", action="version", version=f"pyro_mixvae {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    d = TrainConfig()
+
+    f = sub.add_parser("fit", help="train a model and write a run directory")
+    f.add_argument("model", help=f"one of: {', '.join(sorted(MODELS))}")
+    f.add_argument("--data", default="digits", help="digits, arcs, mnist, fashion-mnist, svhn, or PATH.npz / PATH.csv")
+    f.add_argument("--split", default="all", help="train, test or all (for mnist, fashion-mnist, svhn)")
+    f.add_argument("--clusters", "-k", type=int, default=None, help="K (default: the number of classes, else 10)")
+    f.add_argument("--epochs", type=int, default=d.epochs)
+    f.add_argument("--pretrain-epochs", type=int, default=None, help="0 skips pretraining (default: the model's)")
+    f.add_argument("--batch-size", type=int, default=d.batch_size)
+    f.add_argument("--lr", type=float, default=d.lr)
+    f.add_argument("--lr-decay", type=float, default=d.lr_decay, help="learning rate factor every --lr-step epochs")
+    f.add_argument("--lr-step", type=int, default=d.lr_step)
+    f.add_argument("--num-particles", type=int, default=d.num_particles, help="Monte Carlo draws per data point")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
+    f.add_argument("--likelihood", default="auto", choices=LIKELIHOODS,
+                   help="auto: bernoulli when all values lie in [0, 1], else gaussian")
+    f.add_argument("--eval-every", type=int, default=d.eval_every, help="epochs between metric evaluations")
+    f.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATA-seedS)")
+    f.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    f.add_argument("--set", dest="settings", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="a model setting, repeatable (see `mixvae settings MODEL`)")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("evaluate", help="print the metrics of a run as JSON")
+    e.add_argument("run_dir")
+    e.add_argument("--data", default=None, help="data to evaluate on (default: the run's)")
+    e.add_argument("--split", default=None)
+    e.add_argument("--device", default="cpu")
+
+    s = sub.add_parser("sample", help="draw samples from a trained model into an image")
+    s.add_argument("run_dir")
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--cluster", type=int, default=None, help="draw from this cluster (default: from the prior)")
+    s.add_argument("--out", required=True, help="PNG file to write")
+    s.add_argument("--seed", type=int, default=0)
+
+    t = sub.add_parser("settings", help="list a model's --set keys")
+    t.add_argument("model")
+    return p
+
+
+# ----------------------------------------------------------------------------- fit
+def _run_fit(args) -> dict:
+    cls = get_model_class(args.model)
+    settings = parse_settings(args.model, cls.settings, dict(args.settings))
+    data = load_dataset(args.data, split=args.split)
+    x = as_model_input(data.x)
+    likelihood = resolve_likelihood(args.likelihood, x)
+    check_data(x, data.y, likelihood=likelihood)
+    k = args.clusters if args.clusters is not None else (data.n_classes or 10)
+    if not cls.min_clusters <= k <= len(x):
+        raise ConfigError(f"--clusters must be between {cls.min_clusters} and the number of points ({len(x)}); got {k}")
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
+                         lr_step=args.lr_step, num_particles=args.num_particles, seed=args.seed, device=args.device,
+                         eval_every=args.eval_every,
+                         pretrain_epochs=cls.default_pretrain_epochs if args.pretrain_epochs is None else args.pretrain_epochs)
+    config.check()
+    out = Path(args.out or f"runs/{args.model}-{Path(args.data).stem}-seed{args.seed}")
+    check_writable(out, args.resume)
+    run_config = {"model": args.model, "data": args.data, "split": args.split, "clusters": k,
+                  "likelihood": likelihood, "settings": dict(args.settings), "train": config.__dict__}
+    if args.resume:
+        old = read_json(out / CONFIG)
+        if (old["model"], old["data"], old["clusters"]) != (args.model, args.data, k):
+            raise ConfigError(f"cannot resume: {out} holds a run of {old['model']} on {old['data']} with K={old['clusters']}")
+
+    with run_directory(out, args.resume):
+        write_json(out / CONFIG, run_config)
+        seed_everything(args.seed)
+        model = cls(x.shape[1:], k, likelihood, **settings)
+        history = fit(model, x, data.y, config=config, out_dir=out, resume=args.resume, progress=not args.quiet)
+    metrics = evaluate(model, torch.as_tensor(x, device=torch.device(config.device)), data.y)
+    metrics.update({"train_seconds": history.train_seconds(),
+                    "dataset": args.data, "model": args.model, "seed": args.seed, "clusters": k,
+                    "epochs": args.epochs, "definitions": {k_: DEFINITIONS[k_] for k_ in metrics if k_ in DEFINITIONS}})
+    write_json(out / METRICS, metrics)
+    print(f"run directory: {out}")
+    print(format_metrics({k_: v for k_, v in metrics.items() if k_ != "definitions"}))
+    return metrics
+
+
+# ----------------------------------------------------------------------------- evaluate / sample
+def _run_evaluate(args) -> dict:
+    model, cfg = load_run(args.run_dir, device=args.device)
+    data = load_dataset(args.data or cfg["data"], split=args.split or cfg.get("split", "all"))
+    x = as_model_input(data.x)
+    if x.shape[1:] != tuple(model.data_shape):
+        raise ConfigError(f"data {args.data} has shape {x.shape[1:]} per point; the run was trained on {tuple(model.data_shape)}")
+    check_data(x, data.y, likelihood=model.likelihood_name)
+    metrics = evaluate(model, torch.as_tensor(x, device=torch.device(args.device)), data.y)
+    metrics.update({"dataset": args.data or cfg["data"], "model": cfg["model"]})
+    print(json.dumps(metrics, indent=2, sort_keys=True))
+    return metrics
+
+
+def _run_sample(args) -> None:
+    if args.n < 1:
+        raise ConfigError(f"--n must be >= 1; got {args.n}")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--out must name a .png file; got {out}")
+    if not out.parent.exists() or not out.parent.is_dir():
+        raise ConfigError(f"cannot write {out}: {out.parent} is not a directory")
+    model, cfg = load_run(args.run_dir)
+    model.check_cluster(args.cluster)
+    seed_everything(args.seed)
+    x, c = model.sample(args.n, args.cluster)
+    title = f"{cfg['model']} on {cfg['data']}: " + (f"cluster {args.cluster}" if args.cluster is not None else "prior")
+    sample_figure(x.cpu().numpy(), c.cpu().numpy(), out, title=title)
+    print(f"wrote {out}")
+
+
+def _run_settings(args) -> None:
+    cls = get_model_class(args.model)
+    for key, s in cls.settings.items():
+        print(f"{key:<16} default {s.default!r:<22} {s.help}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        {"fit": _run_fit, "evaluate": _run_evaluate, "sample": _run_sample, "settings": _run_settings}[args.command](args)
+    except NonFiniteLossError as e:
+        print(f"mixvae: error: {e}", file=sys.stderr)
+        return 1
+    except MixVAEError as e:
+        print(f"mixvae: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mixvae: interrupted; continue a fit with --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

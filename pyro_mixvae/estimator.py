@@ -1,0 +1,132 @@
+"""scikit-learn style estimators around the Pyro models.
+
+``VaDE(n_clusters=10).fit(X)`` then ``predict``, ``predict_proba``, ``sample`` and ``score``,
+with every hyperparameter set in ``__init__`` (so ``get_params``/``set_params``/``clone`` work)
+and everything learned in attributes ending with ``_``:
+
+* ``model_`` — the trained :class:`~pyro_mixvae.models.MixtureVAE` (a torch module);
+* ``history_`` — the per-epoch records of :func:`pyro_mixvae.infer.fit`;
+* ``labels_`` — the assignments of the training data; ``likelihood_`` — the likelihood used.
+
+``X`` is an array of shape (N, D), (N, H, W) or (N, C, H, W). Labels passed as ``y`` to
+``fit`` are never used for training; they only add accuracy/NMI/ARI to ``history_``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .data import check_data
+from .errors import ConfigError
+from .evaluation import elbo_per_point
+from .infer.train import TrainConfig, fit, predict_proba, resolve_device, seed_everything
+from .models import get_model_class
+from .nets import resolve_likelihood
+
+_TRAIN_PARAMS = ("epochs", "pretrain_epochs", "batch_size", "lr", "lr_decay", "lr_step", "num_particles", "seed",
+                 "device")
+
+
+def as_model_input(X) -> np.ndarray:
+    """float32 array with images as (N, C, H, W): (N, H, W) gains a channel axis."""
+    X = np.asarray(X, dtype=np.float32)
+    return X[:, None] if X.ndim == 3 else X
+
+
+class MixtureVAEEstimator(ClusterMixin, BaseEstimator):
+    """Base of the estimators: subclasses set ``model_name`` and list the model's settings in ``__init__``."""
+
+    model_name = ""
+
+    def _model_settings(self) -> dict:
+        cls = get_model_class(self.model_name)
+        return {k: getattr(self, k) for k in cls.settings if hasattr(self, k)}
+
+    def _train_config(self) -> TrainConfig:
+        return TrainConfig(**{k: getattr(self, k) for k in _TRAIN_PARAMS})
+
+    def _tensor(self, X) -> torch.Tensor:
+        X = as_model_input(X)
+        check_data(X)
+        if X.shape[1:] != tuple(self.model_.data_shape):
+            raise ConfigError(f"X has shape {X.shape[1:]} per point; this model was fitted on {tuple(self.model_.data_shape)}")
+        return torch.as_tensor(X, device=self._device)
+
+    def fit(self, X, y=None):
+        """Train on ``X`` by SVI (after the model's pretraining); ``y`` is only used for reporting."""
+        X = as_model_input(X)
+        self.likelihood_ = resolve_likelihood(self.likelihood, X)
+        check_data(X, y, likelihood=self.likelihood_)
+        if not 1 <= self.n_clusters <= len(X):
+            raise ConfigError(f"n_clusters must be between 1 and the number of points ({len(X)}); got {self.n_clusters}")
+        config = self._train_config().check()
+        self._device = resolve_device(config.device)
+        seed_everything(self.seed)
+        self.model_ = get_model_class(self.model_name)(X.shape[1:], self.n_clusters, self.likelihood_,
+                                                       **self._model_settings())
+        self.history_ = fit(self.model_, X, None if y is None else np.asarray(y), config=config,
+                            progress=self.verbose)
+        self.labels_ = self.predict(X)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        """(N, K) cluster posteriors p(c | x) (for VaDE, eq. 16 at the encoder mean)."""
+        check_is_fitted(self, "model_")
+        return predict_proba(self.model_, self._tensor(X)).cpu().numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """Hard assignments: the most probable cluster of each point."""
+        return self.predict_proba(X).argmax(1)
+
+    def score(self, X, y=None, num_particles: int = 10) -> float:
+        """Mean ELBO per data point of ``X`` in nats (higher is better)."""
+        check_is_fitted(self, "model_")
+        return elbo_per_point(self.model_, self._tensor(X), num_particles=num_particles)
+
+    def sample(self, n: int, cluster: Optional[int] = None):
+        """``n`` data-space means E[x | z] with z from the prior, or from cluster ``cluster``.
+
+        Returns ``(X_new, c)``: X_new has the data's shape per point, ``c`` the clusters drawn.
+        """
+        check_is_fitted(self, "model_")
+        self.model_.eval()
+        x, c = self.model_.sample(int(n), cluster)
+        return x.cpu().numpy(), c.cpu().numpy()
+
+
+class VaDE(MixtureVAEEstimator):
+    """Variational Deep Embedding (Jiang et al. 2017) as a scikit-learn clusterer.
+
+    See :class:`pyro_mixvae.models.VaDE` for the model; the training defaults follow the
+    paper's Sect. 4.2 (Adam, lr 0.002 decayed x0.9 every 10 epochs, batches of 100, an
+    autoencoder pretraining then a diagonal GMM to initialise the prior).
+    """
+
+    model_name = "vade"
+
+    def __init__(self, n_clusters=10, *, latent_dim=10, hidden=(500, 500, 2000), arch="mlp", likelihood="auto",
+                 epochs=50, pretrain_epochs=100, batch_size=100, lr=2e-3, lr_decay=0.9, lr_step=10,
+                 num_particles=1, pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, seed=0, device=None,
+                 verbose=False):
+        self.n_clusters = n_clusters
+        self.latent_dim = latent_dim
+        self.hidden = hidden
+        self.arch = arch
+        self.likelihood = likelihood
+        self.epochs = epochs
+        self.pretrain_epochs = pretrain_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.lr_decay = lr_decay
+        self.lr_step = lr_step
+        self.num_particles = num_particles
+        self.pretrain_lr = pretrain_lr
+        self.pretrain_noise = pretrain_noise
+        self.gmm_restarts = gmm_restarts
+        self.seed = seed
+        self.device = device
+        self.verbose = verbose

@@ -1,0 +1,39 @@
+"""Evaluation of a trained model on data: its ELBO per data point and its clustering metrics.
+
+The ELBO reported (``metrics.json``'s ``elbo``, the estimators' ``score``) is the model's own
+training objective evaluated on all of ``x`` in evaluation mode (batch normalisation uses its
+running statistics), averaged over ``num_particles`` draws of the guide, in nats per data
+point. For VaDE it is the collapsed bound of ``vade.txt`` eq. 15 with q(c|x) = p(c|z).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pyro
+import torch
+
+from .infer.train import default_elbo, predict_proba
+from .metrics import clustering_metrics
+
+
+@torch.no_grad()
+def elbo_per_point(model, x: torch.Tensor, *, elbo=None, num_particles: int = 10, batch_size: int = 1000) -> float:
+    """Mean ELBO per data point of ``x`` (nats), in evaluation mode."""
+    elbo = elbo if elbo is not None else default_elbo(model, num_particles)
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    with pyro.validation_enabled(False):
+        for xb in x.split(batch_size):
+            total += float(elbo.loss(model.model, model.guide, xb, len(xb)))
+    model.train(was_training)
+    return -total / x.shape[0]
+
+
+def evaluate(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, num_particles: int = 10) -> dict:
+    """ELBO per point and the clustering metrics of :func:`pyro_mixvae.metrics.clustering_metrics`."""
+    proba = predict_proba(model, x).cpu().numpy()
+    out = {"elbo": elbo_per_point(model, x, num_particles=num_particles)}
+    out.update(clustering_metrics(proba, y))
+    return out
