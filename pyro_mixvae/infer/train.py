@@ -138,6 +138,8 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     device = torch.device(cfg.device)
     out = Path(out_dir) if out_dir is not None else None
     ckpt_path = out / CHECKPOINT if out is not None else None
+    if out is not None and not resume:
+        out.mkdir(parents=True, exist_ok=True)
 
     model.to(device)
     x = torch.as_tensor(x, dtype=torch.float32).to(device)
