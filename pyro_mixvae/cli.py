@@ -108,8 +108,7 @@ def _run_fit(args) -> dict:
         raise ConfigError(f"--clusters must be between {cls.min_clusters} and the number of points ({len(x)}); got {k}")
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
                          lr_step=args.lr_step, num_particles=args.num_particles, seed=args.seed, device=args.device,
-                         eval_every=args.eval_every,
-                         pretrain_epochs=cls.default_pretrain_epochs if args.pretrain_epochs is None else args.pretrain_epochs)
+                         eval_every=args.eval_every, pretrain_epochs=args.pretrain_epochs)
     config.check()
     out = Path(args.out or f"runs/{args.model}-{Path(args.data).stem}-seed{args.seed}")
     check_writable(out, args.resume)

@@ -109,7 +109,7 @@ class VaDE(MixtureVAEEstimator):
     model_name = "vade"
 
     def __init__(self, n_clusters=10, *, latent_dim=10, hidden=(500, 500, 2000), arch="mlp", likelihood="auto",
-                 epochs=50, pretrain_epochs=100, batch_size=100, lr=2e-3, lr_decay=0.9, lr_step=10,
+                 epochs=50, pretrain_epochs=None, batch_size=100, lr=2e-3, lr_decay=0.9, lr_step=10,
                  num_particles=1, pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, seed=0, device=None,
                  verbose=False):
         self.n_clusters = n_clusters

@@ -48,7 +48,7 @@ class TrainConfig:
     lr_decay: float = 0.9
     lr_step: int = 10
     num_particles: int = 1
-    pretrain_epochs: int = 20
+    pretrain_epochs: Optional[int] = None  # None: the model's ``default_pretrain_epochs``
     seed: int = 0
     device: Optional[str] = None
     eval_every: int = 1
@@ -56,7 +56,7 @@ class TrainConfig:
 
     def check(self) -> "TrainConfig":
         for name in ("epochs", "pretrain_epochs"):
-            if int(getattr(self, name)) < 0:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 0; got {getattr(self, name)}")
         for name in ("batch_size", "num_particles", "lr_step", "eval_every"):
             if int(getattr(self, name)) < 1:
@@ -93,7 +93,11 @@ def seed_everything(seed: int) -> None:
 
 
 def default_elbo(model, num_particles: int = 1):
-    """``TraceEnum_ELBO`` with the model's plate nesting and vectorised particles."""
+    """``TraceEnum_ELBO`` with the model's plate nesting and vectorised particles.
+
+    This is the plain bound; a model's training objective (``model.make_elbo``) may add terms
+    to it, but the ELBO that is reported (:mod:`pyro_mixvae.evaluation`) is always this one.
+    """
     return TraceEnum_ELBO(max_plate_nesting=model.max_plate_nesting, num_particles=num_particles,
                           vectorize_particles=True)
 
@@ -147,7 +151,7 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
-    elbo = elbo if elbo is not None else default_elbo(model, cfg.num_particles)
+    elbo = elbo if elbo is not None else model.make_elbo(cfg.num_particles)
     history = History()
     config_dict = asdict(cfg)
 
@@ -172,9 +176,10 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
         history.records = _read_history(out, upto=state["epoch"])
     else:
         seed_everything(cfg.seed)
-        if cfg.pretrain_epochs > 0:
+        pretrain_epochs = model.default_pretrain_epochs if cfg.pretrain_epochs is None else cfg.pretrain_epochs
+        if pretrain_epochs > 0:
             t0 = time.perf_counter()
-            history.pretrain = model.pretrain(x, cfg.pretrain_epochs, cfg.batch_size, cfg.seed, progress=progress)
+            history.pretrain = model.pretrain(x, pretrain_epochs, cfg.batch_size, cfg.seed, progress=progress)
             history.pretrain["seconds"] = time.perf_counter() - t0
             history.pretrain.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), y))
         if out is not None:

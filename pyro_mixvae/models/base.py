@@ -139,6 +139,12 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
         """Initialisation before SVI; returns a dict of what it measured. Default: nothing."""
         return {}
 
+    def make_elbo(self, num_particles: int = 1):
+        """The training objective: plain ``TraceEnum_ELBO`` unless a model adds terms from its settings."""
+        from ..infer.train import default_elbo
+
+        return default_elbo(self, num_particles)
+
     def extra_state(self) -> dict:
         """State outside ``state_dict`` that a checkpoint must keep (e.g. conjugate step counts)."""
         return {}

@@ -41,6 +41,7 @@ class VaDE(MixtureVAE):
     """VaDE as a Pyro model/guide pair with an enumerated cluster site."""
 
     name = "vade"
+    default_pretrain_epochs = 50
     settings = {
         "latent_dim": Setting(int, 10, "dimension J of z", positive),
         "hidden": Setting(int_tuple, (500, 500, 2000), "encoder widths; the decoder mirrors them",
