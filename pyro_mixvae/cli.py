@@ -3,7 +3,7 @@
     mixvae fit MODEL --data DATA [--clusters K] [--epochs E] [--pretrain-epochs P]
                      [--batch-size B] [--lr LR] [--seed S] [--device cpu|cuda]
                      [--likelihood auto|bernoulli|gaussian] [--num-particles M]
-                     [--out DIR] [--resume] [--set key=value]...
+                     [--out DIR] [--resume] [--guide NAME] [--set key=value]...
     mixvae evaluate DIR [--data DATA]
     mixvae sample DIR --n N [--cluster k] --out FILE.png
 
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--data", default="digits", help="digits, arcs, mnist, fashion-mnist, svhn, or PATH.npz / PATH.csv")
     f.add_argument("--split", default="all", help="train, test or all (for mnist, fashion-mnist, svhn)")
     f.add_argument("--clusters", "-k", type=int, default=None, help="K (default: the number of classes, else 10)")
-    f.add_argument("--epochs", type=int, default=d.epochs)
+    f.add_argument("--epochs", type=int, default=None, help="SVI epochs (default: the model's)")
     f.add_argument("--pretrain-epochs", type=int, default=None, help="0 skips pretraining (default: the model's)")
     f.add_argument("--batch-size", type=int, default=d.batch_size)
     f.add_argument("--lr", type=float, default=d.lr)
@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     f.add_argument("--set", dest="settings", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="a model setting, repeatable (see `mixvae settings MODEL`)")
+    f.add_argument("--guide", default=None,
+                   help="the variational family, for models with a guide setting (gmvae: posterior or mean-field)")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("evaluate", help="print the metrics of a run as JSON")
@@ -98,7 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------- fit
 def _run_fit(args) -> dict:
     cls = get_model_class(args.model)
-    settings = parse_settings(args.model, cls.settings, dict(args.settings))
+    given = dict(args.settings)
+    if args.guide is not None:
+        if "guide" not in cls.settings:
+            raise ConfigError(f"--guide does not apply to model {args.model!r}: it has no guide setting")
+        if given.get("guide", args.guide) != args.guide:
+            raise ConfigError(f"--guide {args.guide} contradicts --set guide={given['guide']}")
+        given["guide"] = args.guide
+    settings = parse_settings(args.model, cls.settings, given)
     data = load_dataset(args.data, split=args.split)
     x = as_model_input(data.x)
     likelihood = resolve_likelihood(args.likelihood, x)
@@ -113,7 +122,7 @@ def _run_fit(args) -> dict:
     out = Path(args.out or f"runs/{args.model}-{Path(args.data).stem}-seed{args.seed}")
     check_writable(out, args.resume)
     run_config = {"model": args.model, "data": args.data, "split": args.split, "clusters": k,
-                  "likelihood": likelihood, "settings": dict(args.settings), "train": config.__dict__}
+                  "likelihood": likelihood, "settings": given, "train": config.__dict__}
     if args.resume:
         old = read_json(out / CONFIG)
         if (old["model"], old["data"], old["clusters"]) != (args.model, args.data, k):
@@ -127,7 +136,7 @@ def _run_fit(args) -> dict:
     metrics = evaluate(model, torch.as_tensor(x, device=torch.device(config.device)), data.y)
     metrics.update({"train_seconds": history.train_seconds(),
                     "dataset": args.data, "model": args.model, "seed": args.seed, "clusters": k,
-                    "epochs": args.epochs, "definitions": {k_: DEFINITIONS[k_] for k_ in metrics if k_ in DEFINITIONS}})
+                    "epochs": len(history.records), "definitions": {k_: DEFINITIONS[k_] for k_ in metrics if k_ in DEFINITIONS}})
     write_json(out / METRICS, metrics)
     print(f"run directory: {out}")
     print(format_metrics({k_: v for k_, v in metrics.items() if k_ != "definitions"}))

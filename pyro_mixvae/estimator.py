@@ -109,7 +109,7 @@ class VaDE(MixtureVAEEstimator):
     model_name = "vade"
 
     def __init__(self, n_clusters=10, *, latent_dim=10, hidden=(500, 500, 2000), arch="mlp", likelihood="auto",
-                 epochs=50, pretrain_epochs=None, batch_size=100, lr=2e-3, lr_decay=0.9, lr_step=10,
+                 epochs=None, pretrain_epochs=None, batch_size=100, lr=2e-3, lr_decay=0.9, lr_step=10,
                  num_particles=1, pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, seed=0, device=None,
                  verbose=False):
         self.n_clusters = n_clusters
@@ -127,6 +127,47 @@ class VaDE(MixtureVAEEstimator):
         self.pretrain_lr = pretrain_lr
         self.pretrain_noise = pretrain_noise
         self.gmm_restarts = gmm_restarts
+        self.seed = seed
+        self.device = device
+        self.verbose = verbose
+
+
+class GMVAE(MixtureVAEEstimator):
+    """The Gaussian mixture VAE of Dilokthanakul et al. as a scikit-learn clusterer.
+
+    See :class:`pyro_mixvae.models.GMVAE`. ``guide="posterior"`` is the minimum-information
+    paper's model (q(c|z,w) = p_beta(c|z,w), optionally the threshold ``lam``);
+    ``guide="mean-field"`` the consistency-violation paper's (a classifier q(c|x), the z-prior
+    weight ``eta`` and the consistency violation ``alpha``; its best synthetic setting is
+    ``eta=1, alpha=2``). ``arch="auto"`` picks the papers' nets from the data's shape;
+    ``latent_dim``, ``w_dim``, ``hidden`` and ``beta_hidden`` left at None take the
+    architecture's defaults. No pretraining; Adam at ``lr`` without decay by default.
+    """
+
+    model_name = "gmvae"
+
+    def __init__(self, n_clusters=10, *, guide="posterior", eta=1.0, alpha=0.0, lam=0.0, arch="auto",
+                 latent_dim=None, w_dim=None, hidden=None, beta_hidden=None, likelihood="auto", epochs=50,
+                 pretrain_epochs=None, batch_size=100, lr=1e-3, lr_decay=1.0, lr_step=10, num_particles=1, seed=0,
+                 device=None, verbose=False):
+        self.n_clusters = n_clusters
+        self.guide = guide
+        self.eta = eta
+        self.alpha = alpha
+        self.lam = lam
+        self.arch = arch
+        self.latent_dim = latent_dim
+        self.w_dim = w_dim
+        self.hidden = hidden
+        self.beta_hidden = beta_hidden
+        self.likelihood = likelihood
+        self.epochs = epochs
+        self.pretrain_epochs = pretrain_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.lr_decay = lr_decay
+        self.lr_step = lr_step
+        self.num_particles = num_particles
         self.seed = seed
         self.device = device
         self.verbose = verbose

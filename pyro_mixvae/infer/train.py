@@ -21,7 +21,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -42,7 +42,7 @@ HISTORY = "history.jsonl"
 class TrainConfig:
     """Settings of :func:`fit`. Defaults follow VaDE Sect. 4.2 (Adam, lr 0.002, x0.9 every 10 epochs, B = 100)."""
 
-    epochs: int = 50
+    epochs: Optional[int] = None  # None: the model's ``default_epochs``
     batch_size: int = 100
     lr: float = 2e-3
     lr_decay: float = 0.9
@@ -55,7 +55,7 @@ class TrainConfig:
     validate: bool = False  # Pyro's argument validation: off for speed in training, on in tests
 
     def check(self) -> "TrainConfig":
-        for name in ("epochs", "pretrain_epochs"):
+        for name in ("epochs", "pretrain_epochs"):  # None means the model's default
             if getattr(self, name) is not None and int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 0; got {getattr(self, name)}")
         for name in ("batch_size", "num_particles", "lr_step", "eval_every"):
@@ -67,6 +67,12 @@ class TrainConfig:
             raise ConfigError(f"lr-decay must be in (0, 1]; got {self.lr_decay}")
         self.device = str(resolve_device(self.device))
         return self
+
+    def for_model(self, model) -> "TrainConfig":
+        """A copy with the model's default epochs filled in where they were left as None."""
+        epochs = model.default_epochs if self.epochs is None else self.epochs
+        pre = model.default_pretrain_epochs if self.pretrain_epochs is None else self.pretrain_epochs
+        return replace(self, epochs=int(epochs), pretrain_epochs=int(pre))
 
 
 def resolve_device(name: Optional[str]) -> torch.device:
@@ -138,7 +144,7 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     ``callbacks`` are called as ``cb(epoch, record)`` after each epoch's record is written.
     Returns the :class:`History`.
     """
-    cfg = (config or TrainConfig()).check()
+    cfg = (config or TrainConfig()).check().for_model(model)
     device = torch.device(cfg.device)
     out = Path(out_dir) if out_dir is not None else None
     ckpt_path = out / CHECKPOINT if out is not None else None
@@ -176,10 +182,9 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
         history.records = _read_history(out, upto=state["epoch"])
     else:
         seed_everything(cfg.seed)
-        pretrain_epochs = model.default_pretrain_epochs if cfg.pretrain_epochs is None else cfg.pretrain_epochs
-        if pretrain_epochs > 0:
+        if cfg.pretrain_epochs > 0:
             t0 = time.perf_counter()
-            history.pretrain = model.pretrain(x, pretrain_epochs, cfg.batch_size, cfg.seed, progress=progress)
+            history.pretrain = model.pretrain(x, cfg.pretrain_epochs, cfg.batch_size, cfg.seed, progress=progress)
             history.pretrain["seconds"] = time.perf_counter() - t0
             history.pretrain.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), y))
         if out is not None:

@@ -9,6 +9,7 @@ from typing import Dict, Type
 
 from ..errors import ConfigError
 from .base import MixtureVAE, Setting, data_plate
+from .gmvae import GMVAE
 from .vade import VaDE
 
 MODELS: Dict[str, Type[MixtureVAE]] = {}
@@ -32,5 +33,6 @@ def build(model: str, data_shape, n_clusters: int, likelihood: str, settings=Non
 
 
 register(VaDE)
+register(GMVAE)
 
-__all__ = ["MODELS", "MixtureVAE", "Setting", "VaDE", "build", "data_plate", "get_model_class", "register"]
+__all__ = ["GMVAE", "MODELS", "MixtureVAE", "Setting", "VaDE", "build", "data_plate", "get_model_class", "register"]

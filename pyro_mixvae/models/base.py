@@ -107,6 +107,7 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
     settings: Dict[str, Setting] = {}
     max_plate_nesting = 1
     min_clusters = 1
+    default_epochs = 50
     default_pretrain_epochs = 0
 
     def __init__(self, data_shape, n_clusters: int, likelihood: str = "bernoulli", **settings):

@@ -1,0 +1,245 @@
+"""ELBO subclasses with the extra cluster terms of the GMVAE papers.
+
+:class:`MixtureELBO` is ``TraceEnum_ELBO`` plus three terms that compose (loss = minimised):
+
+===========================  ===============================  =============================================
+term                         paper                            loss added
+===========================  ===============================  =============================================
+z-prior weight ``eta``       consistency-violation eq. 3      (eta - 1) * KL(q(c|.) || p(c))
+consistency violation        consistency-violation eq. 6      alpha * H(C | Z, W)
+``alpha``
+threshold ``lam``            minimum-information eq. 7        eta * (max(lam, KL_bar) - KL_bar)
+===========================  ===============================  =============================================
+
+What the terms need is read from the model and guide traces that ``TraceEnum_ELBO`` builds
+anyway (its ``_get_traces``), never from a model's attributes, so they apply to any model with
+the site pattern ``c`` (cluster, enumerated with ``infer={"enumerate": "parallel"}``), ``z``
+(continuous latent whose distribution depends on ``c``) and a guide that draws ``z``:
+
+* ``log p(c = k)`` -- the model's ``c`` site distribution, evaluated at the enumerated values;
+* ``log p(z | c = k, ...)`` -- the model's ``z`` site distribution, which is batched over the
+  enumeration dimension of ``c`` (whether ``c`` is enumerated in the model or replayed from an
+  enumerating guide), evaluated at the guide's draw of ``z``;
+* ``q(c = k | x)`` -- the guide's ``c`` site, if the guide has one (mean-field guide of the
+  consistency-violation paper); otherwise the cluster posterior of the bound is the model's own
+  ``p(c | z, ...)`` (model-side enumeration: VaDE, the minimum-information GMVAE).
+
+From these, per data point and per particle,
+
+* ``p(c | z, w) = p(c) p(z | c, w) / sum_k p(c = k) p(z | c = k, w)`` -- the model's posterior at
+  the guide's draws (minimum-information eq. 3; consistency-violation eq. 6);
+* ``H = -sum_k p(k | z, w) log p(k | z, w)`` -- the consistency violation;
+* ``KL_c = KL(p(c | z, w) || p(c))`` -- the minimum-information z-prior (its eq. 6), reported as
+  ``clusters_kl``;
+* ``KL_q = KL(q(c | .) || p(c))`` -- the z-prior term of the bound actually optimised: ``KL_c``
+  for the posterior guide, the classifier's KL for the mean-field guide; reported as ``z_prior``.
+
+Scale convention. Every per-point term is multiplied by the scale of the model's ``z`` site
+(``N / B`` for a minibatch of ``B`` of ``N`` points drawn with a subsampled plate, times any
+``poutine.scale``), summed over the batch and averaged over particles -- exactly how
+``TraceEnum_ELBO`` weighs the rest of the loss. So ``eta`` and ``alpha`` weigh the full-data
+terms, and the loss divided by ``N`` stays a per-data-point quantity. A mask on the ``z`` site
+(``poutine.mask``) removes the masked points from the terms and from the batch means.
+
+The threshold of eq. 7 is on an expectation, ``max(lam, E_q[KL])``, not on each point: ``KL_bar``
+is the mean of ``KL_q`` over the batch (and over vectorised particles), so ``lam`` is in nats
+per data point, and the correction ``max(lam, KL_bar) - KL_bar`` is multiplied by
+``scale * B`` (= N for a minibatch), i.e. it replaces the ``N * KL_bar`` that the bound
+contains by ``N * max(lam, KL_bar)``. With ``eta`` it is multiplied by ``eta`` too, so that the
+z-prior part of the loss becomes ``eta * N * max(lam, KL_bar)``: below the threshold its
+gradient is zero, above it the loss is unchanged. For the posterior guide ``KL_q = KL_c``, which
+is eq. 7 itself; for the mean-field guide the threshold applies to the classifier's z-prior term,
+the one that appears in that bound. Non-vectorised particles take the max per particle.
+
+``eta = 1``, ``alpha = 0``, ``lam = 0`` add nothing: the loss is then exactly
+``TraceEnum_ELBO``'s, computed by the same code. ``lam = 0`` means "no threshold".
+
+After each ``loss`` / ``differentiable_loss`` call ``last_terms`` holds, as detached scalar
+tensors averaged per data point (and over particles): ``z_prior`` (``KL_q``), ``cv`` (``H``) and
+``clusters_kl`` (``KL_c``). The training loop records them per epoch in ``history.jsonl``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from pyro.infer import TraceEnum_ELBO
+from pyro.infer.util import is_identically_zero
+
+from ..errors import ConfigError
+
+
+class ClusterTerms:
+    """Per-point cluster quantities of one (model trace, guide trace) pair.
+
+    Attributes (tensors over the batch and particle dimensions, the K clusters summed out):
+    ``log_post`` (..., K) log p(c | z, ...); ``log_prior`` (..., K) log p(c); ``log_q`` (..., K)
+    log q(c | x) (the guide's, or ``log_post`` when the guide has no cluster site);
+    ``scale`` the z site's scale and ``mask`` its mask (ones when it has none), over the points.
+    """
+
+    def __init__(self, model_trace, guide_trace, cluster_site: str = "c", latent_site: str = "z"):
+        for name, trace, where in ((cluster_site, model_trace, "model"), (latent_site, model_trace, "model"),
+                                   (latent_site, guide_trace, "guide")):
+            if name not in trace.nodes or trace.nodes[name]["type"] != "sample":
+                raise ValueError(f"the cluster terms need a sample site {name!r} in the {where}")
+        c_site = model_trace.nodes[cluster_site]
+        z_site = model_trace.nodes[latent_site]
+        dim = _enum_dim(c_site, guide_trace.nodes.get(cluster_site))
+        log_prior = _site_log_prob(c_site)                    # log p(c = k): K at `dim`
+        log_lik = _site_log_prob(z_site)                      # log p(z | c = k, ...): K at `dim`
+        joint, log_prior = torch.broadcast_tensors(log_prior + log_lik, log_prior)
+        self.log_joint = joint.movedim(dim, -1)
+        self.log_prior = log_prior.movedim(dim, -1)
+        self.log_post = self.log_joint - self.log_joint.logsumexp(-1, keepdim=True)
+        if cluster_site in guide_trace.nodes and guide_trace.nodes[cluster_site]["type"] == "sample":
+            q_site = guide_trace.nodes[cluster_site]
+            log_q = _site_log_prob(q_site)
+            self.log_q = torch.broadcast_tensors(log_q, joint)[0].movedim(dim, -1)
+        else:
+            self.log_q = self.log_post
+        self.scale = z_site["scale"]  # N / B under a subsampled plate (times any poutine.scale)
+        mask = z_site.get("mask")     # poutine.mask / obs_mask on z: masked points add nothing
+        shape = self.log_joint.shape[:-1]
+        self.mask = joint.new_ones(shape) if mask is None else \
+            torch.broadcast_to(torch.as_tensor(mask, device=joint.device), shape).to(joint.dtype)
+
+    @property
+    def entropy(self):
+        """H(C | z, w) = -sum_k p(k|z,w) log p(k|z,w) per point."""
+        return -(self.log_post.exp() * self.log_post).sum(-1)
+
+    @property
+    def clusters_kl(self):
+        """KL(p(c | z, w) || p(c)) per point (minimum-information eq. 6)."""
+        return (self.log_post.exp() * (self.log_post - self.log_prior)).sum(-1)
+
+    @property
+    def z_prior_kl(self):
+        """KL(q(c | .) || p(c)) per point: the z-prior term of the bound (CV eq. 3, MI eq. 4)."""
+        return (self.log_q.exp() * (self.log_q - self.log_prior)).sum(-1)
+
+    def total(self, per_point):
+        """Sum over the batch (and vectorised particles) with the plate's scale, like the ELBO."""
+        return (self.scale * self.mask * per_point).sum()
+
+    def mean(self, per_point):
+        """Mean over the (unmasked) points of the batch and the vectorised particles."""
+        return (self.mask * per_point).sum() / self.mask.sum().clamp(min=1.0)
+
+
+def _site_log_prob(site):
+    lp = site.get("unscaled_log_prob")
+    if lp is None:
+        lp = site["fn"].log_prob(site["value"])
+    return lp
+
+
+def _enum_dim(model_site, guide_site=None) -> int:
+    """The (negative) dimension along which the cluster site's values are enumerated."""
+    for site in (model_site, guide_site):
+        if site is not None and site["infer"].get("_enumerate_dim") is not None:
+            return int(site["infer"]["_enumerate_dim"])
+    raise ValueError(f"the cluster site {model_site['name']!r} must be enumerated "
+                     "(infer={'enumerate': 'parallel'}) in the model or in the guide")
+
+
+class MixtureELBO(TraceEnum_ELBO):
+    """``TraceEnum_ELBO`` with the GMVAE papers' z-prior weight, consistency violation and threshold.
+
+    :param eta: weight of the z-prior term KL(q(c|.) || p(c)) (consistency-violation eq. 3); 1 = the ELBO.
+    :param alpha: weight of the consistency violation H(C | Z, W) (consistency-violation eq. 6); >= 0.
+    :param lam: minimum information (nats per data point) below which the z-prior term has no
+        gradient (minimum-information eq. 7); 0 = no threshold.
+    :param cluster_site: name of the enumerated cluster site (``"c"``).
+    :param latent_site: name of the continuous latent site whose distribution depends on it (``"z"``).
+    :param kwargs: passed to ``TraceEnum_ELBO`` (``max_plate_nesting``, ``num_particles``, ...).
+
+    See the module docstring for how each term is computed and scaled.
+    """
+
+    def __init__(self, eta: float = 1.0, alpha: float = 0.0, lam: float = 0.0, *, cluster_site: str = "c",
+                 latent_site: str = "z", **kwargs):
+        for key, value in (("eta", eta), ("alpha", alpha), ("lam", lam)):
+            if torch.is_tensor(value):
+                value = float(value)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{key} must be a finite number >= 0; got {value!r}")
+        super().__init__(**kwargs)
+        self.eta, self.alpha, self.lam = float(eta), float(alpha), float(lam)
+        self.cluster_site, self.latent_site = cluster_site, latent_site
+        self.last_terms: dict = {}
+        self._traces: Optional[list] = None
+
+    @property
+    def adds_terms(self) -> bool:
+        """Whether the loss differs from plain ``TraceEnum_ELBO``'s."""
+        return self.eta != 1.0 or self.alpha != 0.0 or self.lam != 0.0
+
+    # -- trace capture: the parent's loops run unchanged, we keep the traces they used ---------
+    def _get_traces(self, model, guide, args, kwargs):
+        for model_trace, guide_trace in super()._get_traces(model, guide, args, kwargs):
+            if self._traces is not None:
+                self._traces.append((model_trace, guide_trace))
+            yield model_trace, guide_trace
+
+    def _run(self, method, model, guide, args, kwargs):
+        self._traces = []
+        try:
+            base = method(model, guide, *args, **kwargs)
+            traces, self._traces = self._traces, None
+            extra = self._extra_loss(traces)
+        finally:
+            self._traces = None
+        return base, extra
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        base, extra = self._run(super().differentiable_loss, model, guide, args, kwargs)
+        return base if extra is None else base + extra
+
+    def loss(self, model, guide, *args, **kwargs):
+        with torch.no_grad():
+            base, extra = self._run(super().loss, model, guide, args, kwargs)
+        return base if extra is None else base + float(extra)
+
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        loss.backward()
+        return float(loss.detach())
+
+    # -- the terms -------------------------------------------------------------------------------
+    def cluster_terms(self, model_trace, guide_trace) -> ClusterTerms:
+        return ClusterTerms(model_trace, guide_trace, self.cluster_site, self.latent_site)
+
+    def _extra_loss(self, traces) -> Optional[torch.Tensor]:
+        """The added loss (None when no term is active) and ``last_terms``."""
+        active = self.adds_terms
+        self.last_terms = {}
+        extra = None
+        reports = {"z_prior": 0.0, "cv": 0.0, "clusters_kl": 0.0}
+        for model_trace, guide_trace in traces:
+            try:
+                t = self.cluster_terms(model_trace, guide_trace)
+            except ValueError:
+                if active:
+                    raise
+                return None  # plain ELBO on a model without the site pattern: nothing to report
+            kl_q, ent, kl_c = t.z_prior_kl, t.entropy, t.clusters_kl
+            particle = 0.0
+            if self.eta != 1.0:
+                particle = particle + (self.eta - 1.0) * t.total(kl_q)
+            if self.alpha != 0.0:
+                particle = particle + self.alpha * t.total(ent)
+            if self.lam != 0.0:
+                kl_bar = t.mean(kl_q)
+                gap = torch.clamp(self.lam - kl_bar, min=0.0)  # max(lam, KL_bar) - KL_bar
+                # times sum_b scale_b = scale * B (= N for a minibatch of a subsampled plate)
+                particle = particle + self.eta * gap * t.total(torch.ones_like(kl_q))
+            if active and not is_identically_zero(particle):
+                extra = particle if extra is None else extra + particle
+            for key, value in (("z_prior", kl_q), ("cv", ent), ("clusters_kl", kl_c)):
+                reports[key] = reports[key] + t.mean(value.detach())
+        n = len(traces) or 1
+        self.last_terms = {k: v / n for k, v in reports.items()}
+        return None if extra is None else extra / self.num_particles

@@ -1,0 +1,249 @@
+"""GMVAE: the Gaussian mixture VAE of Dilokthanakul et al.
+
+Both papers share the generative story (``gmvae-minimum-information.txt`` eq. 1a-1d; the
+papers call the data y, the continuous latent x and the cluster z; here they are x, z and c)::
+
+    w ~ N(0, I)                                         # eq. 1a
+    c ~ Cat(1/K)                                        # eq. 1b, pi_k = 1/K
+    z | c, w ~ N(mu_c(w; beta), diag sigma_c^2(w; beta))  # eq. 1c, the beta-net emits all K
+    x | z ~ p_theta(x | z)                              # eq. 1d: Gaussian or Bernoulli
+
+The beta-network maps w to all K means and variances in one pass, shape (..., K, D)
+(Table A.2, "2K streams"); component c is picked with ``Vindex(params)[..., c, :]`` so that the
+enumeration of c and the vectorised particles broadcast.
+
+The cluster c is always a ``Categorical`` site with ``infer={"enumerate": "parallel"}``. The two
+papers differ in the guide, chosen by the setting ``guide``:
+
+* ``"posterior"`` (minimum-information paper, eq. 3-4): q(z, w, c | x) = q(z|x) q(w|x) p_beta(c|z, w).
+  c appears in the model only, so ``TraceEnum_ELBO`` sums it out and its posterior is exactly
+  p_beta(c | z, w) = pi_c N(z | mu_c(w), sigma_c^2(w)) / sum_k pi_k N(z | mu_k(w), sigma_k^2(w))
+  (eq. 3); the bound is eq. 4 (reconstruction, conditional prior, w-prior, z-prior terms),
+  with the expectation over c of eq. 5 done exactly.
+* ``"mean-field"`` (consistency-violation paper, eq. 3-4): q(z, w, c | x) = q(z|x) q(w|x) q(c|x),
+  a softmax classifier on the shared encoder body; c is enumerated in the guide, so the bound's
+  expectation over q(c|x) (eq. 4) is exact too.
+
+q(z|x) and q(w|x) are Gaussian heads on one shared encoder body (Table A.1), the classifier a
+third head. The training objective (:meth:`GMVAE.make_elbo`) is
+:class:`~pyro_mixvae.infer.elbo.MixtureELBO` with the settings ``eta`` (z-prior weight,
+consistency-violation eq. 3), ``alpha`` (consistency violation, its eq. 6-7) and ``lam``
+(minimum information, minimum-information eq. 7); 1, 0, 0 give the plain ELBO.
+
+Architectures (``arch``; Appendix A of both papers):
+
+* ``fc120`` (the synthetic 2-D data): encoder fc 120 ReLU 120 ReLU; beta-net fc 120 Tanh -> 2K*D;
+  decoder fc 120 ReLU 120 ReLU -> Gaussian (or Bernoulli) parameters; z and w of dimension 2;
+* ``conv`` (28x28 / 32x32 images): the conv nets of :mod:`pyro_mixvae.nets` (Tables A.1, A.3),
+  beta-net fc 500 Tanh; z of dimension 200 and w of dimension 150;
+* ``mlp`` (other flat vectors or small images, e.g. digits 8x8): fc 500 ReLU 500 ReLU encoder,
+  its mirror as decoder, beta-net fc 500 Tanh; z and w of dimension 10.
+
+``arch="auto"`` (default) picks fc120 for 2-D vectors, conv for 28x28 / 32x32 images, else mlp.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.ops.indexing import Vindex
+from torch import nn
+
+from ..nets import conv_decoder, conv_encoder, make_likelihood, mlp_decoder, mlp_encoder
+from .base import MixtureVAE, Setting, data_plate, int_tuple
+
+GUIDES = ("posterior", "mean-field")
+GMVAE_ARCHITECTURES = ("auto", "fc120", "mlp", "conv")
+# per architecture: (encoder/decoder widths, beta-net width, dim z, dim w)
+ARCH_DEFAULTS = {
+    "fc120": ((120, 120), 120, 2, 2),
+    "mlp": ((500, 500), 500, 10, 10),
+    "conv": (None, 500, 200, 150),
+}
+LOG_VAR_RANGE = (-15.0, 10.0)
+
+
+def _optional(kind):
+    """A setting type that also accepts None / 'auto' (meaning: the architecture's default)."""
+
+    def convert(raw):
+        if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "none", "auto")):
+            return None
+        if isinstance(raw, bool):
+            raise TypeError(raw)
+        if kind is int:
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError(raw)
+            return int(raw) if not isinstance(raw, str) else int(raw.strip())
+        return kind(raw)
+
+    convert.__name__ = getattr(kind, "__name__", "value")
+    return convert
+
+
+def _positive_or_none(value):
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return None if value and all(v > 0 for v in value) else "must be positive integers"
+    return None if value > 0 else "must be > 0"
+
+
+def _weight(value):
+    return None if (math.isfinite(value) and value >= 0) else "must be a finite number >= 0"
+
+
+def _one_of(choices):
+    def check(value):
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+def default_arch(data_shape) -> str:
+    """fc120 for 2-D vectors, conv for (C, 28, 28) / (C, 32, 32) images, mlp otherwise."""
+    shape = tuple(data_shape)
+    if shape == (2,):
+        return "fc120"
+    if len(shape) == 3 and shape[1] == shape[2] and shape[1] in (28, 32):
+        return "conv"
+    return "mlp"
+
+
+class ComponentNet(nn.Module):
+    """The beta-network: w (..., W) -> all K component means and scales, each (..., K, D) (Table A.2)."""
+
+    def __init__(self, w_dim: int, hidden: int, n_clusters: int, latent_dim: int):
+        super().__init__()
+        self.k, self.d = n_clusters, latent_dim
+        self.net = nn.Sequential(nn.Linear(w_dim, hidden), nn.Tanh(), nn.Linear(hidden, 2 * n_clusters * latent_dim))
+
+    def forward(self, w):
+        out = self.net(w).reshape(w.shape[:-1] + (2, self.k, self.d))
+        loc, log_var = out.unbind(-3)
+        return loc, torch.exp(0.5 * log_var.clamp(*LOG_VAR_RANGE))
+
+
+class GMVAE(MixtureVAE):
+    """The Gaussian mixture VAE as a Pyro model/guide pair; see the module docstring."""
+
+    name = "gmvae"
+    min_clusters = 2
+    default_pretrain_epochs = 0
+    settings = {
+        "guide": Setting(str, "posterior", "posterior: q(c|z,w) = p_beta(c|z,w) (min-information paper); "
+                         "mean-field: a classifier q(c|x) (consistency-violation paper)", _one_of(GUIDES)),
+        "arch": Setting(str, "auto", "fc120, mlp or conv; auto: fc120 for 2-D vectors, conv for 28x28/32x32 "
+                        "images, else mlp", _one_of(GMVAE_ARCHITECTURES)),
+        "latent_dim": Setting(_optional(int), None, "dimension of z (default 2 fc120, 200 conv, 10 mlp)",
+                              _positive_or_none),
+        "w_dim": Setting(_optional(int), None, "dimension of w (default 2 fc120, 150 conv, 10 mlp)",
+                         _positive_or_none),
+        "hidden": Setting(_optional(int_tuple), None, "encoder widths for fc120/mlp, the decoder mirrors them "
+                          "(default 120,120 fc120; 500,500 mlp)", _positive_or_none),
+        "beta_hidden": Setting(_optional(int), None, "width of the beta-net's Tanh layer (default 120 fc120, "
+                               "else 500)", _positive_or_none),
+        "eta": Setting(float, 1.0, "weight of the z-prior KL(q(c|.)||p(c)) (CV paper eq. 3)", _weight),
+        "alpha": Setting(float, 0.0, "weight of the consistency violation H(C|Z,W) (CV paper eq. 6)", _weight),
+        "lam": Setting(float, 0.0, "minimum information in nats per point: the z-prior has no gradient below it "
+                       "(MI paper eq. 7); 0 = off", _weight),
+    }
+
+    def __init__(self, data_shape, n_clusters: int = 10, likelihood: str = "bernoulli", **settings):
+        super().__init__(data_shape, n_clusters, likelihood, **settings)
+        hp = self.hparams
+        arch = default_arch(self.data_shape) if hp["arch"] == "auto" else hp["arch"]
+        widths, beta_width, z_dim, w_dim = ARCH_DEFAULTS[arch]
+        self.arch = arch
+        self.latent_dim = hp["latent_dim"] or z_dim
+        self.w_dim = hp["w_dim"] or w_dim
+        self.guide_name = hp["guide"]
+        self.eta, self.alpha, self.lam = hp["eta"], hp["alpha"], hp["lam"]
+        K, D = self.n_clusters, self.latent_dim
+        self.likelihood = make_likelihood(likelihood, self.data_shape)
+        if arch == "conv":
+            self.encoder = conv_encoder(self.data_shape, D)
+            self.decoder = conv_decoder(D, self.data_shape, self.likelihood)
+            features = self.encoder.loc.in_features
+        else:
+            widths = tuple(hp["hidden"] or widths)
+            self.encoder = mlp_encoder(self.data_shape, D, widths)
+            self.decoder = mlp_decoder(D, self.data_shape, self.likelihood, widths)
+            features = widths[-1]
+        # the shared encoder body's other heads: q(w|x), and q(c|x) for the mean-field guide (Table A.1)
+        self.w_loc = nn.Linear(features, self.w_dim)
+        self.w_log_var = nn.Linear(features, self.w_dim)
+        self.classifier = nn.Linear(features, K) if self.guide_name == "mean-field" else None
+        self.components = ComponentNet(self.w_dim, hp["beta_hidden"] or beta_width, K, D)
+
+    # -- pieces ----------------------------------------------------------------------------------
+    def encode(self, x):
+        """Shared body -> (z_loc, z_scale, w_loc, w_scale, c_logits or None)."""
+        h = self.encoder.features(x)
+        z_scale = torch.exp(0.5 * self.encoder.log_var(h).clamp(*LOG_VAR_RANGE))
+        w_scale = torch.exp(0.5 * self.w_log_var(h).clamp(*LOG_VAR_RANGE))
+        logits = self.classifier(h) if self.classifier is not None else None
+        return self.encoder.loc(h), z_scale, self.w_loc(h), w_scale, logits
+
+    def log_prior_c(self, like: torch.Tensor) -> torch.Tensor:
+        """log pi = log(1/K) for every cluster (eq. 1b)."""
+        return like.new_full((self.n_clusters,), -math.log(self.n_clusters))
+
+    def component_log_prob(self, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """log pi_k + log N(z | mu_k(w), sigma_k^2(w)) for every k: (..., D), (..., W) -> (..., K)."""
+        loc, scale = self.components(w)
+        return self.log_prior_c(z) + dist.Normal(loc, scale).log_prob(z.unsqueeze(-2)).sum(-1)
+
+    # -- the two programs --------------------------------------------------------------------------
+    def model(self, x, num_data: Optional[int] = None):
+        """Eq. 1a-1d, with c enumerated."""
+        with data_plate(x, num_data):
+            w = pyro.sample("w", dist.Normal(x.new_zeros(()), 1.0).expand([self.w_dim]).to_event(1))
+            c = pyro.sample("c", dist.Categorical(logits=self.log_prior_c(x)), infer={"enumerate": "parallel"})
+            loc, scale = self.components(w)  # (..., B, K, D)
+            z = pyro.sample("z", dist.Normal(Vindex(loc)[..., c, :], Vindex(scale)[..., c, :]).to_event(1))
+            pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
+
+    def guide(self, x, num_data: Optional[int] = None):
+        """q(z|x) q(w|x), times q(c|x) for the mean-field guide (else c's posterior is p_beta(c|z,w))."""
+        with data_plate(x, num_data):
+            z_loc, z_scale, w_loc, w_scale, logits = self.encode(x)
+            if logits is not None:
+                pyro.sample("c", dist.Categorical(logits=logits), infer={"enumerate": "parallel"})
+            pyro.sample("w", dist.Normal(w_loc, w_scale).to_event(1))
+            pyro.sample("z", dist.Normal(z_loc, z_scale).to_event(1))
+
+    def make_elbo(self, num_particles: int = 1):
+        """:class:`MixtureELBO` with this model's eta, alpha and lam."""
+        from ..infer.elbo import MixtureELBO
+
+        return MixtureELBO(self.eta, self.alpha, self.lam, max_plate_nesting=self.max_plate_nesting,
+                           num_particles=num_particles, vectorize_particles=True)
+
+    # -- clustering and sampling -------------------------------------------------------------------
+    @torch.no_grad()
+    def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
+        """posterior guide: p_beta(c | z = mu_z(x), w = mu_w(x)) (eq. 3 at the encoder means);
+        mean-field guide: the classifier q(c | x)."""
+        z_loc, _, w_loc, _, logits = self.encode(x)
+        if logits is None:
+            logits = self.component_log_prob(z_loc, w_loc)
+        return torch.softmax(logits, -1)
+
+    @torch.no_grad()
+    def sample(self, n: int, cluster: Optional[int] = None):
+        """w ~ N(0, I), c ~ Cat(1/K) (or c = ``cluster``), z ~ N(mu_c(w), sigma_c^2(w)), E[x | z]."""
+        self.check_cluster(cluster)
+        device = self.components.net[0].weight.device
+        w = torch.randn(n, self.w_dim, device=device)
+        if cluster is None:
+            c = torch.randint(self.n_clusters, (n,), device=device)
+        else:
+            c = torch.full((n,), int(cluster), dtype=torch.long, device=device)
+        loc, scale = self.components(w)
+        idx = torch.arange(n, device=device)
+        z = dist.Normal(loc[idx, c], scale[idx, c]).sample()
+        return self.likelihood.mean(self.decoder(z)), c
