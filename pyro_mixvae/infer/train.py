@@ -187,8 +187,6 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
             history.pretrain = model.pretrain(x, cfg.pretrain_epochs, cfg.batch_size, cfg.seed, progress=progress)
             history.pretrain["seconds"] = time.perf_counter() - t0
             history.pretrain.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), y))
-        if out is not None:
-            (out / HISTORY).write_text("")
         checkpoint(0)
         start = 1
     if out is not None:
