@@ -7,7 +7,8 @@ by default, or any subclass passed in) for its differentiable loss of ``model.mo
 parameters. The loss is divided by N, so that the number printed and recorded is the ELBO
 per data point in nats; the plate inside the model scales the minibatch by N / B.
 
-Per epoch the loop writes one line of ``history.jsonl`` (ELBO, metrics against the labels
+Per epoch the loop writes one line of ``history.jsonl`` (ELBO — or ``objective`` when the
+ELBO object adds terms to the bound — metrics against the labels
 when there are labels, seconds, learning rate, and any term an ELBO subclass reports) and an
 atomic checkpoint (:mod:`.checkpoint`). ``resume=True`` restores the checkpoint, every RNG
 included, so that an interrupted run resumed ends with the same parameters as an
@@ -192,6 +193,7 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     if out is not None:
         _write_history(out, history.records)
 
+    objective_key = "objective" if getattr(elbo, "adds_terms", False) else "elbo"
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     bar = tqdm(total=(cfg.epochs - start + 1) * steps_per_epoch, desc=f"{model.name} SVI", disable=not progress,
                dynamic_ncols=True)
@@ -217,13 +219,14 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
                     terms[key] = terms.get(key, 0.0) + torch.as_tensor(value).detach() * len(idx)
                 bar.update(1)
             scheduler.step()
-            record = {"epoch": epoch, "elbo": -float(total) / n, "lr": optimizer.param_groups[0]["lr"]}
+            # the plain ELBO, or the penalised objective when the ELBO object adds terms to it
+            record = {"epoch": epoch, objective_key: -float(total) / n, "lr": optimizer.param_groups[0]["lr"]}
             record.update({k: float(v) / n for k, v in terms.items()})
             if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
                 record.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), y))
             record["seconds"] = time.perf_counter() - t0
             history.records.append(record)
-            bar.set_postfix({k: f"{record[k]:.3f}" for k in ("elbo", "acc") if k in record})
+            bar.set_postfix({k: f"{record[k]:.3f}" for k in (objective_key, "acc") if k in record})
             if out is not None:
                 _append_history(out, record)
             checkpoint(epoch)
