@@ -141,14 +141,17 @@ class GMVAE(MixtureVAEEstimator):
     weight ``eta`` and the consistency violation ``alpha``; its best synthetic setting is
     ``eta=1, alpha=2``). ``arch="auto"`` picks the papers' nets from the data's shape;
     ``latent_dim``, ``w_dim``, ``hidden`` and ``beta_hidden`` left at None take the
-    architecture's defaults. No pretraining; Adam at ``lr`` without decay by default.
+    architecture's defaults. No pretraining; the training defaults are the CLI's (Adam, lr 0.002
+    decayed x0.9 every 10 epochs, batches of 100) and ``epochs=None`` takes the model's default
+    (100 for the fc120 nets of 2-D data, else 50), so that ``GMVAE(8, guide=...).fit(X)`` trains
+    as ``mixvae fit gmvae`` does.
     """
 
     model_name = "gmvae"
 
     def __init__(self, n_clusters=10, *, guide="posterior", eta=1.0, alpha=0.0, lam=0.0, arch="auto",
-                 latent_dim=None, w_dim=None, hidden=None, beta_hidden=None, likelihood="auto", epochs=50,
-                 pretrain_epochs=None, batch_size=100, lr=1e-3, lr_decay=1.0, lr_step=10, num_particles=1, seed=0,
+                 latent_dim=None, w_dim=None, hidden=None, beta_hidden=None, likelihood="auto", epochs=None,
+                 pretrain_epochs=None, batch_size=100, lr=2e-3, lr_decay=0.9, lr_step=10, num_particles=1, seed=0,
                  device=None, verbose=False):
         self.n_clusters = n_clusters
         self.guide = guide

@@ -64,6 +64,15 @@ ARCH_DEFAULTS = {
     "conv": (None, 500, 200, 150),
 }
 LOG_VAR_RANGE = (-15.0, 10.0)
+# Initialisation (see GMVAE._initialise):
+# a Gaussian decoder starts with log sigma_x^2 = DECODER_LOG_VAR_INIT (sigma_x ~ 0.08, about twice
+# the noise of the standardised arcs data) instead of ~0 (sigma_x ~ 1, the spread of standardised data).
+DECODER_LOG_VAR_INIT = -5.0
+# fc120 only: the K component means at w = 0 start on a circle of this radius in z, log-variance below
+COMPONENT_INIT_RADIUS = 1.5
+COMPONENT_LOG_VAR_INIT = -1.0
+# default SVI epochs per architecture (the class default, 50, for the others)
+ARCH_EPOCHS = {"fc120": 100}
 
 
 def _optional(kind):
@@ -178,6 +187,41 @@ class GMVAE(MixtureVAE):
         self.w_log_var = nn.Linear(features, self.w_dim)
         self.classifier = nn.Linear(features, K) if self.guide_name == "mean-field" else None
         self.components = ComponentNet(self.w_dim, hp["beta_hidden"] or beta_width, K, D)
+        self.default_epochs = ARCH_EPOCHS.get(arch, type(self).default_epochs)
+        self._initialise()
+
+    @torch.no_grad()
+    def _initialise(self):
+        """Initialisation that keeps GMVAE out of its two early traps (found on the arcs data, K = 8).
+
+        * Gaussian decoder: the log-variance head starts near DECODER_LOG_VAR_INIT. With PyTorch's
+          default init sigma_x starts at ~1, the spread of standardised data, so ``N(x | 0, 1)``
+          reconstructs as well as anything and the first steps learn to ignore z: posterior
+          collapse, ELBO stuck at the standard-normal value (-2.84 nats on arcs), one cluster.
+          A small initial sigma_x makes the reconstruction term dominate at the start (the effect
+          of a KL warm-up, without changing the objective); sigma_x stays free to grow.
+        * mean-field classifier q(c|x): zero weights, so it starts uniform and first follows the
+          mixture's own posterior rather than a random linear split of random features.
+        * fc120 (2-D z): the beta-net's output biases place the K means at w = 0 on a circle of
+          radius COMPONENT_INIT_RADIUS with log-variance COMPONENT_LOG_VAR_INIT, instead of all K
+          overlapping at ~0 with unit variance.
+        """
+        if self.likelihood.name == "gaussian" and self.arch != "conv":
+            # the MLP decoder's last Linear emits [mu_x; log sigma_x^2] (reshaped to a leading axis of 2)
+            out = [m for m in self.decoder.modules() if isinstance(m, nn.Linear)][-1]
+            half = out.out_features // 2
+            out.weight[half:].mul_(0.1)
+            out.bias[half:].fill_(DECODER_LOG_VAR_INIT)
+        if self.classifier is not None:
+            self.classifier.weight.zero_()
+            self.classifier.bias.zero_()
+        if self.arch == "fc120" and self.latent_dim == 2:
+            K = self.n_clusters
+            out = self.components.net[-1]
+            bias = out.bias.view(2, K, self.latent_dim)
+            angle = torch.arange(K, dtype=bias.dtype) * (2 * math.pi / K)
+            bias[0] = COMPONENT_INIT_RADIUS * torch.stack([angle.cos(), angle.sin()], -1)
+            bias[1] = COMPONENT_LOG_VAR_INIT
 
     # -- pieces ----------------------------------------------------------------------------------
     def encode(self, x):

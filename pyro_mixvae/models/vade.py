@@ -53,7 +53,7 @@ class VaDE(MixtureVAE):
         "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
         "pretrain_noise": Setting(float, 0.0, "input dropout rate of the denoising autoencoder pretraining",
                                   lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
-        "gmm_restarts": Setting(int, 1, "restarts of the GMM that initialises pi, mu_c, sigma_c", positive),
+        "gmm_restarts": Setting(int, 10, "restarts of the GMM that initialises pi, mu_c, sigma_c", positive),
     }
 
     def __init__(self, data_shape, n_clusters: int = 10, likelihood: str = "bernoulli", **settings):
