@@ -88,9 +88,16 @@ def collect(settings, seeds, out: Path, extra: list) -> list:
             m = json.loads((run / "metrics.json").read_text())
             rec = {"setting": setting, "seed": seed, **{k: m[k] for k in KEYS},
                    "epochs": m.get("epochs"), "elbo": m.get("elbo"),
-                   "command": "python -m pyro_mixvae " + " ".join(command(setting, seed, run, extra)[3:])}
+                   "command": "python -m pyro_mixvae " + " ".join(command(setting, seed, _rel(run), extra)[3:])}
             records.append(rec)
     return records
+
+
+def _rel(path: Path) -> Path:
+    try:
+        return path.resolve().relative_to(ROOT)
+    except ValueError:
+        return path
 
 
 def write_tables(records: list, settings) -> None:
@@ -166,7 +173,7 @@ def latent_figure(run: Path, path: Path, title: str) -> None:
     axes[1].set_title("latent z = E q(z|x); 2-sigma ellipses of the components at w = 0\n"
                       "(dotted: clusters no point is assigned to)", fontsize=9)
     m = json.loads((run / "metrics.json").read_text())
-    fig.suptitle(f"{title} (seed 0): acc_cluster_label {m['acc_cluster_label']:.3f}, "
+    fig.suptitle(f"{title} ({run.name}): acc_cluster_label {m['acc_cluster_label']:.3f}, "
                  f"{m['clusters_used']} clusters used")
     fig.tight_layout()
     fig.savefig(path, dpi=80)

@@ -168,6 +168,21 @@ def test_architectures_follow_the_data_shape():
     assert m.classifier is None and GMVAE((2,), 3, guide="mean-field").classifier.out_features == 3
 
 
+def test_initialisation_and_default_epochs():
+    """Gaussian decoder starts with a small sigma_x, the classifier uniform, fc120 means on a circle."""
+    from pyro_mixvae.models.gmvae import COMPONENT_INIT_RADIUS, DECODER_LOG_VAR_INIT
+
+    m = GMVAE((2,), 8, "gaussian", guide="mean-field")
+    assert m.arch == "fc120" and m.default_epochs == 100
+    with torch.no_grad():
+        out = m.decoder(torch.zeros(3, 2))  # (3, 2 params, 2 values)
+        assert torch.allclose(out[:, 1], torch.full((3, 2), DECODER_LOG_VAR_INIT), atol=0.5)
+        assert torch.allclose(m.responsibilities(_x()), torch.full((5, 8), 1 / 8))
+        loc, _ = m.components(torch.zeros(1, 2))
+    assert torch.allclose(loc[0].norm(dim=-1), torch.full((8,), COMPONENT_INIT_RADIUS), atol=0.5)
+    assert GMVAE((8, 8), 10, "bernoulli").default_epochs == 50
+
+
 def test_construction_rebuilds_the_model():
     m = _model("mean-field", eta=0.5, alpha=2.0)
     again = build(**m.construction())
