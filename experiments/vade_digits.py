@@ -34,7 +34,13 @@ def main():
             t0 = time.time()
             subprocess.run(cmd, check=True)
             print(f"seed {seed}: {time.time() - t0:.0f} s wall", flush=True)
-        records.append(json.loads((run / "metrics.json").read_text()))
+        record = json.loads((run / "metrics.json").read_text())
+        if "pretrain" not in record:  # runs made before metrics.json carried it: read the checkpoint
+            import torch
+
+            state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+            record["pretrain"] = state["extra"].get("pretrain", {})
+        records.append(record)
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     (results / "vade_digits.json").write_text(json.dumps(records, indent=2) + "\n")

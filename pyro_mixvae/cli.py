@@ -134,7 +134,7 @@ def _run_fit(args) -> dict:
         model = cls(x.shape[1:], k, likelihood, **settings)
         history = fit(model, x, data.y, config=config, out_dir=out, resume=args.resume, progress=not args.quiet)
     metrics = evaluate(model, torch.as_tensor(x, device=torch.device(config.device)), data.y)
-    metrics.update({"train_seconds": history.train_seconds(),
+    metrics.update({"train_seconds": history.train_seconds(), "pretrain": history.pretrain,
                     "dataset": args.data, "model": args.model, "seed": args.seed, "clusters": k,
                     "epochs": len(history.records), "definitions": {k_: DEFINITIONS[k_] for k_ in metrics if k_ in DEFINITIONS}})
     write_json(out / METRICS, metrics)

@@ -172,11 +172,14 @@ def test_initialisation_and_default_epochs():
     """Gaussian decoder starts with a small sigma_x, the classifier uniform, fc120 means on a circle."""
     from pyro_mixvae.models.gmvae import COMPONENT_INIT_RADIUS, DECODER_LOG_VAR_INIT
 
+    torch.manual_seed(0)
     m = GMVAE((2,), 8, "gaussian", guide="mean-field")
     assert m.arch == "fc120" and m.default_epochs == 100
+    last = [layer for layer in m.decoder.modules() if isinstance(layer, torch.nn.Linear)][-1]
+    assert torch.equal(last.bias[2:], torch.full((2,), DECODER_LOG_VAR_INIT))  # [mu_x (2); log sigma_x^2 (2)]
     with torch.no_grad():
         out = m.decoder(torch.zeros(3, 2))  # (3, 2 params, 2 values)
-        assert torch.allclose(out[:, 1], torch.full((3, 2), DECODER_LOG_VAR_INIT), atol=0.5)
+        assert (out[:, 1] - DECODER_LOG_VAR_INIT).abs().max() < 1.0
         assert torch.allclose(m.responsibilities(_x()), torch.full((5, 8), 1 / 8))
         loc, _ = m.components(torch.zeros(1, 2))
     assert torch.allclose(loc[0].norm(dim=-1), torch.full((8,), COMPONENT_INIT_RADIUS), atol=0.5)
