@@ -181,9 +181,11 @@ def test_initialisation_and_default_epochs():
         out = m.decoder(torch.zeros(3, 2))  # (3, 2 params, 2 values)
         assert (out[:, 1] - DECODER_LOG_VAR_INIT).abs().max() < 1.0
         assert torch.allclose(m.responsibilities(_x()), torch.full((5, 8), 1 / 8))
-        loc, _ = m.components(torch.zeros(1, 2))
-    assert torch.allclose(loc[0].norm(dim=-1), torch.full((8,), COMPONENT_INIT_RADIUS), atol=0.5)
+    bias = m.components.net[-1].bias.view(2, 8, 2)  # [means; log-variances] of the K components
+    assert torch.allclose(bias[0].norm(dim=-1), torch.full((8,), COMPONENT_INIT_RADIUS))
     assert GMVAE((8, 8), 10, "bernoulli").default_epochs == 50
+    post = GMVAE((2,), 8, "gaussian", guide="posterior").components.net[-1].bias.view(2, 8, 2)
+    assert post[0].norm(dim=-1).max() < 1.0  # PyTorch's init: the circle is for the mean-field guide
 
 
 def test_construction_rebuilds_the_model():
