@@ -42,6 +42,12 @@ class MixtureVAEEstimator(ClusterMixin, BaseEstimator):
 
     model_name = ""
 
+    def _keep_params(self, params: dict) -> None:
+        """Store every ``__init__`` argument unchanged under its own name (scikit-learn's contract)."""
+        for name, value in params.items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
+
     def _model_settings(self) -> dict:
         cls = get_model_class(self.model_name)
         return {k: getattr(self, k) for k in cls.settings if hasattr(self, k)}
@@ -112,24 +118,7 @@ class VaDE(MixtureVAEEstimator):
                  epochs=None, pretrain_epochs=None, batch_size=100, lr=2e-3, lr_decay=0.9, lr_step=10,
                  num_particles=1, pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, seed=0, device=None,
                  verbose=False):
-        self.n_clusters = n_clusters
-        self.latent_dim = latent_dim
-        self.hidden = hidden
-        self.arch = arch
-        self.likelihood = likelihood
-        self.epochs = epochs
-        self.pretrain_epochs = pretrain_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.lr_decay = lr_decay
-        self.lr_step = lr_step
-        self.num_particles = num_particles
-        self.pretrain_lr = pretrain_lr
-        self.pretrain_noise = pretrain_noise
-        self.gmm_restarts = gmm_restarts
-        self.seed = seed
-        self.device = device
-        self.verbose = verbose
+        self._keep_params(locals())
 
 
 class GMVAE(MixtureVAEEstimator):
@@ -153,24 +142,4 @@ class GMVAE(MixtureVAEEstimator):
                  latent_dim=None, w_dim=None, hidden=None, beta_hidden=None, likelihood="auto", epochs=None,
                  pretrain_epochs=None, batch_size=100, lr=2e-3, lr_decay=0.9, lr_step=10, num_particles=1, seed=0,
                  device=None, verbose=False):
-        self.n_clusters = n_clusters
-        self.guide = guide
-        self.eta = eta
-        self.alpha = alpha
-        self.lam = lam
-        self.arch = arch
-        self.latent_dim = latent_dim
-        self.w_dim = w_dim
-        self.hidden = hidden
-        self.beta_hidden = beta_hidden
-        self.likelihood = likelihood
-        self.epochs = epochs
-        self.pretrain_epochs = pretrain_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.lr_decay = lr_decay
-        self.lr_step = lr_step
-        self.num_particles = num_particles
-        self.seed = seed
-        self.device = device
-        self.verbose = verbose
+        self._keep_params(locals())
