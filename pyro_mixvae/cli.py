@@ -139,7 +139,10 @@ def _run_fit(args) -> dict:
                     "epochs": len(history.records), "definitions": {k_: DEFINITIONS[k_] for k_ in metrics if k_ in DEFINITIONS}})
     write_json(out / METRICS, metrics)
     print(f"run directory: {out}")
-    print(format_metrics({k_: v for k_, v in metrics.items() if k_ != "definitions"}))
+    print(format_metrics({k_: v for k_, v in metrics.items() if k_ not in ("definitions", "pretrain")}))
+    if history.pretrain:
+        shown = {k_: history.pretrain[k_] for k_ in ("acc", "nmi", "ari") if k_ in history.pretrain}
+        print("after pretraining  " + ", ".join(f"{k_} {v:.4f}" for k_, v in shown.items()))
     return metrics
 
 
