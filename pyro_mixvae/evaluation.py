@@ -15,19 +15,17 @@ import torch
 
 from .infer.train import default_elbo, predict_proba
 from .metrics import clustering_metrics
+from .nets import eval_mode
 
 
 @torch.no_grad()
 def elbo_per_point(model, x: torch.Tensor, *, elbo=None, num_particles: int = 10, batch_size: int = 1000) -> float:
     """Mean ELBO per data point of ``x`` (nats), in evaluation mode."""
     elbo = elbo if elbo is not None else default_elbo(model, num_particles)
-    was_training = model.training
-    model.eval()
     total = 0.0
-    with pyro.validation_enabled(False):
+    with eval_mode(model), pyro.validation_enabled(False):
         for xb in x.split(batch_size):
             total += float(elbo.loss(model.model, model.guide, xb, len(xb)))
-    model.train(was_training)
     return -total / x.shape[0]
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from abc import ABCMeta, abstractmethod
+from contextlib import contextmanager
 from typing import Sequence
 
 import numpy as np
@@ -260,6 +261,17 @@ def make_encoder_decoder(arch: str, data_shape, latent_dim: int, likelihood: Lik
     if arch == "conv":
         return conv_encoder(data_shape, latent_dim), conv_decoder(latent_dim, data_shape, likelihood)
     raise ConfigError(f"unknown architecture {arch!r}: expected one of {', '.join(ARCHITECTURES)}")
+
+
+@contextmanager
+def eval_mode(module: nn.Module):
+    """Run the block in evaluation mode (batch norm on running statistics), then restore the mode."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 def gaussian_log_density(z, loc, scale):

@@ -15,6 +15,7 @@ from sklearn.mixture import GaussianMixture
 from tqdm.auto import tqdm
 
 from ..errors import NonFiniteLossError
+from ..nets import eval_mode
 
 
 def pretrain_autoencoder(encoder, decoder, likelihood, x: torch.Tensor, *, epochs: int, batch_size: int,
@@ -57,11 +58,8 @@ def pretrain_autoencoder(encoder, decoder, likelihood, x: torch.Tensor, *, epoch
 @torch.no_grad()
 def encode_means(encoder, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Encoder means mu(x) for all of ``x``, in evaluation mode, batch by batch."""
-    was_training = encoder.training
-    encoder.eval()
-    out = torch.cat([encoder(xb)[0] for xb in x.split(batch_size)])
-    encoder.train(was_training)
-    return out
+    with eval_mode(encoder):
+        return torch.cat([encoder(xb)[0] for xb in x.split(batch_size)])
 
 
 def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1):

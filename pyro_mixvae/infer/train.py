@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, NonFiniteLossError
 from ..metrics import clustering_metrics
+from ..nets import eval_mode
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, set_rng_state
 
 HISTORY = "history.jsonl"
@@ -112,11 +113,8 @@ def default_elbo(model, num_particles: int = 1):
 @torch.no_grad()
 def predict_proba(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """(N, K) responsibilities of all of ``x``, in evaluation mode, batch by batch."""
-    was_training = model.training
-    model.eval()
-    out = torch.cat([model.responsibilities(xb) for xb in x.split(batch_size)])
-    model.train(was_training)
-    return out
+    with eval_mode(model):
+        return torch.cat([model.responsibilities(xb) for xb in x.split(batch_size)])
 
 
 @dataclass
