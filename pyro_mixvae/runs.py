@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from .errors import ConfigError
-from .infer.checkpoint import CHECKPOINT, load_checkpoint
+from .infer.checkpoint import CHECKPOINT, atomic_write, load_checkpoint
 from .models import build
 
 CONFIG = "config.json"
@@ -24,13 +23,9 @@ METRICS = "metrics.json"
 
 
 def write_json(path, obj) -> None:
-    """Write ``obj`` as JSON through a temporary file and a rename (never half a file)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Write ``obj`` as JSON atomically (never half a file)."""
+    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def read_json(path) -> dict:

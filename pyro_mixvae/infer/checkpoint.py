@@ -39,13 +39,13 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def atomic_save(obj, path) -> None:
-    """``torch.save`` to ``path`` through a temporary file, fsync and rename."""
+def atomic_write(path, write) -> None:
+    """Call ``write(f)`` on a temporary binary file beside ``path``, fsync it, rename it over ``path``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -58,6 +58,11 @@ def atomic_save(obj, path) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_save(obj, path) -> None:
+    """``torch.save`` to ``path`` atomically (:func:`atomic_write`)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save_checkpoint(path, *, model, optimizer, scheduler, epoch: int, generator: torch.Generator,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -35,7 +34,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, NonFiniteLossError
 from ..metrics import clustering_metrics
 from ..nets import eval_mode
-from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, set_rng_state
+from .checkpoint import CHECKPOINT, atomic_write, load_checkpoint, save_checkpoint, set_rng_state
 
 HISTORY = "history.jsonl"
 
@@ -240,9 +239,8 @@ def _append_history(out: Path, record: dict) -> None:
 
 
 def _write_history(out: Path, records: list) -> None:
-    tmp = out / (HISTORY + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    os.replace(tmp, out / HISTORY)
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    atomic_write(out / HISTORY, lambda f: f.write(text.encode()))
 
 
 def _read_history(out: Path, upto: int) -> list:
