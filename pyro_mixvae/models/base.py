@@ -53,6 +53,15 @@ def non_negative(value):
     return None if value >= 0 else "must be >= 0"
 
 
+def one_of(choices):
+    """A Setting check accepting only the values in ``choices``."""
+
+    def check(value):
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
 def parse_settings(model_name: str, declared: Dict[str, Setting], given: Dict[str, Any]) -> Dict[str, Any]:
     """Check ``given`` (strings from the CLI or Python values) against ``declared``.
 

@@ -53,7 +53,7 @@ from pyro.ops.indexing import Vindex
 from torch import nn
 
 from ..nets import conv_decoder, conv_encoder, make_likelihood, mlp_decoder, mlp_encoder
-from .base import MixtureVAE, Setting, data_plate, int_tuple
+from .base import MixtureVAE, Setting, data_plate, int_tuple, one_of
 
 GUIDES = ("posterior", "mean-field")
 GMVAE_ARCHITECTURES = ("auto", "fc120", "mlp", "conv")
@@ -105,13 +105,6 @@ def _weight(value):
     return None if (math.isfinite(value) and value >= 0) else "must be a finite number >= 0"
 
 
-def _one_of(choices):
-    def check(value):
-        return None if value in choices else f"must be one of {', '.join(choices)}"
-
-    return check
-
-
 def default_arch(data_shape) -> str:
     """fc120 for 2-D vectors, conv for (C, 28, 28) / (C, 32, 32) images, mlp otherwise."""
     shape = tuple(data_shape)
@@ -144,9 +137,9 @@ class GMVAE(MixtureVAE):
     default_pretrain_epochs = 0
     settings = {
         "guide": Setting(str, "posterior", "posterior: q(c|z,w) = p_beta(c|z,w) (min-information paper); "
-                         "mean-field: a classifier q(c|x) (consistency-violation paper)", _one_of(GUIDES)),
+                         "mean-field: a classifier q(c|x) (consistency-violation paper)", one_of(GUIDES)),
         "arch": Setting(str, "auto", "fc120, mlp or conv; auto: fc120 for 2-D vectors, conv for 28x28/32x32 "
-                        "images, else mlp", _one_of(GMVAE_ARCHITECTURES)),
+                        "images, else mlp", one_of(GMVAE_ARCHITECTURES)),
         "latent_dim": Setting(_optional(int), None, "dimension of z (default 2 fc120, 200 conv, 10 mlp)",
                               _positive_or_none),
         "w_dim": Setting(_optional(int), None, "dimension of w (default 2 fc120, 150 conv, 10 mlp)",

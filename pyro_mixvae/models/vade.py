@@ -30,11 +30,7 @@ from torch import nn
 
 from ..infer.pretrain import encode_means, fit_diag_gmm, pretrain_autoencoder
 from ..nets import ARCHITECTURES, make_encoder_decoder, make_likelihood
-from .base import MixtureVAE, Setting, data_plate, int_tuple, positive
-
-
-def _arch(value):
-    return None if value in ARCHITECTURES else f"must be one of {', '.join(ARCHITECTURES)}"
+from .base import MixtureVAE, Setting, data_plate, int_tuple, one_of, positive
 
 
 class VaDE(MixtureVAE):
@@ -49,7 +45,7 @@ class VaDE(MixtureVAE):
         "latent_dim": Setting(int, 10, "dimension J of z", positive),
         "hidden": Setting(int_tuple, (500, 500, 2000), "encoder widths; the decoder mirrors them",
                           lambda v: None if v and all(h > 0 for h in v) else "must be positive integers"),
-        "arch": Setting(str, "mlp", "mlp, or conv for 28x28 / 32x32 images", _arch),
+        "arch": Setting(str, "mlp", "mlp, or conv for 28x28 / 32x32 images", one_of(ARCHITECTURES)),
         "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
         "pretrain_noise": Setting(float, 0.0, "input dropout rate of the denoising autoencoder pretraining",
                                   lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
