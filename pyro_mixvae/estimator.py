@@ -116,7 +116,7 @@ class VaDE(MixtureVAEEstimator):
 
     def __init__(self, n_clusters=10, *, latent_dim=10, hidden=(500, 500, 2000), arch="mlp", likelihood="auto",
                  epochs=None, pretrain_epochs=None, batch_size=100, lr=2e-3, lr_decay=0.9, lr_step=10,
-                 num_particles=1, pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, seed=0, device=None,
+                 num_particles=1, pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, s=1.0, seed=0, device=None,
                  verbose=False):
         self._keep_params(locals())
 
@@ -142,4 +142,22 @@ class GMVAE(MixtureVAEEstimator):
                  latent_dim=None, w_dim=None, hidden=None, beta_hidden=None, likelihood="auto", epochs=None,
                  pretrain_epochs=None, batch_size=100, lr=2e-3, lr_decay=0.9, lr_step=10, num_particles=1, seed=0,
                  device=None, verbose=False):
+        self._keep_params(locals())
+
+
+class VIBGMM(MixtureVAEEstimator):
+    """VIB-GMM (Ugur et al.) as a scikit-learn clusterer.
+
+    See :class:`pyro_mixvae.models.VIBGMM`: VaDE's generative story trained on the information-
+    bottleneck cost ``recon + s * D_vKL`` (Hershey-Olsen KL, ``kl="hershey-olsen"``) with ``s``
+    annealed from ``s_min`` to ``s_max`` (x(1 + ``s_step``) every ``s_every`` epochs); no
+    pretraining unless ``pretrain_epochs`` > 0; assignments by eq. 19 at the encoder mean.
+    """
+
+    model_name = "vib-gmm"
+
+    def __init__(self, n_clusters=10, *, s_min=1.0, s_max=1.0, s_step=0.1, s_every=10, kl="hershey-olsen",
+                 latent_dim=10, hidden=(500, 500, 2000), arch="mlp", likelihood="auto", epochs=None,
+                 pretrain_epochs=None, batch_size=100, lr=2e-3, lr_decay=0.9, lr_step=10, num_particles=1,
+                 pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, seed=0, device=None, verbose=False):
         self._keep_params(locals())

@@ -1,5 +1,6 @@
 """Inference machinery shared by every model: the SVI loop, ELBO terms, pretraining, checkpoints."""
-from .elbo import MixtureELBO
+from .elbo import InformationBottleneckELBO, MixtureELBO
+from .schedules import GeometricSchedule, LinearSchedule
 from .train import History, TrainConfig, default_elbo, fit, predict_proba, resolve_device, seed_everything
 
-__all__ = ["History", "MixtureELBO", "TrainConfig", "default_elbo", "fit", "predict_proba", "resolve_device", "seed_everything"]
+__all__ = ["GeometricSchedule", "History", "InformationBottleneckELBO", "LinearSchedule", "MixtureELBO", "TrainConfig", "default_elbo", "fit", "predict_proba", "resolve_device", "seed_everything"]

@@ -1,6 +1,7 @@
-"""ELBO subclasses with the extra cluster terms of the GMVAE papers.
+"""ELBO subclasses with the extra terms of the GMVAE papers and of VIB-GMM.
 
-:class:`MixtureELBO` is ``TraceEnum_ELBO`` plus three terms that compose (loss = minimised):
+:class:`MixtureELBO` is ``TraceEnum_ELBO`` plus three terms that compose (loss = minimised);
+:class:`InformationBottleneckELBO` adds VIB-GMM's weight ``s`` on the KL part (see its docstring):
 
 ===========================  ===============================  =============================================
 term                         paper                            loss added
@@ -86,7 +87,10 @@ class ClusterTerms:
                 raise ValueError(f"the cluster terms need a sample site {name!r} in the {where}")
         c_site = model_trace.nodes[cluster_site]
         z_site = model_trace.nodes[latent_site]
-        dim = _enum_dim(c_site, guide_trace.nodes.get(cluster_site))
+        self._z_model, self._z_guide = z_site, guide_trace.nodes[latent_site]
+        self._observed = [site for site in model_trace.nodes.values()
+                          if site["type"] == "sample" and site["is_observed"]]
+        self.dim = dim = _enum_dim(c_site, guide_trace.nodes.get(cluster_site))
         log_prior = _site_log_prob(c_site)                    # log p(c = k): K at `dim`
         log_lik = _site_log_prob(z_site)                      # log p(z | c = k, ...): K at `dim`
         joint, log_prior = torch.broadcast_tensors(log_prior + log_lik, log_prior)
@@ -119,6 +123,45 @@ class ClusterTerms:
     def z_prior_kl(self):
         """KL(q(c | .) || p(c)) per point: the z-prior term of the bound (CV eq. 3, MI eq. 4)."""
         return (self.log_q.exp() * (self.log_q - self.log_prior)).sum(-1)
+
+    # -- what the information-bottleneck objective needs (VIB-GMM eq. 9, 14-18) ---------------
+    @property
+    def sampled_kl(self):
+        """log q(z | x) - log sum_k p(c = k) p(z | c = k, ...) at the guide's draw, per point.
+
+        Its expectation under q is KL(q(z|x) || p(z)): the Monte Carlo KL that the ELBO contains.
+        """
+        log_q = _site_log_prob(self._z_guide)
+        return torch.broadcast_to(log_q, self.mask.shape) - self.log_joint.logsumexp(-1)
+
+    @property
+    def component_kl(self):
+        """(..., K) KL(q(z | x) || p(z | c = k, ...)) in closed form, per point and component."""
+        q, p = self._z_guide["fn"], self._z_model["fn"]
+        try:
+            kl = torch.distributions.kl_divergence(q, p)
+        except NotImplementedError:
+            raise ValueError(f"no closed-form KL between the guide's {type(q).__name__} and the model's "
+                             f"{type(p).__name__} at site {self._z_model['name']!r}") from None
+        return torch.broadcast_to(kl, self.log_joint.movedim(-1, self.dim).shape).movedim(self.dim, -1)
+
+    @property
+    def vkl(self):
+        """D_vKL = -log sum_k p(c = k) exp(-KL(q(z|x) || p(z | c = k))) per point (VIB-GMM eq. 17-18).
+
+        The Hershey-Olsen approximation of KL(q(z|x) || sum_k pi_k p(z | c = k)); with one component
+        it is that KL exactly, otherwise an upper bound (Jensen on the log-sum-exp).
+        """
+        return -(self.log_prior - self.component_kl).logsumexp(-1)
+
+    @property
+    def reconstruction(self):
+        """-sum of the observed sites' log-likelihoods per point, -log p(x | z, ...) at the guide's draw."""
+        total = torch.zeros(self.mask.shape, device=self.mask.device, dtype=self.mask.dtype)
+        for site in self._observed:
+            lp = _site_log_prob(site)
+            total = total - torch.broadcast_to(lp, total.shape)
+        return total
 
     def total(self, per_point):
         """Sum over the batch (and vectorised particles) with the plate's scale, like the ELBO."""
@@ -217,7 +260,7 @@ class MixtureELBO(TraceEnum_ELBO):
         active = self.adds_terms
         self.last_terms = {}
         extra = None
-        reports = {"z_prior": 0.0, "cv": 0.0, "clusters_kl": 0.0}
+        reports: dict = {}
         for model_trace, guide_trace in traces:
             try:
                 t = self.cluster_terms(model_trace, guide_trace)
@@ -225,21 +268,87 @@ class MixtureELBO(TraceEnum_ELBO):
                 if active:
                     raise
                 return None  # plain ELBO on a model without the site pattern: nothing to report
-            kl_q, ent, kl_c = t.z_prior_kl, t.entropy, t.clusters_kl
-            particle = 0.0
-            if self.eta != 1.0:
-                particle = particle + (self.eta - 1.0) * t.total(kl_q)
-            if self.alpha != 0.0:
-                particle = particle + self.alpha * t.total(ent)
-            if self.lam != 0.0:
-                kl_bar = t.mean(kl_q)
-                gap = torch.clamp(self.lam - kl_bar, min=0.0)  # max(lam, KL_bar) - KL_bar
-                # times sum_b scale_b = scale * B (= N for a minibatch of a subsampled plate)
-                particle = particle + self.eta * gap * t.total(torch.ones_like(kl_q))
+            particle, report = self.particle_terms(t)
             if active and not is_identically_zero(particle):
                 extra = particle if extra is None else extra + particle
-            for key, value in (("z_prior", kl_q), ("cv", ent), ("clusters_kl", kl_c)):
-                reports[key] = reports[key] + t.mean(value.detach())
+            for key, value in report.items():
+                reports[key] = reports.get(key, 0.0) + t.mean(value.detach())
         n = len(traces) or 1
         self.last_terms = {k: v / n for k, v in reports.items()}
         return None if extra is None else extra / self.num_particles
+
+    def particle_terms(self, t: ClusterTerms):
+        """(added loss of one particle, {name: per-point value to report}) -- subclasses extend it."""
+        kl_q, ent, kl_c = t.z_prior_kl, t.entropy, t.clusters_kl
+        particle = 0.0
+        if self.eta != 1.0:
+            particle = particle + (self.eta - 1.0) * t.total(kl_q)
+        if self.alpha != 0.0:
+            particle = particle + self.alpha * t.total(ent)
+        if self.lam != 0.0:
+            kl_bar = t.mean(kl_q)
+            gap = torch.clamp(self.lam - kl_bar, min=0.0)  # max(lam, KL_bar) - KL_bar
+            # times sum_b scale_b = scale * B (= N for a minibatch of a subsampled plate)
+            particle = particle + self.eta * gap * t.total(torch.ones_like(kl_q))
+        return particle, {"z_prior": kl_q, "cv": ent, "clusters_kl": kl_c}
+
+
+KL_ESTIMATORS = ("hershey-olsen", "sampled")
+
+
+class InformationBottleneckELBO(MixtureELBO):
+    """The s-weighted objectives of VIB-GMM (``vib-gmm.txt``), on top of :class:`MixtureELBO`.
+
+    Minimised per data point (eq. 16; ``recon`` = -log p(x | z) at a draw z ~ q(z|x)):
+
+    * ``kl="hershey-olsen"`` -- the VIB-GMM cost, eq. 14-18::
+
+          recon + s * D_vKL,   D_vKL = -log sum_c pi_c exp(-KL(q(z|x) || N(mu_c, Sigma_c)))
+
+      with every KL in closed form from the guide's and the model's ``z`` distributions;
+    * ``kl="sampled"`` -- the s-generalised VaDE bound, eq. 9::
+
+          recon + s * [log q(z|x) - log sum_c pi_c N(z | mu_c, Sigma_c)]
+
+      With the cluster posterior of VaDE (q(c|x) = p(c|z), model-side enumeration) the bracket is
+      s * KL(q(c|x) || pi) + s * E_q(c|x)[KL(q(z|x) || p(z|c))] of eq. 9 at one draw of z, so
+      ``s = 1`` is ``TraceEnum_ELBO``'s loss exactly (``adds_terms`` is then False).
+
+    Both are written as ``TraceEnum_ELBO``'s loss plus a correction computed from the same traces
+    (the sampled KL above is exactly what that loss contains): ``s * D_vKL - KL_sampled`` and
+    ``(s - 1) * KL_sampled``. ``s`` may be changed between steps (an annealing schedule,
+    :mod:`pyro_mixvae.infer.schedules`, sets the attribute). The GMVAE terms ``eta``, ``alpha``,
+    ``lam`` compose with it. ``last_terms`` adds ``recon``, ``d_vkl`` and ``kl_sampled`` per point.
+    """
+
+    def __init__(self, s: float = 1.0, kl: str = "hershey-olsen", **kwargs):
+        if kl not in KL_ESTIMATORS:
+            raise ConfigError(f"kl must be one of {', '.join(KL_ESTIMATORS)}; got {kl!r}")
+        super().__init__(**kwargs)
+        self.kl = kl
+        self.s = s
+
+    @property
+    def s(self) -> float:
+        return self._s
+
+    @s.setter
+    def s(self, value) -> None:
+        value = float(value)
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"s must be a finite number >= 0; got {value!r}")
+        self._s = value
+
+    @property
+    def adds_terms(self) -> bool:
+        return super().adds_terms or self.kl != "sampled" or self.s != 1.0
+
+    def particle_terms(self, t: ClusterTerms):
+        particle, report = super().particle_terms(t)
+        kl_sampled, d_vkl = t.sampled_kl, t.vkl
+        if self.kl == "hershey-olsen":
+            particle = particle + t.total(self.s * d_vkl - kl_sampled)
+        elif self.s != 1.0:
+            particle = particle + (self.s - 1.0) * t.total(kl_sampled)
+        report.update({"recon": t.reconstruction, "d_vkl": d_vkl, "kl_sampled": kl_sampled})
+        return particle, report

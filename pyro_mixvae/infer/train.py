@@ -135,10 +135,13 @@ class History:
 
 
 def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optional[TrainConfig] = None,
-        elbo=None, out_dir=None, resume: bool = False, progress: bool = True,
-        callbacks: Sequence[Callable[[int, dict], None]] = ()) -> History:
+        elbo=None, schedules: Optional[Sequence] = None, out_dir=None, resume: bool = False,
+        progress: bool = True, callbacks: Sequence[Callable[[int, dict], None]] = ()) -> History:
     """Train ``model`` on ``x`` by SVI; see the module docstring.
 
+    ``elbo`` defaults to ``model.make_elbo(num_particles)`` and ``schedules`` to
+    ``model.schedules()``: before each epoch every schedule sets its attribute of the ELBO object
+    (:mod:`.schedules`) and the value goes into that epoch's record.
     ``callbacks`` are called as ``cb(epoch, record)`` after each epoch's record is written.
     Returns the :class:`History`.
     """
@@ -156,6 +159,10 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
     elbo = elbo if elbo is not None else model.make_elbo(cfg.num_particles)
+    schedules = list(model.schedules() if schedules is None else schedules)
+    for sched in schedules:
+        if not hasattr(elbo, sched.attr):
+            raise ConfigError(f"a schedule sets {sched.attr!r}, which the ELBO object {type(elbo).__name__} does not have")
     history = History()
     config_dict = asdict(cfg)
 
@@ -190,7 +197,8 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     if out is not None:
         _write_history(out, history.records)
 
-    objective_key = "objective" if getattr(elbo, "adds_terms", False) else "elbo"
+    # the plain ELBO, or the penalised objective when the ELBO object adds terms to it (or may, as scheduled)
+    objective_key = "objective" if getattr(elbo, "adds_terms", False) or schedules else "elbo"
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     bar = tqdm(total=(cfg.epochs - start + 1) * steps_per_epoch, desc=f"{model.name} SVI", disable=not progress,
                dynamic_ncols=True)
@@ -198,6 +206,10 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     with pyro.validation_enabled(cfg.validate):
         for epoch in range(start, cfg.epochs + 1):
             t0 = time.perf_counter()
+            scheduled = {}
+            for sched in schedules:
+                scheduled[sched.attr] = sched.value(epoch)
+                setattr(elbo, sched.attr, scheduled[sched.attr])
             total = torch.zeros((), device=device)
             terms: dict = {}
             for step, idx in enumerate(torch.randperm(n, generator=generator).split(cfg.batch_size), 1):
@@ -216,8 +228,7 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
                     terms[key] = terms.get(key, 0.0) + torch.as_tensor(value).detach() * len(idx)
                 bar.update(1)
             scheduler.step()
-            # the plain ELBO, or the penalised objective when the ELBO object adds terms to it
-            record = {"epoch": epoch, objective_key: -float(total) / n, "lr": optimizer.param_groups[0]["lr"]}
+            record = {"epoch": epoch, objective_key: -float(total) / n, "lr": optimizer.param_groups[0]["lr"], **scheduled}
             record.update({k: float(v) / n for k, v in terms.items()})
             if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
                 record.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), y))

@@ -11,6 +11,7 @@ from ..errors import ConfigError
 from .base import MixtureVAE, Setting, data_plate
 from .gmvae import GMVAE
 from .vade import VaDE
+from .vib_gmm import VIBGMM
 
 MODELS: Dict[str, Type[MixtureVAE]] = {}
 
@@ -34,5 +35,6 @@ def build(model: str, data_shape, n_clusters: int, likelihood: str, settings=Non
 
 register(VaDE)
 register(GMVAE)
+register(VIBGMM)
 
-__all__ = ["GMVAE", "MODELS", "MixtureVAE", "Setting", "VaDE", "build", "data_plate", "get_model_class", "register"]
+__all__ = ["GMVAE", "MODELS", "MixtureVAE", "Setting", "VIBGMM", "VaDE", "build", "data_plate", "get_model_class", "register"]

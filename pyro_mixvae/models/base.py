@@ -155,6 +155,10 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
 
         return default_elbo(self, num_particles)
 
+    def schedules(self) -> list:
+        """Schedules the training loop runs on the ELBO object (:mod:`pyro_mixvae.infer.schedules`). Default: none."""
+        return []
+
     def extra_state(self) -> dict:
         """State outside ``state_dict`` that a checkpoint must keep (e.g. conjugate step counts)."""
         return {}

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..infer.pretrain import encode_means, fit_diag_gmm, pretrain_autoencoder
 from ..nets import ARCHITECTURES, make_encoder_decoder, make_likelihood
-from .base import MixtureVAE, Setting, data_plate, int_tuple, one_of, positive
+from .base import MixtureVAE, Setting, data_plate, int_tuple, non_negative, one_of, positive
 
 
 class VaDE(MixtureVAE):
@@ -50,6 +50,8 @@ class VaDE(MixtureVAE):
         "pretrain_noise": Setting(float, 0.0, "input dropout rate of the denoising autoencoder pretraining",
                                   lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
         "gmm_restarts": Setting(int, 10, "restarts of the GMM that initialises pi, mu_c, sigma_c", positive),
+        "s": Setting(float, 1.0, "weight of the KL part: the s-generalised bound of vib-gmm eq. 9 (1 = VaDE)",
+                     non_negative),
     }
 
     def __init__(self, data_shape, n_clusters: int = 10, likelihood: str = "bernoulli", **settings):
@@ -85,6 +87,16 @@ class VaDE(MixtureVAE):
         with data_plate(x, num_data):
             loc, scale = self.encoder(x)
             pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    def make_elbo(self, num_particles: int = 1):
+        """``TraceEnum_ELBO``; with ``s != 1`` the s-generalised bound (vib-gmm eq. 9) of
+        :class:`~pyro_mixvae.infer.elbo.InformationBottleneckELBO` with the sampled KL."""
+        if self.hparams.get("s", 1.0) == 1.0:
+            return super().make_elbo(num_particles)
+        from ..infer.elbo import InformationBottleneckELBO
+
+        return InformationBottleneckELBO(s=self.hparams["s"], kl="sampled", max_plate_nesting=self.max_plate_nesting,
+                                         num_particles=num_particles, vectorize_particles=True)
 
     # -- clustering and sampling -------------------------------------------------------------
     @torch.no_grad()
