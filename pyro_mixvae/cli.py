@@ -28,7 +28,7 @@ from .data import check_data, load_dataset
 from .errors import ConfigError, MixVAEError, NonFiniteLossError
 from .estimator import as_model_input
 from .evaluation import evaluate
-from .infer.train import TrainConfig, fit, seed_everything
+from .infer.train import TRAIN_DEFAULTS, TrainConfig, fit, seed_everything
 from .metrics import DEFINITIONS, format_metrics
 from .models import MODELS, get_model_class
 from .models.base import parse_settings
@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mixvae", description="Deep generative clustering with mixture-prior VAEs (Pyro).")
     p.add_argument("--version", action="version", version=f"pyro_mixvae {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    d = TrainConfig()
+    d = TRAIN_DEFAULTS
+    model_default = "default: the model's, else {}"
 
     f = sub.add_parser("fit", help="train a model and write a run directory")
     f.add_argument("model", help=f"one of: {', '.join(sorted(MODELS))}")
@@ -61,16 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--clusters", "-k", type=int, default=None, help="K (default: the number of classes, else 10)")
     f.add_argument("--epochs", type=int, default=None, help="SVI epochs (default: the model's)")
     f.add_argument("--pretrain-epochs", type=int, default=None, help="0 skips pretraining (default: the model's)")
-    f.add_argument("--batch-size", type=int, default=d.batch_size)
-    f.add_argument("--lr", type=float, default=d.lr)
-    f.add_argument("--lr-decay", type=float, default=d.lr_decay, help="learning rate factor every --lr-step epochs")
-    f.add_argument("--lr-step", type=int, default=d.lr_step)
-    f.add_argument("--num-particles", type=int, default=d.num_particles, help="Monte Carlo draws per data point")
+    f.add_argument("--batch-size", type=int, default=None, help=model_default.format(d["batch_size"]))
+    f.add_argument("--lr", type=float, default=None, help=model_default.format(d["lr"]))
+    f.add_argument("--lr-decay", type=float, default=None,
+                   help="learning rate factor every --lr-step epochs (" + model_default.format(d["lr_decay"]) + ")")
+    f.add_argument("--lr-step", type=int, default=None, help=model_default.format(d["lr_step"]))
+    f.add_argument("--num-particles", type=int, default=None,
+                   help="Monte Carlo draws per data point (" + model_default.format(d["num_particles"]) + ")")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     f.add_argument("--likelihood", default="auto", choices=LIKELIHOODS,
                    help="auto: bernoulli when all values lie in [0, 1], else gaussian")
-    f.add_argument("--eval-every", type=int, default=d.eval_every, help="epochs between metric evaluations")
+    f.add_argument("--eval-every", type=int, default=TrainConfig.eval_every, help="epochs between metric evaluations")
     f.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATA-seedS)")
     f.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     f.add_argument("--set", dest="settings", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
@@ -121,6 +124,9 @@ def _run_fit(args) -> dict:
     config.check()
     out = Path(args.out or f"runs/{args.model}-{Path(args.data).stem}-seed{args.seed}")
     check_writable(out, args.resume)
+    seed_everything(args.seed)
+    model = cls(x.shape[1:], k, likelihood, **settings)
+    config = config.for_model(model)  # the model's training defaults where no flag was given
     run_config = {"model": args.model, "data": args.data, "split": args.split, "clusters": k,
                   "likelihood": likelihood, "settings": given, "train": config.__dict__}
     if args.resume:
@@ -130,8 +136,6 @@ def _run_fit(args) -> dict:
 
     with run_directory(out, args.resume):
         write_json(out / CONFIG, run_config)
-        seed_everything(args.seed)
-        model = cls(x.shape[1:], k, likelihood, **settings)
         history = fit(model, x, data.y, config=config, out_dir=out, resume=args.resume, progress=not args.quiet)
     metrics = evaluate(model, torch.as_tensor(x, device=torch.device(config.device)), data.y)
     metrics.update({"train_seconds": history.train_seconds(), "pretrain": history.pretrain,

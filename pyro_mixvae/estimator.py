@@ -115,8 +115,8 @@ class VaDE(MixtureVAEEstimator):
     model_name = "vade"
 
     def __init__(self, n_clusters=10, *, latent_dim=10, hidden=(500, 500, 2000), arch="mlp", likelihood="auto",
-                 epochs=None, pretrain_epochs=None, batch_size=100, lr=2e-3, lr_decay=0.9, lr_step=10,
-                 num_particles=1, pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, s=1.0, seed=0, device=None,
+                 epochs=None, pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None,
+                 num_particles=None, pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, s=1.0, seed=0, device=None,
                  verbose=False):
         self._keep_params(locals())
 
@@ -140,7 +140,7 @@ class GMVAE(MixtureVAEEstimator):
 
     def __init__(self, n_clusters=10, *, guide="posterior", eta=1.0, alpha=0.0, lam=0.0, arch="auto",
                  latent_dim=None, w_dim=None, hidden=None, beta_hidden=None, likelihood="auto", epochs=None,
-                 pretrain_epochs=None, batch_size=100, lr=2e-3, lr_decay=0.9, lr_step=10, num_particles=1, seed=0,
+                 pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, num_particles=None, seed=0,
                  device=None, verbose=False):
         self._keep_params(locals())
 
@@ -158,6 +158,6 @@ class VIBGMM(MixtureVAEEstimator):
 
     def __init__(self, n_clusters=10, *, s_min=1.0, s_max=1.0, s_step=0.1, s_every=10, kl="hershey-olsen",
                  latent_dim=10, hidden=(500, 500, 2000), arch="mlp", likelihood="auto", epochs=None,
-                 pretrain_epochs=None, batch_size=100, lr=2e-3, lr_decay=0.9, lr_step=10, num_particles=1,
+                 pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, num_particles=None,
                  pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, seed=0, device=None, verbose=False):
         self._keep_params(locals())

@@ -39,41 +39,52 @@ from .checkpoint import CHECKPOINT, atomic_write, load_checkpoint, save_checkpoi
 HISTORY = "history.jsonl"
 
 
+# VaDE Sect. 4.2: Adam, lr 0.002 decayed x0.9 every 10 epochs, batches of 100
+TRAIN_DEFAULTS = {"batch_size": 100, "lr": 2e-3, "lr_decay": 0.9, "lr_step": 10, "num_particles": 1}
+
+
 @dataclass
 class TrainConfig:
-    """Settings of :func:`fit`. Defaults follow VaDE Sect. 4.2 (Adam, lr 0.002, x0.9 every 10 epochs, B = 100)."""
+    """Settings of :func:`fit`.
 
-    epochs: Optional[int] = None  # None: the model's ``default_epochs``
-    batch_size: int = 100
-    lr: float = 2e-3
-    lr_decay: float = 0.9
-    lr_step: int = 10
-    num_particles: int = 1
-    pretrain_epochs: Optional[int] = None  # None: the model's ``default_pretrain_epochs``
+    A field left as None takes the model's value (``model.default_epochs``,
+    ``model.default_pretrain_epochs``, ``model.train_defaults``) and otherwise
+    :data:`TRAIN_DEFAULTS` (VaDE Sect. 4.2); :meth:`for_model` fills them in.
+    """
+
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None
+    lr: Optional[float] = None
+    lr_decay: Optional[float] = None
+    lr_step: Optional[int] = None
+    num_particles: Optional[int] = None
+    pretrain_epochs: Optional[int] = None
     seed: int = 0
     device: Optional[str] = None
     eval_every: int = 1
     validate: bool = False  # Pyro's argument validation: off for speed in training, on in tests
 
     def check(self) -> "TrainConfig":
-        for name in ("epochs", "pretrain_epochs"):  # None means the model's default
+        """Refuse values out of range (fields still None are checked once filled in)."""
+        for name in ("epochs", "pretrain_epochs"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 0; got {getattr(self, name)}")
         for name in ("batch_size", "num_particles", "lr_step", "eval_every"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 1; got {getattr(self, name)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be a positive number; got {self.lr}")
-        if not (0 < self.lr_decay <= 1):
+        if self.lr_decay is not None and not (0 < self.lr_decay <= 1):
             raise ConfigError(f"lr-decay must be in (0, 1]; got {self.lr_decay}")
         self.device = str(resolve_device(self.device))
         return self
 
     def for_model(self, model) -> "TrainConfig":
-        """A copy with the model's default epochs filled in where they were left as None."""
-        epochs = model.default_epochs if self.epochs is None else self.epochs
-        pre = model.default_pretrain_epochs if self.pretrain_epochs is None else self.pretrain_epochs
-        return replace(self, epochs=int(epochs), pretrain_epochs=int(pre))
+        """A checked copy with every field left as None filled from the model, then from TRAIN_DEFAULTS."""
+        filled = {"epochs": int(model.default_epochs), "pretrain_epochs": int(model.default_pretrain_epochs),
+                  **TRAIN_DEFAULTS, **model.train_defaults}
+        mine = {k: v for k, v in asdict(self).items() if v is not None}
+        return replace(self, **{k: v for k, v in filled.items() if k not in mine}).check()
 
 
 def resolve_device(name: Optional[str]) -> torch.device:

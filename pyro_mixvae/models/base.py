@@ -118,6 +118,8 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
     min_clusters = 1
     default_epochs = 50
     default_pretrain_epochs = 0
+    # training settings that differ from pyro_mixvae.infer.train.TRAIN_DEFAULTS for this model
+    train_defaults: Dict[str, Any] = {}
 
     def __init__(self, data_shape, n_clusters: int, likelihood: str = "bernoulli", **settings):
         super().__init__()
