@@ -150,13 +150,14 @@ class VIBGMM(MixtureVAEEstimator):
 
     See :class:`pyro_mixvae.models.VIBGMM`: VaDE's generative story trained on the information-
     bottleneck cost ``recon + s * D_vKL`` (Hershey-Olsen KL, ``kl="hershey-olsen"``) with ``s``
-    annealed from ``s_min`` to ``s_max`` (x(1 + ``s_step``) every ``s_every`` epochs); no
-    pretraining unless ``pretrain_epochs`` > 0; assignments by eq. 19 at the encoder mean.
+    annealed from ``s_min`` to ``s_max`` (x(1 + ``s_step``) every ``s_every`` epochs); VaDE's
+    pretraining unless ``pretrain_epochs=0`` (the paper's setting); assignments by eq. 19 at the
+    encoder mean.
     """
 
     model_name = "vib-gmm"
 
-    def __init__(self, n_clusters=10, *, s_min=1.0, s_max=1.0, s_step=0.1, s_every=10, kl="hershey-olsen",
+    def __init__(self, n_clusters=10, *, s_min=0.1, s_max=1.0, s_step=0.1, s_every=2, kl="hershey-olsen",
                  latent_dim=10, hidden=(500, 500, 2000), arch="mlp", likelihood="auto", epochs=None,
                  pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, num_particles=None,
                  pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, seed=0, device=None, verbose=False):
