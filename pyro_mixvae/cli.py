@@ -24,7 +24,7 @@ import torch
 
 from . import __version__
 from .analysis import sample_figure
-from .data import check_data, load_dataset
+from .data import check_data, load_dataset, load_partial_labels
 from .errors import ConfigError, MixVAEError, NonFiniteLossError
 from .estimator import as_model_input
 from .evaluation import evaluate
@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     f.add_argument("--set", dest="settings", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="a model setting, repeatable (see `mixvae settings MODEL`)")
+    f.add_argument("--labels", default=None,
+                   help="partial labels for semi-supervision (.npy/.npz/.csv, (N,) or (N, I), -1 = unknown; "
+                        "factorial model)")
     f.add_argument("--guide", default=None,
                    help="the variational family, for models with a guide setting (gmvae: posterior or mean-field)")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -127,8 +130,14 @@ def _run_fit(args) -> dict:
     seed_everything(args.seed)
     model = cls(x.shape[1:], k, likelihood, **settings)
     config = config.for_model(model)  # the model's training defaults where no flag was given
+    observed = {}
+    if args.labels is not None:
+        if not getattr(model, "accepts_labels", False):
+            raise ConfigError(f"--labels does not apply to model {args.model!r}: it has no observed cluster sites")
+        observed["labels"] = load_partial_labels(args.labels, len(x), model.components)
     run_config = {"model": args.model, "data": args.data, "split": args.split, "clusters": k,
-                  "likelihood": likelihood, "settings": given, "train": config.__dict__}
+                  "likelihood": likelihood, "settings": given, "train": config.__dict__,
+                  "labels": args.labels}
     if args.resume:
         old = read_json(out / CONFIG)
         if (old["model"], old["data"], old["clusters"]) != (args.model, args.data, k):
@@ -136,7 +145,8 @@ def _run_fit(args) -> dict:
 
     with run_directory(out, args.resume):
         write_json(out / CONFIG, run_config)
-        history = fit(model, x, data.y, config=config, out_dir=out, resume=args.resume, progress=not args.quiet)
+        history = fit(model, x, data.y, config=config, observed=observed, out_dir=out, resume=args.resume,
+                      progress=not args.quiet)
     metrics = evaluate(model, torch.as_tensor(x, device=torch.device(config.device)), data.y)
     metrics.update({"train_seconds": history.train_seconds(), "pretrain": history.pretrain,
                     "dataset": args.data, "model": args.model, "seed": args.seed, "clusters": k,

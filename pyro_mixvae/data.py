@@ -433,3 +433,66 @@ def _csv_labels(values: list, path: str) -> np.ndarray:
         pass
     _, codes = np.unique(np.array(values), return_inverse=True)
     return codes.astype(np.int64)
+
+
+# --------------------------------------------------------------------------- partial labels
+def load_partial_labels(path, n_points: int, components) -> np.ndarray:
+    """Per-point labels for semi-supervision: an (N, I) int64 array, -1 where a label is unknown.
+
+    ``path`` is a ``.npy``, a ``.npz`` (array ``labels``, else its only array) or a ``.csv`` of
+    integers (N rows, I columns, optional header). A 1-D array is one factor's column.
+    ``components`` gives K_i per factor; a label must be -1 or in 0..K_i-1, and the file must
+    have ``n_points`` rows. Anything else raises :class:`DataError` naming the problem.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DataError(f"labels file {path} does not exist")
+    try:
+        if path.endswith(".npy"):
+            arr = np.load(path, allow_pickle=False)
+        elif path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as f:
+                keys = list(f.keys())
+                if "labels" not in keys and len(keys) != 1:
+                    raise DataError(f"labels file {path} must hold an array named 'labels' (it has {', '.join(keys)})")
+                arr = f["labels" if "labels" in keys else keys[0]]
+        elif path.endswith(".csv"):
+            arr = np.genfromtxt(path, delimiter=",", skip_header=_has_header(path), dtype=np.float64)
+        else:
+            raise DataError(f"labels file {path}: expected .npy, .npz or .csv")
+    except (ValueError, OSError) as e:
+        raise DataError(f"cannot read labels file {path}: {e}") from None
+    return load_partial_labels_array(arr, n_points, components, where=f"labels file {path}")
+
+
+def load_partial_labels_array(arr, n_points: int, components, where: str = "labels") -> np.ndarray:
+    """Check an in-memory partial-label array like :func:`load_partial_labels`; returns (N, I) int64."""
+    path = where
+    arr = np.asarray(arr)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)) \
+            or not np.all(arr == np.round(arr)):
+        raise DataError(f"{path} must hold integers in an (N,) or (N, I) array; got shape {arr.shape}")
+    if arr.shape[0] != n_points:
+        raise DataError(f"{path} has {arr.shape[0]} rows; the data has {n_points} points")
+    components = list(components)
+    if arr.shape[1] != len(components):
+        raise DataError(f"{path} has {arr.shape[1]} column(s); the model has {len(components)} factor(s)")
+    arr = arr.astype(np.int64)
+    for i, k in enumerate(components):
+        bad = (arr[:, i] < -1) | (arr[:, i] >= k)
+        if bad.any():
+            raise DataError(f"{path}: factor {i} has label {arr[bad, i][0]} outside -1..{k - 1} "
+                            f"(-1 means unknown)")
+    return arr
+
+
+def _has_header(path: str) -> int:
+    with open(path) as f:
+        first = f.readline()
+    try:
+        [float(v) for v in first.strip().split(",") if v.strip()]
+        return 0
+    except ValueError:
+        return 1

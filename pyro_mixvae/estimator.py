@@ -24,6 +24,7 @@ from .data import check_data
 from .errors import ConfigError
 from .evaluation import elbo_per_point
 from .infer.train import TrainConfig, fit, predict_proba, resolve_device, seed_everything
+from .nets import eval_mode
 from .models import get_model_class
 from .nets import resolve_likelihood
 
@@ -75,9 +76,13 @@ class MixtureVAEEstimator(ClusterMixin, BaseEstimator):
         self.model_ = get_model_class(self.model_name)(X.shape[1:], self.n_clusters, self.likelihood_,
                                                        **self._model_settings())
         self.history_ = fit(self.model_, X, None if y is None else np.asarray(y), config=config,
-                            progress=self.verbose)
+                            observed=self._observed(X), progress=self.verbose)
         self.labels_ = self.predict(X)
         return self
+
+    def _observed(self, X) -> dict:
+        """Per-point tensors the model observes besides X (the factorial model's partial labels)."""
+        return {}
 
     def predict_proba(self, X) -> np.ndarray:
         """(N, K) cluster posteriors p(c | x) (for VaDE, eq. 16 at the encoder mean)."""
@@ -162,3 +167,55 @@ class VIBGMM(MixtureVAEEstimator):
                  pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, num_particles=None,
                  pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, seed=0, device=None, verbose=False):
         self._keep_params(locals())
+
+
+class FactorialMixtureVAE(MixtureVAEEstimator):
+    """The factorial mixture prior of Paquet et al. as a scikit-learn clusterer.
+
+    See :class:`pyro_mixvae.models.FactorialMixtureVAE`: ``factors`` = I blocks of ``dim``
+    latent dimensions, factor i a mixture of ``components[i]`` Gaussians with conjugate
+    Normal-Gamma / Dirichlet globals updated by natural gradients. ``fit(X, y=None, labels=L)``
+    takes partial labels L (N,) or (N, I) with -1 where unknown (semi-supervision, weight
+    ``delta`` on eq. 8's cross-entropy); ``y`` is only used for reporting. ``predict`` returns
+    one assignment per factor, (N, I) (or (N,) when I = 1); ``predict_proba`` a list of (N, K_i)
+    arrays (one array when I = 1).
+    """
+
+    model_name = "factorial"
+
+    def __init__(self, n_clusters=10, *, factors=1, components=(), dim=10, delta=0.0, tau0=2000.0, kappa=0.7,
+                 m0=0.0, s0=1.0, a0=0.01, b0=0.01, c0=1.0, hidden=(500, 500, 2000), arch="mlp", likelihood="auto",
+                 epochs=None, pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None,
+                 num_particles=None, pretrain_lr=1e-3, gmm_restarts=10, prior_init_iters=20, seed=0, device=None,
+                 verbose=False):
+        self._keep_params(locals())
+
+    def fit(self, X, y=None, labels=None):
+        """Train on ``X``; ``labels`` (N,) or (N, I) with -1 = unknown clamp q(r_i) (Sect. 2.5)."""
+        self._labels_for_fit = labels
+        try:
+            return super().fit(X, y)
+        finally:
+            self._labels_for_fit = None
+
+    def _observed(self, X) -> dict:
+        if getattr(self, "_labels_for_fit", None) is None:
+            return {}
+        from .data import load_partial_labels_array
+
+        return {"labels": load_partial_labels_array(self._labels_for_fit, len(X), self.model_.components)}
+
+    def predict_proba(self, X):
+        check_is_fitted(self, "model_")
+        x = self._tensor(X)
+        with eval_mode(self.model_):
+            gammas = [torch.cat(parts) for parts in zip(*(self.model_.factor_responsibilities(xb)
+                                                           for xb in x.split(1000)))]
+        out = [g.cpu().numpy() for g in gammas]
+        return out[0] if len(out) == 1 else out
+
+    def predict(self, X) -> np.ndarray:
+        proba = self.predict_proba(X)
+        if isinstance(proba, list):
+            return np.stack([p.argmax(1) for p in proba], axis=1)
+        return proba.argmax(1)

@@ -20,13 +20,19 @@ from .nets import eval_mode
 
 @torch.no_grad()
 def elbo_per_point(model, x: torch.Tensor, *, elbo=None, num_particles: int = 10, batch_size: int = 1000) -> float:
-    """Mean ELBO per data point of ``x`` (nats), in evaluation mode."""
+    """Mean ELBO per data point of ``x`` (nats), in evaluation mode.
+
+    Each batch is evaluated as a minibatch of all N points (local terms scaled by N / B, global
+    sites -- the factorial prior's -- counted once) and weighted by B / N, so that global terms
+    enter once in total, not once per batch.
+    """
     elbo = elbo if elbo is not None else default_elbo(model, num_particles)
+    n = x.shape[0]
     total = 0.0
     with eval_mode(model), pyro.validation_enabled(False):
         for xb in x.split(batch_size):
-            total += float(elbo.loss(model.model, model.guide, xb, len(xb)))
-    return -total / x.shape[0]
+            total += len(xb) / n * float(elbo.loss(model.model, model.guide, xb, n))
+    return -total / n
 
 
 def evaluate(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, num_particles: int = 10) -> dict:
@@ -34,4 +40,6 @@ def evaluate(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, num_part
     proba = predict_proba(model, x).cpu().numpy()
     out = {"elbo": elbo_per_point(model, x, num_particles=num_particles)}
     out.update(clustering_metrics(proba, y))
+    with eval_mode(model):
+        out.update(model.diagnostics(x))
     return out

@@ -19,7 +19,8 @@ from ..nets import eval_mode
 
 
 def pretrain_autoencoder(encoder, decoder, likelihood, x: torch.Tensor, *, epochs: int, batch_size: int,
-                         lr: float = 1e-3, noise: float = 0.0, seed: int = 0, progress: bool = False) -> list:
+                         lr: float = 1e-3, noise: float = 0.0, seed: int = 0, progress: bool = False,
+                         vae: bool = False, kl_weight: float = 1.0) -> list:
     """Train ``decoder(encoder(x).loc)`` to reconstruct ``x``; returns the loss per epoch.
 
     The loss is the mean over points of -log p(x | z = mu(x)): binary cross-entropy for the
@@ -27,6 +28,11 @@ def pretrain_autoencoder(encoder, decoder, likelihood, x: torch.Tensor, *, epoch
     ``noise`` > 0 the encoder sees its input with that fraction of values dropped to zero
     (a denoising autoencoder, as in DEC's pretraining) and the decoder reconstructs the
     clean input.
+
+    ``vae=True`` trains a VAE with an N(0, I) prior instead (the factorial prior's
+    initialisation, ``factorial-mixture-prior.txt`` Sect. 2.4): z ~ q(z|x) by reparameterisation
+    and the loss -log p(x | z) + beta_e KL(q(z|x) || N(0, I)), the KL in closed form and its
+    weight beta_e annealed linearly from 0 in the first epoch to ``kl_weight`` in the last.
     """
     params = list(encoder.parameters()) + list(decoder.parameters())
     optim = torch.optim.Adam(params, lr=lr)
@@ -36,13 +42,19 @@ def pretrain_autoencoder(encoder, decoder, likelihood, x: torch.Tensor, *, epoch
     encoder.train()
     decoder.train()
     bar = tqdm(range(epochs), desc="pretrain (autoencoder)", disable=not progress, leave=False)
-    for _ in bar:
+    for epoch in bar:
+        beta = kl_weight * epoch / max(epochs - 1, 1)
         total = torch.zeros((), device=x.device)
         for idx in torch.randperm(n, generator=gen).split(batch_size):
             xb = x[idx.to(x.device)]
             x_in = xb * (torch.rand(xb.shape, generator=gen).to(xb.device) >= noise) if noise > 0 else xb
-            loc, _ = encoder(x_in)
-            loss = -likelihood(decoder(loc)).log_prob(xb).mean()
+            loc, scale = encoder(x_in)
+            if vae:
+                z = loc + scale * torch.randn(loc.shape, generator=gen).to(loc.device)
+                kl = 0.5 * (loc ** 2 + scale ** 2 - 1 - 2 * torch.log(scale)).sum(-1)
+                loss = (-likelihood(decoder(z)).log_prob(xb) + beta * kl).mean()
+            else:
+                loss = -likelihood(decoder(loc)).log_prob(xb).mean()
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()

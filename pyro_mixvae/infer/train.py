@@ -146,9 +146,15 @@ class History:
 
 
 def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optional[TrainConfig] = None,
-        elbo=None, schedules: Optional[Sequence] = None, out_dir=None, resume: bool = False,
-        progress: bool = True, callbacks: Sequence[Callable[[int, dict], None]] = ()) -> History:
+        elbo=None, schedules: Optional[Sequence] = None, observed: Optional[dict] = None, out_dir=None,
+        resume: bool = False, progress: bool = True,
+        callbacks: Sequence[Callable[[int, dict], None]] = ()) -> History:
     """Train ``model`` on ``x`` by SVI; see the module docstring.
+
+    ``observed`` maps keyword names to per-point tensors (N, ...) -- e.g. the factorial model's
+    partial ``labels`` -- whose minibatch rows are passed to ``model.model``, ``model.guide`` and
+    ``model.after_step`` with every step. After each optimizer step the loop calls
+    ``model.after_step(x_batch, N, **batch)`` (the conjugate updates of the factorial prior).
 
     ``elbo`` defaults to ``model.make_elbo(num_particles)`` and ``schedules`` to
     ``model.schedules()``: before each epoch every schedule sets its attribute of the ELBO object
@@ -166,6 +172,10 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     model.to(device)
     x = torch.as_tensor(x, dtype=torch.float32).to(device)
     n = x.shape[0]
+    observed = {k: torch.as_tensor(v).to(device) for k, v in (observed or {}).items()}
+    for key, value in observed.items():
+        if value.shape[0] != n:
+            raise ConfigError(f"observed {key!r} has {value.shape[0]} rows; the data has {n} points")
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -200,7 +210,8 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
         seed_everything(cfg.seed)
         if cfg.pretrain_epochs > 0:
             t0 = time.perf_counter()
-            history.pretrain = model.pretrain(x, cfg.pretrain_epochs, cfg.batch_size, cfg.seed, progress=progress)
+            history.pretrain = model.pretrain(x, cfg.pretrain_epochs, cfg.batch_size, cfg.seed, progress=progress,
+                                              **observed)
             history.pretrain["seconds"] = time.perf_counter() - t0
             history.pretrain.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), y))
         checkpoint(0)
@@ -224,8 +235,10 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
             total = torch.zeros((), device=device)
             terms: dict = {}
             for step, idx in enumerate(torch.randperm(n, generator=generator).split(cfg.batch_size), 1):
-                xb = x[idx.to(device)]
-                loss = elbo.differentiable_loss(model.model, model.guide, xb, n) / n
+                idx = idx.to(device)
+                xb = x[idx]
+                batch = {k: v[idx] for k, v in observed.items()}
+                loss = elbo.differentiable_loss(model.model, model.guide, xb, n, **batch) / n
                 if not torch.isfinite(loss):
                     bar.close()
                     kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {out}" if out else ""
@@ -234,6 +247,7 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                model.after_step(xb, n, **batch)
                 total += loss.detach() * len(idx)
                 for key, value in getattr(elbo, "last_terms", {}).items():
                     terms[key] = terms.get(key, 0.0) + torch.as_tensor(value).detach() * len(idx)

@@ -9,6 +9,7 @@ from typing import Dict, Type
 
 from ..errors import ConfigError
 from .base import MixtureVAE, Setting, data_plate
+from .factorial import FactorialMixtureVAE
 from .gmvae import GMVAE
 from .vade import VaDE
 from .vib_gmm import VIBGMM
@@ -36,5 +37,6 @@ def build(model: str, data_shape, n_clusters: int, likelihood: str, settings=Non
 register(VaDE)
 register(GMVAE)
 register(VIBGMM)
+register(FactorialMixtureVAE)
 
-__all__ = ["GMVAE", "MODELS", "MixtureVAE", "Setting", "VIBGMM", "VaDE", "build", "data_plate", "get_model_class", "register"]
+__all__ = ["FactorialMixtureVAE", "GMVAE", "MODELS", "MixtureVAE", "Setting", "VIBGMM", "VaDE", "build", "data_plate", "get_model_class", "register"]

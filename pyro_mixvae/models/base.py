@@ -147,9 +147,17 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
     def sample(self, n: int, cluster: Optional[int] = None):
         """(x_mean, c): ``n`` data-space means drawn from the prior (or from cluster ``cluster``)."""
 
-    def pretrain(self, x: torch.Tensor, epochs: int, batch_size: int, seed: int, progress: bool = False) -> dict:
+    def pretrain(self, x: torch.Tensor, epochs: int, batch_size: int, seed: int, progress: bool = False,
+                 **observed) -> dict:
         """Initialisation before SVI; returns a dict of what it measured. Default: nothing."""
         return {}
+
+    def diagnostics(self, x: torch.Tensor) -> dict:
+        """Model-specific numbers for ``metrics.json`` (JSON-serialisable). Default: none."""
+        return {}
+
+    def after_step(self, x: torch.Tensor, num_data: int, **observed) -> None:
+        """Called by the training loop after each optimizer step (conjugate updates). Default: nothing."""
 
     def make_elbo(self, num_particles: int = 1):
         """The training objective: plain ``TraceEnum_ELBO`` unless a model adds terms from its settings."""

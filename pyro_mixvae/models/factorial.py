@@ -1,0 +1,323 @@
+"""The factorial mixture prior with conjugate Normal-Gamma / Dirichlet globals (``factorial-mixture-prior.txt``).
+
+Generative story (Sect. 2.1-2.2, eq. 1-2), I factors, factor i with K_i components on its
+D-dimensional block z_i of z = [z_1, ..., z_I]::
+
+    pi_i ~ Dir(c0 1)                                               # global, per factor
+    (mu_ikd, alpha_ikd) ~ NormalGamma(m0, s0, a0, b0)              # global, per component and dimension
+    r_i | pi_i ~ Cat(pi_i)           (observed where a label is given; Sect. 2.5)
+    z_i | r_i ~ N(mu_{i r_i}, diag alpha_{i r_i}^-1)               # eq. 1
+    x | z ~ p_theta(x | z)                                         # Bernoulli for images, Gaussian for real data
+
+As a Pyro program the globals are the sample sites ``pi_i`` and ``xi_i`` (a (K_i, D, 2) value:
+``[..., 0]`` = mu, ``[..., 1]`` = alpha), the r_i are enumerated (``infer={"enumerate":
+"parallel"}``), one z site per factor so that the enumeration of the factors stays separate
+(cost sum_i K_i, not prod_i K_i).
+
+Posterior approximation (Sect. 2.3): q(z|x) amortized (one diagonal Gaussian, split into the
+blocks); q(pi_i) = Dir(c_i) and q(mu, alpha) = NormalGamma(m, s, a, b) whose parameters are
+buffers of :class:`~pyro_mixvae.infer.conjugate.ConjugateMixture`, one per factor -- never
+``pyro.param``, so SVI's optimizer leaves them alone; the guide samples the globals from them.
+
+Training (Sect. 2.4, App. E), one minibatch:
+
+1. an SVI step on theta, phi with ``TraceEnum_ELBO``: r_i is summed out exactly (model-side
+   enumeration, the collapsed form of (4a)-(4c)) at a draw of the globals from q;
+2. ``after_step``: responsibilities gamma recomputed in closed form (eq. 5-6) from the updated
+   encoder, then one natural-gradient step on q(pi_i), q(mu, alpha) (eq. 7, 13, 14) with
+   rho_tau = (tau0 + tau)^-kappa.
+
+Before that, ``pretrain``: a VAE with an N(0, I) prior and an annealed KL (Sect. 2.4 "in
+practice"), then the prior-initialisation phase (steps 1 and 3 only): a diagonal GMM on the
+codes of each block starts q(xi) (``gmm_restarts``), followed by ``prior_init_iters``
+full-data coordinate-ascent sweeps (rho = 1).
+
+Semi-supervision (Sect. 2.5): ``labels`` (B, I) with -1 where unknown. A known label clamps
+q(r_i) to a delta -- in the model r_i's distribution becomes a point mass at the label and the
+label's likelihood log pi_{i y} enters as a factor -- and, with ``delta`` > 0, the cross-entropy
+of eq. 8, delta * sum y log g with g the softmax of eq. 5-6's logits computed from the encoder,
+is added to the objective, so its gradient reaches the encoder.
+
+Sampling (eq. 10): z_i | k_i from the Student-t predictive of q(mu, alpha); k_i given or drawn
+from q(pi_i). Evaluation (eq. 11, App. C.2-C.3): :meth:`predictive_bound` with its parts.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.ops.indexing import Vindex
+from torch import nn
+
+from ..distributions import NormalGamma, student_t_predictive
+from ..errors import ConfigError
+from ..infer.conjugate import DEFAULT_KAPPA, DEFAULT_TAU0, ConjugateMixture, check_schedule
+from ..infer.pretrain import fit_diag_gmm, pretrain_autoencoder
+from ..nets import ARCHITECTURES, eval_mode, make_encoder_decoder, make_likelihood
+from .base import MixtureVAE, Setting, data_plate, int_tuple, non_negative, one_of, positive
+
+# a component counts as used when its pseudo-count exceeds the prior's by this many points (App. C.3)
+EFFECTIVE_COUNT = 1.0
+
+
+def _positive_int(value):
+    return None if value >= 1 else "must be >= 1"
+
+
+def _kappa(value):
+    return None if 0.5 < value <= 1 else "must be in (0.5, 1]"
+
+
+class FactorialMixtureVAE(MixtureVAE):
+    """The factorial mixture prior VAE; ``responsibilities`` are factor 0's (see :meth:`factor_responsibilities`)."""
+
+    name = "factorial"
+    default_epochs = 100
+    default_pretrain_epochs = 50
+    accepts_labels = True
+    settings = {
+        "factors": Setting(int, 1, "I, the number of factors", _positive_int),
+        "components": Setting(int_tuple, (), "K_1,...,K_I (one value: the same K for every factor; "
+                              "empty: --clusters for every factor)",
+                              lambda v: None if all(k >= 1 for k in v) else "must be positive integers"),
+        "dim": Setting(int, 10, "D, the dimension of each factor's block of z", _positive_int),
+        "delta": Setting(float, 0.0, "weight of the semi-supervised cross-entropy (eq. 8)", non_negative),
+        "tau0": Setting(float, DEFAULT_TAU0, "rho_tau = (tau0 + tau)^-kappa (App. E)", non_negative),
+        "kappa": Setting(float, DEFAULT_KAPPA, "rho_tau = (tau0 + tau)^-kappa, in (0.5, 1] (App. E)", _kappa),
+        "m0": Setting(float, 0.0, "Normal-Gamma hyperprior mean"),
+        "s0": Setting(float, 1.0, "Normal-Gamma hyperprior precision scale", positive),
+        "a0": Setting(float, 0.01, "Normal-Gamma hyperprior shape", positive),
+        "b0": Setting(float, 0.01, "Normal-Gamma hyperprior rate", positive),
+        "c0": Setting(float, 1.0, "Dirichlet hyperprior pseudo-count", positive),
+        "hidden": Setting(int_tuple, (500, 500, 2000), "encoder widths; the decoder mirrors them",
+                          lambda v: None if v and all(h > 0 for h in v) else "must be positive integers"),
+        "arch": Setting(str, "mlp", "mlp, or conv for 28x28 / 32x32 images", one_of(ARCHITECTURES)),
+        "pretrain_lr": Setting(float, 1e-3, "learning rate of the N(0, I) VAE pretraining", positive),
+        "pretrain_kl": Setting(float, 0.01, "final weight of the pretraining's KL, annealed from 0", non_negative),
+        "gmm_restarts": Setting(int, 10, "restarts of the GMM that starts q(xi) on the pretrained codes", positive),
+        "prior_init_iters": Setting(int, 20, "full-data coordinate-ascent sweeps of the prior initialisation",
+                                    lambda v: None if v >= 0 else "must be >= 0"),
+    }
+
+    def __init__(self, data_shape, n_clusters: int = 10, likelihood: str = "bernoulli", **settings):
+        super().__init__(data_shape, n_clusters, likelihood, **settings)
+        hp = self.hparams
+        I, D = hp["factors"], hp["dim"]
+        ks = tuple(hp["components"]) or (self.n_clusters,)
+        if len(ks) == 1:
+            ks = ks * I
+        if len(ks) != I:
+            raise ConfigError(f"setting components={','.join(map(str, ks))} names {len(ks)} factors but factors={I}")
+        check_schedule(hp["tau0"], hp["kappa"])
+        self.components, self.n_factors, self.dim = ks, I, D
+        self.n_clusters = ks[0]
+        self.likelihood = make_likelihood(likelihood, self.data_shape)
+        self.encoder, self.decoder = make_encoder_decoder(hp["arch"], self.data_shape, I * D, self.likelihood,
+                                                          hp["hidden"])
+        prior = {k: hp[k] for k in ("m0", "s0", "a0", "b0", "c0")}
+        self.mixtures = nn.ModuleList(ConjugateMixture(k, D, tau0=hp["tau0"], kappa=hp["kappa"], **prior)
+                                      for k in ks)
+
+    # -- pieces ------------------------------------------------------------------------------------
+    def blocks(self, t: torch.Tensor) -> list:
+        """Split (..., I * D) into the I factor blocks (..., D)."""
+        return list(t.split(self.dim, dim=-1))
+
+    def encode_blocks(self, x):
+        """[(z_loc_i, z_var_i)] per factor from q(z | x)."""
+        loc, scale = self.encoder(x)
+        return list(zip(self.blocks(loc), self.blocks(scale ** 2)))
+
+    def _check_labels(self, labels: Optional[torch.Tensor], batch: int) -> Optional[torch.Tensor]:
+        if labels is None:
+            return None
+        labels = torch.as_tensor(labels)
+        if labels.dim() == 1:
+            labels = labels[:, None]
+        if labels.shape != (batch, self.n_factors):
+            raise ConfigError(f"labels must have shape (N, {self.n_factors}) (-1 = unknown); got {tuple(labels.shape)}")
+        return labels.long()
+
+    # -- the two programs --------------------------------------------------------------------------
+    def model(self, x, num_data: Optional[int] = None, labels: Optional[torch.Tensor] = None):
+        labels = self._check_labels(labels, x.shape[0])
+        globals_ = []
+        for i, mix in enumerate(self.mixtures):
+            pi = pyro.sample(f"pi_{i}", dist.Dirichlet(mix.c0))
+            xi = pyro.sample(f"xi_{i}", NormalGamma(mix.m0, mix.s0, mix.a0, mix.b0).to_event(2))
+            globals_.append((pi, xi))
+        cross_entropy = labels is not None and self.hparams["delta"] > 0
+        blocks = self.encode_blocks(x) if cross_entropy else None
+        zs = []
+        with data_plate(x, num_data):
+            for i, (pi, xi) in enumerate(globals_):
+                K = self.components[i]
+                log_pi = torch.log(pi.clamp(min=torch.finfo(pi.dtype).tiny))
+                logits = log_pi  # (..., K): broadcast over the plate (and any particle dimension)
+                if labels is not None:
+                    y = labels[:, i]
+                    known = y >= 0
+                    onehot = torch.nn.functional.one_hot(y.clamp(min=0), K)
+                    # a point mass at the label (a large negative number, not -inf: validation refuses it)
+                    logits = torch.where(known[:, None], torch.where(onehot.bool(), 0.0, -1e30), logits)
+                    pyro.factor(f"label_{i}", torch.where(known, (log_pi * onehot).sum(-1), 0.0))
+                    if cross_entropy:  # eq. 8: delta * sum_k y_k log g_k, g from eq. 5-6 at the encoder
+                        g = torch.log_softmax(self.mixtures[i].responsibility_logits(*blocks[i]), -1)
+                        ce = g.gather(-1, y.clamp(min=0)[:, None]).squeeze(-1)
+                        pyro.factor(f"cross_entropy_{i}", self.hparams["delta"] * torch.where(known, ce, 0.0))
+                r = pyro.sample(f"r_{i}", dist.Categorical(logits=logits), infer={"enumerate": "parallel"})
+                mu, alpha = Vindex(xi[..., 0])[..., r, :], Vindex(xi[..., 1])[..., r, :]  # broadcasts particles, enumeration
+                zs.append(pyro.sample(f"z_{i}", dist.Normal(mu, alpha.rsqrt()).to_event(1)))
+            z = torch.cat(torch.broadcast_tensors(*zs) if len(zs) > 1 else zs, -1)
+            pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
+
+    def guide(self, x, num_data: Optional[int] = None, labels: Optional[torch.Tensor] = None):
+        for i, mix in enumerate(self.mixtures):
+            pyro.sample(f"pi_{i}", dist.Dirichlet(mix.c))
+            pyro.sample(f"xi_{i}", mix.normal_gamma().to_event(2))
+        with data_plate(x, num_data):
+            loc, scale = self.encoder(x)
+            for i, (loc_i, scale_i) in enumerate(zip(self.blocks(loc), self.blocks(scale))):
+                pyro.sample(f"z_{i}", dist.Normal(loc_i, scale_i).to_event(1))
+
+    # -- conjugate updates -------------------------------------------------------------------------
+    @torch.no_grad()
+    def clamped_responsibilities(self, x, labels: Optional[torch.Tensor] = None) -> list:
+        """[gamma_i (B, K_i)] of eq. 5-6, a one-hot row where ``labels`` gives factor i's value."""
+        labels = self._check_labels(labels, x.shape[0])
+        out = []
+        for i, (mix, (loc, var)) in enumerate(zip(self.mixtures, self.encode_blocks(x))):
+            gamma = mix.responsibilities(loc, var)
+            if labels is not None:
+                y = labels[:, i]
+                onehot = torch.nn.functional.one_hot(y.clamp(min=0), self.components[i]).to(gamma.dtype)
+                gamma = torch.where((y >= 0)[:, None], onehot, gamma)
+            out.append(gamma)
+        return out
+
+    @torch.no_grad()
+    def after_step(self, x, num_data, labels: Optional[torch.Tensor] = None, rho: Optional[float] = None) -> None:
+        """Steps 1 and 3 of Sect. 2.4: recompute gamma (eq. 5-6), then the natural-gradient step (eq. 7, 13, 14)."""
+        blocks = self.encode_blocks(x)
+        for mix, gamma, (loc, var) in zip(self.mixtures, self.clamped_responsibilities(x, labels), blocks):
+            mix.update(mix.statistics(gamma, loc, var), num_data, rho)
+
+    # -- clustering, evaluation, sampling ----------------------------------------------------------
+    @torch.no_grad()
+    def factor_responsibilities(self, x) -> list:
+        """[gamma_i (B, K_i)] per factor, eq. 5-6 at q(z | x)."""
+        return self.clamped_responsibilities(x)
+
+    @torch.no_grad()
+    def responsibilities(self, x) -> torch.Tensor:
+        """Factor 0's gamma (eq. 5-6): the clustering the metrics and ``predict`` of one factor use."""
+        return self.factor_responsibilities(x)[0]
+
+    @torch.no_grad()
+    def predictive_bound(self, x, num_particles: int = 10) -> dict:
+        """Eq. 11 per data point, averaged over ``x``: ``recon`` E_q[log p(x|z)] (``num_particles`` draws),
+        ``kl_z`` sum_i KL[z_i] (App. C.2), ``kl_r`` sum_i KL[r_i] (App. C.3) and
+        ``bound`` = recon - kl_z - kl_r, in nats."""
+        loc, scale = self.encoder(x)
+        z = loc + scale * torch.randn((num_particles,) + loc.shape, device=loc.device)
+        recon = self.likelihood(self.decoder(z.reshape(-1, loc.shape[-1]))).log_prob(
+            x.repeat((num_particles,) + (1,) * (x.dim() - 1))).reshape(num_particles, -1).mean(0)
+        kl_z = torch.zeros_like(recon)
+        kl_r = torch.zeros_like(recon)
+        for mix, gamma, (loc_i, var_i) in zip(self.mixtures, self.factor_responsibilities(x),
+                                              self.encode_blocks(x)):
+            kl_z = kl_z + mix.kl_z(gamma, loc_i, var_i)
+            kl_r = kl_r + mix.kl_r(gamma)
+        out = {"recon": recon, "kl_z": kl_z, "kl_r": kl_r}
+        out = {k: float(v.mean()) for k, v in out.items()}
+        out["bound"] = out["recon"] - out["kl_z"] - out["kl_r"]
+        return out
+
+    @torch.no_grad()
+    def diagnostics(self, x) -> dict:
+        """The parts of eq. 11 on ``x`` (batches of 1000 points) and the effective components per factor."""
+        parts = [(len(xb), self.predictive_bound(xb)) for xb in x.split(1000)]
+        out = {f"predictive_{k}": sum(b * p[k] for b, p in parts) / x.shape[0] for k in parts[0][1]}
+        out["effective_components"] = self.effective_components()
+        return out
+
+    def effective_components(self) -> list:
+        """Per factor, the components whose pseudo-count c_ik exceeds c0 by more than EFFECTIVE_COUNT."""
+        return [int(((mix.c - mix.c0) > EFFECTIVE_COUNT).sum()) for mix in self.mixtures]
+
+    @torch.no_grad()
+    def sample(self, n: int, cluster: Optional[int] = None, ks: Optional[Sequence[Optional[int]]] = None):
+        """``n`` data-space means E[x | z], z_i | k_i from the Student-t of eq. 10.
+
+        ``ks`` gives k_i per factor (None: drawn from q(pi_i), pi_i ~ Dir(c_i)); ``cluster`` is
+        shorthand for k_0. Returns (x_mean, k) with k of shape (n, I) (factor 0's column when I = 1).
+        """
+        ks = list(ks) if ks is not None else [None] * self.n_factors
+        if len(ks) != self.n_factors:
+            raise ConfigError(f"ks needs one entry per factor ({self.n_factors}); got {len(ks)}")
+        if cluster is not None:
+            ks[0] = cluster
+        device = self.mixtures[0].m.device
+        zs, chosen = [], []
+        for i, (mix, k) in enumerate(zip(self.mixtures, ks)):
+            K = self.components[i]
+            if k is None:
+                pi = dist.Dirichlet(mix.c).sample((n,))
+                k_i = dist.Categorical(probs=pi).sample()
+            else:
+                if not 0 <= int(k) < K:
+                    raise ConfigError(f"factor {i} has components 0..{K - 1}; got {k}")
+                k_i = torch.full((n,), int(k), dtype=torch.long, device=device)
+            t = student_t_predictive(mix.normal_gamma())  # batch (K, D)
+            zs.append(t.sample((n,)).gather(1, k_i[:, None, None].expand(n, 1, self.dim)).squeeze(1))
+            chosen.append(k_i)
+        z = torch.cat(zs, -1).to(torch.get_default_dtype())
+        k = torch.stack(chosen, -1)
+        return self.likelihood.mean(self.decoder(z)), (k[:, 0] if self.n_factors == 1 else k)
+
+    # -- pretraining and the prior initialisation (Sect. 2.4, App. E) -------------------------------
+    def pretrain(self, x, epochs: int, batch_size: int, seed: int, progress: bool = False,
+                 labels: Optional[torch.Tensor] = None) -> dict:
+        """N(0, I) VAE with an annealed KL, then q(xi) from a GMM per block and full-data sweeps."""
+        losses = pretrain_autoencoder(self.encoder, self.decoder, self.likelihood, x, epochs=epochs,
+                                      batch_size=batch_size, lr=self.hparams["pretrain_lr"], seed=seed,
+                                      progress=progress, vae=True, kl_weight=self.hparams["pretrain_kl"])
+        self.init_globals(x, seed, labels)
+        return {"pretrain_recon_kl": losses[-1] if losses else None}
+
+    @torch.no_grad()
+    def init_globals(self, x, seed: int = 0, labels: Optional[torch.Tensor] = None) -> None:
+        """q(xi) from a diagonal GMM on each block's encoder means, then ``prior_init_iters`` sweeps (rho = 1)."""
+        n = x.shape[0]
+        with eval_mode(self):
+            encoded = [self.encode_blocks(xb) for xb in x.split(1000)]
+        codes = [torch.cat([e[i][0] for e in encoded]) for i in range(self.n_factors)]
+        code_vars = [torch.cat([e[i][1] for e in encoded]) for i in range(self.n_factors)]
+        for mix, z, z_var in zip(self.mixtures, codes, code_vars):
+            weights, means, variances = fit_diag_gmm(z.cpu().numpy(), mix.n_components, seed,
+                                                     n_init=self.hparams["gmm_restarts"])
+            counts = torch.as_tensor(n * np.asarray(weights), dtype=mix.m.dtype, device=mix.m.device)
+            mix.m.copy_(torch.as_tensor(means, dtype=mix.m.dtype))
+            mix.s.copy_(mix.s0 + counts[:, None])
+            mix.a.copy_(mix.a0 + counts[:, None] / 2)
+            # E[alpha] = 1 / variance, the variance including the encoder's (eq. 13's statistics use
+            # z_loc^2 + z_var): a GMM on the means alone makes dimensions where q(z|x) is wide look sharp
+            spread = torch.as_tensor(variances, dtype=mix.m.dtype) + z_var.mean(0).to(mix.m.dtype)
+            mix.b.copy_(mix.a * spread)
+            mix.c.copy_(mix.c0 + counts)
+        with eval_mode(self):
+            for _ in range(self.hparams["prior_init_iters"]):
+                stats = None
+                for part in range(0, n, 1000):
+                    xb = x[part:part + 1000]
+                    lb = None if labels is None else labels[part:part + 1000]
+                    gammas = self.clamped_responsibilities(xb, lb)
+                    batch = [mix.statistics(g, loc, var) for mix, g, (loc, var)
+                             in zip(self.mixtures, gammas, self.encode_blocks(xb))]
+                    stats = batch if stats is None else [a + b for a, b in zip(stats, batch)]
+                for mix, st in zip(self.mixtures, stats):
+                    mix.update(st, n, rho=1.0)
+                    mix.tau.zero_()  # the initialisation does not count as SVI steps
