@@ -196,13 +196,14 @@ def test_vib_gmm_assigns_by_eq19_at_the_encoder_mean():
 
 def test_cli_and_estimator(tmp_path, blobs_npz, capsys):
     out = tmp_path / "run"
-    rc = main(["fit", "vib-gmm", "--data", str(blobs_npz), "--epochs", "3", "--out", str(out), "--quiet",
+    rc = main(["fit", "vib-gmm", "--data", str(blobs_npz), "--epochs", "3", "--pretrain-epochs", "1", "--out", str(out), "--quiet",
                "--set", "s_min=0.5", "--set", "s_max=2", "--set", "s_step=1", "--set", "s_every=1", *TINY])
     assert rc == 0
     lines = (out / "history.jsonl").read_text().splitlines()
     assert [round(__import__("json").loads(line)["s"], 6) for line in lines] == [0.5, 1.0, 2.0]
     x = np.load(blobs_npz)["x"]
-    est = VIBGMMEstimator(3, epochs=2, hidden=(16,), latent_dim=2, s_max=2.0).fit(x)
+    est = VIBGMMEstimator(3, epochs=2, pretrain_epochs=1, hidden=(16,), latent_dim=2, s_min=0.5, s_max=2.0,
+                          s_step=1.0, s_every=1).fit(x)
     assert est.predict(x).shape == (len(x),) and est.history_.records[-1]["s"] == 1.0
 
 
