@@ -41,7 +41,13 @@ def run_fit(model: str, data: str, seed: int, run: Path, extra=(), threads: int 
         subprocess.run(cmd_run, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         print(f"  {time.time() - t0:.0f} s wall", flush=True)
     record = json.loads((run / "metrics.json").read_text())
-    record["command"] = "mixvae " + " ".join(str(c) for c in cmd[3:] if c != "--quiet")
+    if "pretrain" not in record:  # runs made before metrics.json carried it: read the checkpoint
+        import torch
+
+        state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+        record["pretrain"] = state["extra"].get("pretrain", {})
+    shown = [str(c) if not str(c).startswith(str(ROOT) + "/") else str(c)[len(str(ROOT)) + 1:] for c in cmd[3:]]
+    record["command"] = "mixvae " + " ".join(c for c in shown if c != "--quiet")
     return record
 
 

@@ -1,7 +1,7 @@
 """The README's main job: VaDE on digits with the defaults reaches acc >= 0.80 for seeds 0-2.
 
 Slow (a few minutes per seed on two CPU cores): run with ``pytest -m slow``. The recorded
-figures are in experiments/results/vade_digits.md (from experiments/vade_digits.py).
+figures are in experiments/results/vade_digits.md (from experiments/seeds.py vade --data digits).
 """
 import json
 
