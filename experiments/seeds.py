@@ -22,8 +22,8 @@ def main():
     p.add_argument("model")
     p.add_argument("--data", default="digits")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("extra", nargs="*", help="further arguments for mixvae fit (after --)")
-    args = p.parse_args()
+    args, extra = p.parse_known_args()
+    args.extra = [a for a in extra if a != "--"]  # further arguments for mixvae fit (after --)
     records = [run_fit(args.model, args.data, seed, RUNS / f"{args.model}-{args.data}-seed{seed}", args.extra)
                for seed in args.seeds]
     name = f"{args.model.replace('-', '_')}_{args.data.replace('-', '_')}"
