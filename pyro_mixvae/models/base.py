@@ -13,7 +13,11 @@ need, with the same names everywhere:
 * ``sample(n, cluster=None)`` -> data-space means and the clusters they came from;
 * ``pretrain(x, epochs, ...)`` -> optional initialisation before SVI (no-op by default);
 * ``settings`` -> the model's own hyperparameters (``mixvae fit --set key=value``), declared
-  with :class:`Setting` so that names and types are checked before anything is trained.
+  with :class:`Setting` so that names and types are checked before anything is trained;
+* for posterior analysis (:mod:`pyro_mixvae.analysis`): ``prior_components()`` (the mixture's
+  weights, means and scales per factor), ``global_posterior(S)`` (draws of the global sites),
+  ``latent_means(x)``, ``factor_responsibilities(x)`` and ``kl_parts(x)``, with defaults where
+  one can be given.
 """
 from __future__ import annotations
 
@@ -175,6 +179,37 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
 
     def load_extra_state(self, state: dict) -> None:
         pass
+
+    # -- what posterior analysis reads (pyro_mixvae.analysis) --------------------------------
+    # True when the global sites are parameters (point values); False when the guide has a q over them
+    globals_are_point_values = True
+
+    def prior_components(self) -> list:
+        """Per factor, (pi (K,), loc (K, D), scale (K, D)): the mixture prior on that factor's block of z
+        as point values, p(z) = sum_k pi_k N(z | loc_k, diag scale_k^2). A model must say what its components are."""
+        raise ConfigError(f"model {self.name!r} does not describe its mixture components (prior_components)")
+
+    def global_posterior(self, num_samples: int) -> list:
+        """Per factor, {name: (S, K, ...) tensor} of draws of the global latent sites.
+
+        Default: the point values of :meth:`prior_components` as one draw (S = 1), named
+        ``pi``, ``mu_c``, ``sigma_c``; a model with a guide over its globals draws from it instead
+        (and sets ``globals_are_point_values = False``).
+        """
+        return [{"pi": pi[None], "mu_c": loc[None], "sigma_c": scale[None]}
+                for pi, loc, scale in self.prior_components()]
+
+    def latent_means(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, sum_i D_i) mean of q(z | x), the factor blocks side by side. Default: ``self.encoder(x)[0]``."""
+        return self.encoder(x)[0]
+
+    def factor_responsibilities(self, x: torch.Tensor) -> list:
+        """[(N, K_i)] cluster posteriors per factor. Default: one factor, :meth:`responsibilities`."""
+        return [self.responsibilities(x)]
+
+    def kl_parts(self, x: torch.Tensor) -> dict:
+        """Per-factor KL terms of the bound, {name: [mean per point, one per factor]}. Default: none."""
+        return {}
 
     # -- what builds a model back from a run directory -------------------------------------
     def construction(self) -> dict:

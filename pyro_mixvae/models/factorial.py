@@ -244,6 +244,33 @@ class FactorialMixtureVAE(MixtureVAE):
         out["effective_components"] = self.effective_components()
         return out
 
+    # -- posterior analysis (pyro_mixvae.analysis) --------------------------------------------------
+    globals_are_point_values = False
+
+    @torch.no_grad()
+    def prior_components(self) -> list:
+        """Per factor (E[pi] = c / sum c, E[mu] = m, E[alpha]^-1/2 = sqrt(b / a)) under q."""
+        return [(mix.c / mix.c.sum(), mix.m, torch.sqrt(mix.b / mix.a)) for mix in self.mixtures]
+
+    @torch.no_grad()
+    def global_posterior(self, num_samples: int) -> list:
+        """Per factor, S draws of the global sites from the guide: ``pi`` ~ q(pi_i) = Dir(c_i) and
+        (``mu``, ``alpha``) ~ q(xi_i) = NormalGamma(m, s, a, b) (site ``xi_i``: [..., 0] = mu, [..., 1] = alpha)."""
+        out = []
+        for mix in self.mixtures:
+            xi = mix.normal_gamma().sample((num_samples,))
+            out.append({"pi": dist.Dirichlet(mix.c).sample((num_samples,)), "mu": xi[..., 0], "alpha": xi[..., 1]})
+        return out
+
+    @torch.no_grad()
+    def kl_parts(self, x) -> dict:
+        """{'kl_z': [KL[z_i]], 'kl_r': [KL[r_i]]}, means per point on ``x`` (App. C.2-C.3), one per factor."""
+        parts = {"kl_z": [], "kl_r": []}
+        for mix, gamma, (loc, var) in zip(self.mixtures, self.factor_responsibilities(x), self.encode_blocks(x)):
+            parts["kl_z"].append(float(mix.kl_z(gamma, loc, var).mean()))
+            parts["kl_r"].append(float(mix.kl_r(gamma).mean()))
+        return parts
+
     def effective_components(self) -> list:
         """Per factor, the components whose pseudo-count c_ik exceeds c0 by more than EFFECTIVE_COUNT."""
         return [int(((mix.c - mix.c0) > EFFECTIVE_COUNT).sum()) for mix in self.mixtures]

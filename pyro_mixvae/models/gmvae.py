@@ -235,6 +235,11 @@ class GMVAE(MixtureVAE):
         loc, scale = self.components(w)
         return self.log_prior_c(z) + dist.Normal(loc, scale).log_prob(z.unsqueeze(-2)).sum(-1)
 
+    def prior_components(self) -> list:
+        """[(1/K, mu_c(w = 0), sigma_c(w = 0))]: the beta-net's components at the mean of p(w) (point values)."""
+        loc, scale = self.components(self.w_loc.weight.new_zeros(1, self.w_dim))
+        return [(torch.full((self.n_clusters,), 1.0 / self.n_clusters, device=loc.device), loc[0], scale[0])]
+
     # -- the two programs --------------------------------------------------------------------------
     def model(self, x, num_data: Optional[int] = None):
         """Eq. 1a-1d, with c enumerated."""

@@ -70,6 +70,11 @@ class VaDE(MixtureVAE):
         """(log pi (K,), mu_c (K, J), sigma_c (K, J)) of the Gaussian mixture prior on z."""
         return torch.log_softmax(self.pi_logits, -1), self.mu_c, torch.exp(0.5 * self.log_var_c)
 
+    def prior_components(self) -> list:
+        """[(pi, mu_c, sigma_c)]: the parameters of the mixture prior (point values)."""
+        log_pi, loc, scale = self.mixture()
+        return [(log_pi.exp(), loc, scale)]
+
     def component_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log pi_c + log N(z | mu_c, sigma_c^2) for every c: (..., J) -> (..., K)."""
         log_pi, loc, scale = self.mixture()
