@@ -44,6 +44,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .errors import ConfigError
 from .infer.train import History
 from .nets import eval_mode
 from .plots import sample_figure  # noqa: F401  (re-exported: ``mixvae sample`` draws it)
@@ -122,8 +123,6 @@ def to_inference_data(model, data, *, y=None, history=None, num_samples: int = 1
     model, records = _unwrap(model, history)
     x, y = _as_arrays(data, y)
     if num_samples < 1:
-        from .errors import ConfigError
-
         raise ConfigError(f"num_samples must be >= 1; got {num_samples}")
     obs = np.arange(len(x))
     if max_points is not None and len(x) > max_points:
@@ -175,7 +174,7 @@ def to_inference_data(model, data, *, y=None, history=None, num_samples: int = 1
                    "posterior_predictive": {"x_cluster": "E[x | z], z drawn from cluster k (of factor 0)"}}
     idata = _from_dict(az, groups, coords, dims, root, group_attrs)
 
-    gamma = _stack_factors([_numpy(g)[None] for g in gammas], k_max)[0]  # (N, [I,] K)
+    gamma = _stack_factors([_numpy(g) for g in gammas], k_max)  # (N, [I,] K): N plays the role of S
     filled = np.nan_to_num(gamma, nan=0.0)
     entropy = -(np.where(filled > 0, filled * np.log(np.where(filled > 0, filled, 1.0)), 0.0)).sum(-1)
     blocks = [c[1].shape[-1] for c in components]

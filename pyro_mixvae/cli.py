@@ -6,6 +6,7 @@
                      [--out DIR] [--resume] [--guide NAME] [--set key=value]...
     mixvae evaluate DIR [--data DATA]
     mixvae sample DIR --n N [--cluster k] --out FILE.png
+    mixvae report DIR [--out DIR/report] [--num-samples S] [--max-points N] [--projection pca|tsne]
 
 Everything a user can get wrong is checked before any work starts and reported in one line
 (``mixvae: error: ...``) with exit status 2; a non-finite loss stops training with exit
@@ -97,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cluster", type=int, default=None, help="draw from this cluster (default: from the prior)")
     s.add_argument("--out", required=True, help="PNG file to write")
     s.add_argument("--seed", type=int, default=0)
+
+    r = sub.add_parser("report", help="write DIR/report/: figures, posterior.nc (ArviZ) and summary.md")
+    r.add_argument("run_dir")
+    r.add_argument("--out", default=None, help="report folder (default: RUN_DIR/report)")
+    r.add_argument("--num-samples", type=int, default=100, help="draws of the global sites and per cluster")
+    r.add_argument("--max-points", type=int, default=10000, help="points kept in posterior.nc and the figures")
+    r.add_argument("--projection", default="pca", help="pca or tsne: how a latent space above 2-D is drawn")
+    r.add_argument("--seed", type=int, default=0)
 
     t = sub.add_parser("settings", help="list a model's --set keys")
     t.add_argument("model")
@@ -191,6 +200,14 @@ def _run_sample(args) -> None:
     print(f"wrote {out}")
 
 
+def _run_report(args) -> None:
+    from .report import write_report
+
+    out = write_report(args.run_dir, args.out, num_samples=args.num_samples, max_points=args.max_points,
+                       seed=args.seed, projection=args.projection)
+    print(f"wrote {out}")
+
+
 def _run_settings(args) -> None:
     cls = get_model_class(args.model)
     for key, s in cls.settings.items():
@@ -200,7 +217,8 @@ def _run_settings(args) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        {"fit": _run_fit, "evaluate": _run_evaluate, "sample": _run_sample, "settings": _run_settings}[args.command](args)
+        {"fit": _run_fit, "evaluate": _run_evaluate, "sample": _run_sample, "report": _run_report,
+         "settings": _run_settings}[args.command](args)
     except NonFiniteLossError as e:
         print(f"mixvae: error: {e}", file=sys.stderr)
         return 1

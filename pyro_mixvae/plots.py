@@ -1,0 +1,300 @@
+"""Figures of trained models (matplotlib, headless: the Agg backend).
+
+Each function draws one figure from plain arrays (most of them read from the ArviZ data of
+:func:`pyro_mixvae.analysis.to_inference_data`) and saves it as a PNG:
+
+* :func:`sample_figure` -- what ``mixvae sample`` writes: an image grid, or a scatter of x[0], x[1];
+* :func:`training_figure` -- the objective per epoch, each extra term of the ELBO object, ACC/NMI/ARI;
+* :func:`latent_figure` -- E q(z|x) in 2-D (PCA, or t-SNE, when dim z > 2) coloured by assigned
+  cluster, with the 2-sigma ellipses of the components N(loc_k, diag scale_k^2) (projected by PCA:
+  W^T diag(scale_k^2) W; none under t-SNE, which is not linear);
+* :func:`cluster_samples_figure` -- a row of E[x | z] per cluster, z drawn from that cluster;
+* :func:`confusion_figure` -- the contingency table of clusters against labels;
+* :func:`collapse_figure` -- cluster usage (points per cluster, mean responsibility, prior weight)
+  and the histogram of the assignment entropy -sum_k q_k log q_k (log K = uniform);
+* :func:`factor_grid_figure` -- factorial prior: one sample per (k_1, k_2) (the paper's Fig. 1);
+* :func:`kl_figure` -- factorial prior: KL[z_i] and KL[r_i] per factor (App. C.2-C.3);
+* :func:`arviz_figures` -- ArviZ's posterior and forest plots of the global sites.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.patches import Ellipse  # noqa: E402
+
+# history columns that are not terms of the objective
+_NOT_TERMS = {"epoch", "lr", "seconds", "elbo", "objective", "acc", "acc_cluster_label", "acc_majority", "nmi",
+              "ari", "clusters_used", "assignment_entropy"}
+_SCORES = ("acc", "acc_cluster_label", "acc_majority", "nmi", "ari")
+MAX_SCATTER = 5000
+
+
+def _save(fig, path, title: str = "") -> None:
+    if title:
+        fig.suptitle(title, fontsize=9, y=1.0 + 0.25 / fig.get_figheight())
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _image(x: np.ndarray) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> what imshow takes."""
+    img = np.clip(np.transpose(x, (1, 2, 0)), 0, 1)
+    return img[..., 0] if img.shape[-1] == 1 else img
+
+
+def sample_figure(x: np.ndarray, clusters: np.ndarray, path, title: str = "") -> None:
+    """Save samples ``x`` (N, C, H, W) as an image grid, or (N, D >= 2) as a scatter, to ``path``."""
+    n = len(x)
+    if x.ndim == 4:
+        cols = math.ceil(math.sqrt(n))
+        rows = math.ceil(n / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 0.9 + 0.4), squeeze=False)
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if i < n:
+                ax.imshow(_image(x[i]), cmap="gray", vmin=0, vmax=1)
+    else:
+        flat = x.reshape(n, -1)
+        fig, ax = plt.subplots(figsize=(5, 5))
+        if flat.shape[1] >= 2:
+            sc = ax.scatter(flat[:, 0], flat[:, 1], c=clusters, cmap="tab10", s=8)
+            ax.set_xlabel("x[0]")
+            ax.set_ylabel("x[1]")
+        else:
+            sc = ax.scatter(np.arange(n), flat[:, 0], c=clusters, cmap="tab10", s=8)
+            ax.set_xlabel("sample")
+            ax.set_ylabel("x[0]")
+        fig.colorbar(sc, ax=ax, label="cluster")
+    _save(fig, path, title)
+
+
+def training_figure(records: list, path, title: str = "") -> None:
+    """One panel for the objective (``elbo`` or ``objective``), one per extra term, one for the scores."""
+    epochs = [r["epoch"] for r in records]
+    main = [k for k in ("elbo", "objective") if any(k in r for r in records)]
+    terms = [k for k in dict.fromkeys(k for r in records for k in r) if k not in _NOT_TERMS
+             and all(isinstance(r.get(k, 0.0), (int, float)) for r in records)]
+    scores = [k for k in _SCORES if any(k in r for r in records)]
+    panels = [(k, [k]) for k in main + terms] + ([("scores against labels", scores)] if scores else [])
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    for ax, (name, keys) in zip(axes.flat, panels):
+        for k in keys:
+            pts = [(e, r[k]) for e, r in zip(epochs, records) if r.get(k) is not None]
+            if pts:
+                ax.plot(*zip(*pts), marker="." if len(pts) < 30 else None, label=k)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("epoch")
+        if len(keys) > 1:
+            ax.legend(fontsize=7)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    _save(fig, path, title)
+
+
+def _project(z: np.ndarray, projection: str, seed: int):
+    """(N, D) -> (N, 2) and the linear map W (D, 2) and centre (None for t-SNE)."""
+    if z.shape[1] == 1:
+        z = np.concatenate([z, np.zeros_like(z)], 1)
+        return z, np.eye(1, 2), np.zeros(1)
+    if z.shape[1] == 2:
+        return z, np.eye(2), np.zeros(2)
+    if projection == "tsne":
+        from sklearn.manifold import TSNE
+
+        return TSNE(2, init="pca", random_state=seed, perplexity=min(30.0, len(z) / 4)).fit_transform(z), None, None
+    centre = z.mean(0)
+    _, _, vt = np.linalg.svd(z - centre, full_matrices=False)
+    w = vt[:2].T
+    return (z - centre) @ w, w, centre
+
+
+def latent_figure(z: np.ndarray, assignment: np.ndarray, loc: np.ndarray, scale: np.ndarray, path, *,
+                  projection: str = "pca", title: str = "", seed: int = 0) -> None:
+    """Scatter of the latent means coloured by cluster, with the components' 2-sigma ellipses."""
+    rng = np.random.default_rng(seed)
+    if len(z) > MAX_SCATTER:
+        keep = rng.choice(len(z), MAX_SCATTER, replace=False)
+        z, assignment = z[keep], assignment[keep]
+    xy, w, centre = _project(np.asarray(z, dtype=float), projection, seed)
+    cmap = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    ax.scatter(xy[:, 0], xy[:, 1], s=3, c=[cmap(int(k) % 10) for k in assignment], alpha=0.6)
+    used = set(np.asarray(assignment).tolist())
+    if w is not None:
+        for k in range(len(loc)):
+            mean = (loc[k] - centre) @ w
+            cov = w.T @ np.diag(scale[k] ** 2) @ w
+            vals, vecs = np.linalg.eigh(cov)
+            vals = np.maximum(vals, 0)
+            angle = math.degrees(math.atan2(vecs[1, -1], vecs[0, -1]))
+            ax.add_patch(Ellipse(mean, 4 * math.sqrt(vals[-1]), 4 * math.sqrt(vals[0]), angle=angle, fill=False,
+                                 color=cmap(k % 10), lw=1.3, ls="-" if k in used else ":"))
+            ax.annotate(str(k), mean, ha="center", va="center", fontsize=7)
+    how = {2: "z", 1: "z (1-D)"}.get(z.shape[1], f"{projection.upper()} of z (dim {z.shape[1]})")
+    ax.set_xlabel(f"{how}, axis 1")
+    ax.set_ylabel(f"{how}, axis 2")
+    ax.set_title("E q(z|x) coloured by assigned cluster" + ("; 2-sigma ellipses (dotted: unused)" if w is not None
+                                                            else ""), fontsize=9)
+    _save(fig, path, title)
+
+
+def cluster_samples_figure(x_cluster: np.ndarray, path, n: int = 8, title: str = "") -> None:
+    """``x_cluster`` (S, K, *data shape): row k shows ``n`` draws of E[x | z] from cluster k."""
+    x_cluster = x_cluster[:n]
+    n, K = x_cluster.shape[:2]
+    clusters = [k for k in range(K) if np.isfinite(x_cluster[:, k]).all()]
+    if x_cluster.ndim == 5:
+        fig, axes = plt.subplots(len(clusters), n, figsize=(n * 0.8, len(clusters) * 0.8 + 0.4), squeeze=False)
+        for row, k in enumerate(clusters):
+            for j in range(n):
+                axes[row, j].imshow(_image(x_cluster[j, k]), cmap="gray", vmin=0, vmax=1)
+                axes[row, j].set_xticks([])
+                axes[row, j].set_yticks([])
+            axes[row, 0].set_ylabel(str(k), fontsize=7, rotation=0, labelpad=8)
+    elif x_cluster.shape[-1] == 2:
+        cmap = plt.get_cmap("tab10")
+        fig, ax = plt.subplots(figsize=(5, 5))
+        for k in clusters:
+            ax.scatter(x_cluster[:, k, 0], x_cluster[:, k, 1], s=10, color=cmap(k % 10), label=str(k))
+        ax.legend(title="cluster", fontsize=7)
+    else:
+        flat = x_cluster.reshape(n, K, -1)
+        fig, axes = plt.subplots(len(clusters), 1, figsize=(6, 0.6 * len(clusters) + 0.6), squeeze=False)
+        for row, k in enumerate(clusters):
+            axes[row, 0].imshow(flat[:, k], aspect="auto", cmap="viridis")
+            axes[row, 0].set_yticks([])
+            axes[row, 0].set_ylabel(str(k), fontsize=7, rotation=0, labelpad=8)
+        axes[-1, 0].set_xlabel("feature (rows: draws)")
+    _save(fig, path, title or "E[x | z], z drawn from each cluster (one row per cluster)")
+
+
+def confusion_figure(labels: np.ndarray, assignment: np.ndarray, path, title: str = "") -> None:
+    """Counts of points per (cluster, label)."""
+    from .metrics import contingency
+
+    table = contingency(labels, assignment)
+    classes, clusters = np.unique(labels), np.unique(assignment)
+    fig, ax = plt.subplots(figsize=(0.45 * len(classes) + 2.5, 0.4 * len(clusters) + 2))
+    im = ax.imshow(table, cmap="Blues")
+    ax.set_xticks(range(len(classes)), [str(c) for c in classes], fontsize=7)
+    ax.set_yticks(range(len(clusters)), [str(c) for c in clusters], fontsize=7)
+    ax.set_xlabel("label")
+    ax.set_ylabel("assigned cluster")
+    if table.size <= 400:
+        for (i, j), v in np.ndenumerate(table):
+            ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=6,
+                    color="white" if v > table.max() / 2 else "black")
+    fig.colorbar(im, ax=ax, label="points")
+    _save(fig, path, title or "clusters against labels")
+
+
+def collapse_figure(responsibilities: np.ndarray, path, prior_weights=None, title: str = "") -> None:
+    """Cluster usage bars (share of points assigned, mean responsibility, pi) and the entropy histogram."""
+    gamma = np.nan_to_num(np.asarray(responsibilities, dtype=float))
+    K = gamma.shape[1]
+    share = np.bincount(gamma.argmax(1), minlength=K) / len(gamma)
+    safe = np.where(gamma > 0, gamma, 1.0)
+    entropy = -(gamma * np.log(safe)).sum(1)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    idx = np.arange(K)
+    a.bar(idx - 0.2, share, 0.4, label="share of points assigned")
+    a.bar(idx + 0.2, gamma.mean(0), 0.4, label="mean responsibility")
+    if prior_weights is not None:
+        a.scatter(idx, prior_weights, color="k", marker="_", s=200, label="prior weight pi")
+    a.set_xlabel("cluster")
+    a.set_title(f"cluster usage: {int((share > 0).sum())} of {K} clusters used", fontsize=9)
+    a.legend(fontsize=7)
+    b.hist(entropy, bins=30)
+    b.axvline(math.log(K), color="k", ls="--", label="log K (uniform)")
+    b.set_xlabel("assignment entropy (nats)")
+    b.set_title("entropy of q(c | x) per point", fontsize=9)
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path, title)
+
+
+@torch.no_grad()
+def factor_grid_figure(model, path, seed: int = 0, title: str = "") -> None:
+    """One draw of E[x | z] for each (k_1, k_2) of the first two factors (other factors drawn from q(pi))."""
+    k1, k2 = model.components[0], model.components[1]
+    rest = [None] * (len(model.components) - 2)
+    torch.manual_seed(seed)
+    fig, axes = plt.subplots(k2, k1, figsize=(k1 * 0.8 + 0.5, k2 * 0.8 + 0.5), squeeze=False)
+    for b in range(k2):
+        for a in range(k1):
+            x = model.sample(1, ks=[a, b, *rest])[0][0].cpu().numpy()
+            ax = axes[b, a]
+            if x.ndim == 3:
+                ax.imshow(_image(x), cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.plot(x.reshape(-1), lw=0.8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if b == k2 - 1:
+                ax.set_xlabel(f"k1={a}", fontsize=6)
+        axes[b, 0].set_ylabel(f"k2={b}", fontsize=6)
+    _save(fig, path, title or "one sample per (k1, k2) (Student-t predictive, eq. 10)")
+
+
+def kl_figure(parts: dict, path, title: str = "") -> None:
+    """Grouped bars: each KL part (e.g. KL[z_i], KL[r_i]) per factor, nats per point."""
+    names = list(parts)
+    factors = len(parts[names[0]])
+    fig, ax = plt.subplots(figsize=(1.2 * factors * len(names) + 2, 3.5))
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+        ax.bar(np.arange(factors) + (j - (len(names) - 1) / 2) * width, parts[name], width, label=name)
+    ax.set_xticks(range(factors), [f"factor {i}" for i in range(factors)])
+    ax.set_ylabel("nats per point")
+    ax.legend(fontsize=7)
+    _save(fig, path, title or "KL[z_i] and KL[r_i] per factor (App. C.2-C.3)")
+
+
+def save_arviz_figure(result, path) -> None:
+    """Save what an ArviZ plot returned: axes (ArviZ 0.2x) or a PlotCollection (ArviZ >= 1)."""
+    if hasattr(result, "savefig"):  # arviz >= 1: a PlotCollection
+        result.savefig(path)
+        return
+    fig = np.ravel(result)[0].get_figure()
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+
+
+def arviz_figures(idata, posterior_path, forest_path, max_clusters: int = 6, max_dims: int = 2) -> list:
+    """ArviZ's posterior plot (``plot_posterior``; ``plot_dist`` in ArviZ >= 1) of the global sites over the
+    first clusters, and its forest plot; returns the paths written."""
+    from .analysis import _arviz, group
+
+    az = _arviz()
+    post = group(idata, "posterior")
+    if "factor" in post.dims:
+        post = post.isel(factor=0)
+    finite = np.isfinite(post[list(post.data_vars)[0]].values)  # factor 0's clusters (the rest is NaN padding)
+    k = int(finite.reshape(finite.shape[:2] + (post.sizes["cluster"], -1)).all(axis=(0, 1, 3)).sum())
+    sel = {"cluster": slice(0, max(1, min(k, max_clusters)))}
+    if "latent_dim" in post.dims:
+        sel["latent_dim"] = slice(0, max_dims)
+    small = post.isel(sel)
+    plot_posterior = getattr(az, "plot_posterior", None) or az.plot_dist
+    written = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        names = ["pi"] if "pi" in small else list(small.data_vars)[:1]
+        # point values are one draw: a histogram shows them (a density estimate of one value cannot)
+        kind = {"kind": "hist"} if small.sizes["draw"] == 1 and plot_posterior is getattr(az, "plot_posterior", None) \
+            else {}
+        save_arviz_figure(plot_posterior(small, var_names=names, **kind), posterior_path)
+        written.append(posterior_path)
+        save_arviz_figure(az.plot_forest(small, var_names=list(small.data_vars)), forest_path)
+        written.append(forest_path)
+    return written

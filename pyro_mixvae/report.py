@@ -1,0 +1,176 @@
+"""``mixvae report DIR``: a report of one run directory, for any model.
+
+Writes ``DIR/report/`` (or ``out``):
+
+* ``posterior.nc`` -- the ArviZ data of :func:`pyro_mixvae.analysis.to_inference_data` (netCDF);
+* ``training.png``, ``latent.png``, ``samples.png``, ``collapse.png``, ``arviz_posterior.png``,
+  ``arviz_forest.png``; ``confusion.png`` when the data have labels; ``factor_grid.png`` for
+  models with two or more factors; ``kl.png`` for models with KL parts (the factorial prior);
+* ``summary.md`` -- the metrics with their definitions, the config, links to the figures.
+
+The data are reloaded as the run's ``config.json`` names them (``load_dataset(data, split)``).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from . import plots
+from .analysis import DRAWS_ESTIMATE, group, save_netcdf, to_inference_data
+from .data import load_dataset
+from .errors import ConfigError
+from .estimator import as_model_input
+from .evaluation import evaluate
+from .infer.train import HISTORY
+from .metrics import DEFINITIONS, clustering_metrics
+from .nets import eval_mode
+from .runs import METRICS, load_run, read_json
+
+# what the other numbers of metrics.json mean
+MORE_DEFINITIONS = {
+    "elbo": "evidence lower bound per data point in nats (the model's plain TraceEnum_ELBO bound, 10 draws)",
+    "train_seconds": "pretraining plus SVI wall-clock seconds",
+    "epochs": "SVI epochs run",
+    "predictive_bound": "eq. 11 of the factorial paper per point (recon - kl_z - kl_r), nats",
+    "predictive_recon": "E_q[log p(x|z)] per point, nats",
+    "predictive_kl_z": "sum_i KL[z_i] per point (App. C.2), nats",
+    "predictive_kl_r": "sum_i KL[r_i] per point (App. C.3), nats",
+    "effective_components": "per factor, components whose pseudo-count exceeds the prior's by > 1 point",
+}
+FIGURES = {
+    "training.png": "training curves: the objective per epoch, each extra term, scores against labels",
+    "latent.png": "latent space E q(z|x) coloured by assigned cluster, with the components' 2-sigma ellipses",
+    "samples.png": "E[x | z] with z drawn from each cluster (posterior predictive, one row per cluster)",
+    "confusion.png": "confusion matrix: assigned clusters against labels",
+    "collapse.png": "collapse diagnostics: cluster usage and the histogram of assignment entropy",
+    "factor_grid.png": "one sample per (k1, k2) of the first two factors",
+    "kl.png": "KL[z_i] and KL[r_i] per factor",
+    "arviz_posterior.png": "ArviZ posterior plot of the mixture weights pi (first clusters)",
+    "arviz_forest.png": "ArviZ forest plot of the global sites (first clusters and latent dimensions)",
+}
+
+
+def _records(run: Path) -> list:
+    path = run / HISTORY
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_report(run_dir, out: Optional[str] = None, *, num_samples: int = 100, max_points: int = 10000,
+                 seed: int = 0, projection: str = "pca") -> Path:
+    """Write the report of ``run_dir`` into ``out`` (default ``run_dir/report``); returns that folder."""
+    run = Path(run_dir)
+    model, cfg = load_run(run)
+    if num_samples < 1 or max_points < 1:
+        raise ConfigError(f"--num-samples and --max-points must be >= 1; got {num_samples} and {max_points}")
+    if projection not in ("pca", "tsne"):
+        raise ConfigError(f"--projection must be pca or tsne; got {projection!r}")
+    data = load_dataset(cfg["data"], split=cfg.get("split", "all"))
+    x = as_model_input(data.x)
+    if x.shape[1:] != tuple(model.data_shape):
+        raise ConfigError(f"data {cfg['data']} has shape {x.shape[1:]} per point; the run was trained on "
+                          f"{tuple(model.data_shape)}")
+    target = Path(out) if out is not None else run / "report"
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create {target}: {e.strerror}") from None
+
+    records = _records(run)
+    idata = to_inference_data(model, x, y=data.y, history=records, num_samples=num_samples,
+                              max_points=max_points, seed=seed)
+    save_netcdf(idata, target / "posterior.nc")
+    written = _figures(model, idata, records, target, projection, seed, f"{cfg['model']} on {cfg['data']}")
+
+    metrics = read_json(run / METRICS) if (run / METRICS).is_file() else None
+    if metrics is None:  # an unfinished run: measure it now
+        with eval_mode(model):
+            metrics = evaluate(model, torch.as_tensor(x), data.y)
+    (target / "summary.md").write_text(_summary(run, cfg, metrics, idata, written))
+    return target
+
+
+def _figures(model, idata, records, target: Path, projection: str, seed: int, title: str) -> list:
+    cp = group(idata, "cluster_posterior")
+    gamma = cp["responsibilities"].values
+    assignment = cp["assignment"].values
+    z = cp["z_loc"].values
+    if "factor" in cp.dims:  # factor 0 is the clustering
+        gamma, assignment, z = gamma[:, 0], assignment[:, 0], z[:, 0]
+    pi, loc, scale = (t.detach().cpu().numpy() for t in model.prior_components()[0])
+    written = []
+
+    def draw(name, fn, *args, **kwargs):
+        fn(*args, target / name, **kwargs)
+        written.append(name)
+
+    if records:
+        draw("training.png", plots.training_figure, records, title=title)
+    draw("latent.png", plots.latent_figure, z, assignment, loc, scale, projection=projection, seed=seed, title=title)
+    draw("samples.png", plots.cluster_samples_figure, group(idata, "posterior_predictive")["x_cluster"].values[0])
+    labels = group(idata, "constant_data")
+    if labels is not None and "labels" in labels:
+        draw("confusion.png", plots.confusion_figure, labels["labels"].values, assignment, title=title)
+    draw("collapse.png", plots.collapse_figure, gamma[:, np.isfinite(gamma).all(0)], prior_weights=pi, title=title)
+    if len(model.prior_components()) >= 2:  # several factors: the (k1, k2) grid of model.sample(ks=...)
+        draw("factor_grid.png", plots.factor_grid_figure, model, seed=seed)
+    x_obs = torch.as_tensor(group(idata, "observed_data")["x"].values[:1000])
+    with eval_mode(model):
+        parts = model.kl_parts(x_obs)
+    if parts:
+        draw("kl.png", plots.kl_figure, parts)
+    plots.arviz_figures(idata, target / "arviz_posterior.png", target / "arviz_forest.png")
+    written += ["arviz_posterior.png", "arviz_forest.png"]
+    return written
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _summary(run: Path, cfg: dict, metrics: dict, idata, figures: list) -> str:
+    definitions = {**MORE_DEFINITIONS, **DEFINITIONS, **metrics.get("definitions", {})}
+    post = group(idata, "posterior")
+    estimate = post.attrs.get("estimate", "")
+    lines = [f"# Report: {run.name}", "",
+             f"`{cfg['model']}` on `{cfg['data']}` (split `{cfg.get('split', 'all')}`), K = {cfg.get('clusters')}.", "",
+             "## Metrics", "", "| metric | value | definition |", "| --- | --- | --- |"]
+    for key, value in metrics.items():
+        if key in ("definitions", "pretrain") or isinstance(value, dict):
+            continue
+        lines.append(f"| `{key}` | {_fmt(value)} | {definitions.get(key, '')} |")
+    pretrain = metrics.get("pretrain") or {}
+    if pretrain:
+        shown = ", ".join(f"{k} {_fmt(v)}" for k, v in pretrain.items())
+        lines += ["", f"After pretraining (before SVI): {shown}."]
+    cp = group(idata, "cluster_posterior")
+    labels = group(idata, "constant_data")
+    if labels is not None and "labels" in labels:
+        assignment = cp["assignment"].values
+        if assignment.ndim == 2:
+            assignment = assignment[:, 0]
+        gamma = cp["responsibilities"].values
+        gamma = gamma[:, 0] if gamma.ndim == 3 else gamma
+        gamma = gamma[:, np.isfinite(gamma).all(0)]
+        again = clustering_metrics(gamma, labels["labels"].values)
+        lines += ["", f"Recomputed from `posterior.nc` on its {len(assignment)} points: "
+                  + ", ".join(f"{k} {again[k]:.4f}" for k in ("acc", "nmi", "ari"))]
+    lines += ["", "## Figures", ""]
+    lines += [f"- [{name}]({name}): {FIGURES.get(name, '')}" for name in figures]
+    lines += ["", "## Posterior data", "",
+              "`posterior.nc` (open with `arviz.from_netcdf`, or `pyro_mixvae.analysis.load_inference_data`):",
+              f"the global sites `{post.attrs.get('global_sites', '')}` in `posterior` ({estimate}"
+              + ("" if estimate == DRAWS_ESTIMATE else "; `arviz.summary` shows their values") + "),",
+              "per-point `responsibilities`, `assignment`, `entropy` and `z_loc` in `cluster_posterior`,",
+              "`x_cluster` in `posterior_predictive`, the data in `observed_data` (`labels` in `constant_data`)",
+              "and the per-epoch history in `training_history`. Dims: "
+              + ", ".join(f"`{d}` {n}" for d, n in {**post.sizes, **cp.sizes}.items() if d not in ("chain",)) + ".",
+              "", "## Config", "", "```json", json.dumps(cfg, indent=2, sort_keys=True), "```", ""]
+    return "\n".join(lines)
