@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--eval-every", type=int, default=TrainConfig.eval_every, help="epochs between metric evaluations")
     f.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATA-seedS)")
     f.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    f.add_argument("--restarts", type=int, default=1,
+                   help="train R seeds (--seed, --seed+1, ...) and keep the best training ELBO (labels unused)")
     f.add_argument("--set", dest="settings", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="a model setting, repeatable (see `mixvae settings MODEL`)")
     f.add_argument("--labels", default=None,
@@ -114,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ----------------------------------------------------------------------------- fit
 def _run_fit(args) -> dict:
+    """``mixvae fit``: one run, or ``--restarts R`` runs (seeds S..S+R-1) and the best training ELBO kept."""
     cls = get_model_class(args.model)
     given = dict(args.settings)
     if args.guide is not None:
@@ -123,6 +126,8 @@ def _run_fit(args) -> dict:
             raise ConfigError(f"--guide {args.guide} contradicts --set guide={given['guide']}")
         given["guide"] = args.guide
     settings = parse_settings(args.model, cls.settings, given)
+    if args.restarts < 1:
+        raise ConfigError(f"--restarts must be >= 1; got {args.restarts}")
     data = load_dataset(args.data, split=args.split)
     x = as_model_input(data.x)
     likelihood = resolve_likelihood(args.likelihood, x)
@@ -130,14 +135,26 @@ def _run_fit(args) -> dict:
     k = args.clusters if args.clusters is not None else (data.n_classes or 10)
     if not cls.min_clusters <= k <= len(x):
         raise ConfigError(f"--clusters must be between {cls.min_clusters} and the number of points ({len(x)}); got {k}")
+    out = Path(args.out or f"runs/{args.model}-{Path(args.data).stem}-seed{args.seed}")
+    if args.restarts == 1 or not args.resume:
+        check_writable(out, args.resume)
+    elif not out.is_dir():
+        raise ConfigError(f"cannot resume: {out} does not exist")
+    job = dict(cls=cls, given=given, settings=settings, data=data, x=x, likelihood=likelihood, k=k)
+    if args.restarts == 1:
+        return _fit_one(args, job, args.seed, out, args.resume)
+    return _fit_restarts(args, job, out)
+
+
+def _fit_one(args, job, seed: int, out: Path, resume: bool, show: bool = True) -> dict:
+    """Train one model with ``seed`` into the run directory ``out``; returns its metrics."""
+    cls, x, data, k = job["cls"], job["x"], job["data"], job["k"]
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
-                         lr_step=args.lr_step, num_particles=args.num_particles, seed=args.seed, device=args.device,
+                         lr_step=args.lr_step, num_particles=args.num_particles, seed=seed, device=args.device,
                          eval_every=args.eval_every, pretrain_epochs=args.pretrain_epochs)
     config.check()
-    out = Path(args.out or f"runs/{args.model}-{Path(args.data).stem}-seed{args.seed}")
-    check_writable(out, args.resume)
-    seed_everything(args.seed)
-    model = cls(x.shape[1:], k, likelihood, **settings)
+    seed_everything(seed)
+    model = cls(x.shape[1:], k, job["likelihood"], **job["settings"])
     config = config.for_model(model)  # the model's training defaults where no flag was given
     observed = {}
     if args.labels is not None:
@@ -145,28 +162,77 @@ def _run_fit(args) -> dict:
             raise ConfigError(f"--labels does not apply to model {args.model!r}: it has no observed cluster sites")
         observed["labels"] = load_partial_labels(args.labels, len(x), model.components)
     run_config = {"model": args.model, "data": args.data, "split": args.split, "clusters": k,
-                  "likelihood": likelihood, "settings": given, "train": config.__dict__,
+                  "likelihood": job["likelihood"], "settings": job["given"], "train": config.__dict__,
                   "labels": args.labels}
-    if args.resume:
+    if resume:
         old = read_json(out / CONFIG)
         if (old["model"], old["data"], old["clusters"]) != (args.model, args.data, k):
             raise ConfigError(f"cannot resume: {out} holds a run of {old['model']} on {old['data']} with K={old['clusters']}")
 
-    with run_directory(out, args.resume):
+    with run_directory(out, resume):
         write_json(out / CONFIG, run_config)
-        history = fit(model, x, data.y, config=config, observed=observed, out_dir=out, resume=args.resume,
+        history = fit(model, x, data.y, config=config, observed=observed, out_dir=out, resume=resume,
                       progress=not args.quiet)
     metrics = evaluate(model, torch.as_tensor(x, device=torch.device(config.device)), data.y)
     metrics.update({"train_seconds": history.train_seconds(), "pretrain": history.pretrain,
-                    "dataset": args.data, "model": args.model, "seed": args.seed, "clusters": k,
+                    "dataset": args.data, "model": args.model, "seed": seed, "clusters": k,
                     "epochs": len(history.records), "definitions": {k_: DEFINITIONS[k_] for k_ in metrics if k_ in DEFINITIONS}})
     write_json(out / METRICS, metrics)
-    print(f"run directory: {out}")
-    print(format_metrics({k_: v for k_, v in metrics.items() if k_ not in ("definitions", "pretrain")}))
-    if history.pretrain:
-        shown = {k_: history.pretrain[k_] for k_ in ("acc", "nmi", "ari") if k_ in history.pretrain}
-        print("after pretraining  " + ", ".join(f"{k_} {v:.4f}" for k_, v in shown.items()))
+    if show:
+        _show(out, metrics, history.pretrain)
     return metrics
+
+
+def _show(out: Path, metrics: dict, pretrain: dict) -> None:
+    print(f"run directory: {out}")
+    print(format_metrics({k_: v for k_, v in metrics.items() if k_ not in ("definitions", "pretrain", "restarts")}))
+    if pretrain:
+        shown = {k_: pretrain[k_] for k_ in ("acc", "nmi", "ari") if k_ in pretrain}
+        print("after pretraining  " + ", ".join(f"{k_} {v:.4f}" for k_, v in shown.items()))
+
+
+RESTART_FILES = (CONFIG, "checkpoint.pt", "history.jsonl")
+
+
+def _fit_restarts(args, job, out: Path) -> dict:
+    """R runs with seeds S..S+R-1 in ``out/restart-r``; the one with the best training ELBO (labels unused)
+    is copied to ``out`` and ``metrics.json`` lists all R under ``restarts``."""
+    import shutil
+
+    created = not out.exists()
+    try:
+        runs = _restart_runs(args, job, out)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # nothing was trained: leave no empty run directory behind
+        raise
+    best = max(range(len(runs)), key=lambda i: runs[i]["elbo"])
+    for name in RESTART_FILES:
+        shutil.copyfile(out / f"restart-{best}" / name, out / name)
+    keep = ("seed", "elbo", "acc", "nmi", "ari", "clusters_used", "train_seconds")
+    metrics = dict(runs[best], selected_restart=best, selected_by="elbo",
+                   restarts=[{k_: m[k_] for k_ in keep if k_ in m} for m in runs])
+    write_json(out / METRICS, metrics)
+    print(f"kept restart {best} (the best training ELBO)")
+    _show(out, metrics, runs[best].get("pretrain") or {})
+    return metrics
+
+
+def _restart_runs(args, job, out: Path) -> list:
+    runs = []
+    for r in range(args.restarts):
+        sub = out / f"restart-{r}"
+        if (sub / METRICS).exists():
+            metrics = read_json(sub / METRICS)
+        else:
+            resume = args.resume and (sub / "checkpoint.pt").exists()
+            if not resume:
+                check_writable(sub, False)
+            metrics = _fit_one(args, job, args.seed + r, sub, resume, show=False)
+        runs.append(metrics)
+        print(f"restart {r} (seed {args.seed + r}): elbo {metrics['elbo']:.4f}"
+              + (f", acc {metrics['acc']:.4f}" if "acc" in metrics else ""), flush=True)
+    return runs
 
 
 # ----------------------------------------------------------------------------- evaluate / sample

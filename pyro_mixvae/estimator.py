@@ -6,13 +6,17 @@ and everything learned in attributes ending with ``_``:
 
 * ``model_`` — the trained :class:`~pyro_mixvae.models.MixtureVAE` (a torch module);
 * ``history_`` — the per-epoch records of :func:`pyro_mixvae.infer.fit`;
-* ``labels_`` — the assignments of the training data; ``likelihood_`` — the likelihood used.
+* ``labels_`` — the assignments of the training data; ``likelihood_`` — the likelihood used;
+* ``restarts_`` — with ``n_init`` > 1, one record per restart (seed, training ELBO, and
+  acc/NMI/ARI when ``y`` was given); the restart with the best training ELBO is kept
+  (``best_restart_``), the labels are never used to choose.
 
 ``X`` is an array of shape (N, D), (N, H, W) or (N, C, H, W). Labels passed as ``y`` to
 ``fit`` are never used for training; they only add accuracy/NMI/ARI to ``history_``.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 import numpy as np
@@ -70,13 +74,26 @@ class MixtureVAEEstimator(ClusterMixin, BaseEstimator):
         check_data(X, y, likelihood=self.likelihood_)
         if not 1 <= self.n_clusters <= len(X):
             raise ConfigError(f"n_clusters must be between 1 and the number of points ({len(X)}); got {self.n_clusters}")
+        n_init = getattr(self, "n_init", 1)
+        if int(n_init) != n_init or n_init < 1:
+            raise ConfigError(f"n_init must be an integer >= 1; got {n_init!r}")
         config = self._train_config().check()
         self._device = resolve_device(config.device)
-        seed_everything(self.seed)
-        self.model_ = get_model_class(self.model_name)(X.shape[1:], self.n_clusters, self.likelihood_,
-                                                       **self._model_settings())
-        self.history_ = fit(self.model_, X, None if y is None else np.asarray(y), config=config,
-                            observed=self._observed(X), progress=self.verbose)
+        self.restarts_ = []
+        best = None
+        for i in range(int(n_init)):  # seeds seed, seed+1, ...; the best training ELBO is kept (labels unused)
+            seed = self.seed + i
+            seed_everything(seed)
+            model = get_model_class(self.model_name)(X.shape[1:], self.n_clusters, self.likelihood_,
+                                                     **self._model_settings())
+            history = fit(model, X, None if y is None else np.asarray(y), config=replace(config, seed=seed),
+                          observed=self._observed(X), progress=self.verbose)
+            elbo = elbo_per_point(model, torch.as_tensor(X, device=self._device)) if n_init > 1 else None
+            self.restarts_.append({"seed": seed, "elbo": elbo, **{k: history.last()[k] for k in ("acc", "nmi", "ari")
+                                                                   if k in history.last()}})
+            if best is None or elbo > best[0]:
+                best = (elbo, model, history, i)
+        _, self.model_, self.history_, self.best_restart_ = best
         self.labels_ = self.predict(X)
         return self
 
@@ -119,7 +136,7 @@ class VaDE(MixtureVAEEstimator):
 
     model_name = "vade"
 
-    def __init__(self, n_clusters=10, *, latent_dim=10, hidden=(500, 500, 2000), arch="mlp", likelihood="auto",
+    def __init__(self, n_clusters=10, *, n_init=1, latent_dim=10, hidden=(500, 500, 2000), arch="mlp", likelihood="auto",
                  epochs=None, pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None,
                  num_particles=None, pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, s=1.0, seed=0, device=None,
                  verbose=False):
@@ -143,7 +160,7 @@ class GMVAE(MixtureVAEEstimator):
 
     model_name = "gmvae"
 
-    def __init__(self, n_clusters=10, *, guide="posterior", eta=1.0, alpha=0.0, lam=0.0, arch="auto",
+    def __init__(self, n_clusters=10, *, n_init=1, guide="posterior", eta=1.0, alpha=0.0, lam=0.0, arch="auto",
                  latent_dim=None, w_dim=None, hidden=None, beta_hidden=None, likelihood="auto", epochs=None,
                  pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, num_particles=None, seed=0,
                  device=None, verbose=False):
@@ -162,7 +179,7 @@ class VIBGMM(MixtureVAEEstimator):
 
     model_name = "vib-gmm"
 
-    def __init__(self, n_clusters=10, *, s_min=0.1, s_max=1.0, s_step=0.1, s_every=2, kl="hershey-olsen",
+    def __init__(self, n_clusters=10, *, n_init=1, s_min=0.1, s_max=1.0, s_step=0.1, s_every=2, kl="hershey-olsen",
                  latent_dim=10, hidden=(500, 500, 2000), arch="mlp", likelihood="auto", epochs=None,
                  pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, num_particles=None,
                  pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, seed=0, device=None, verbose=False):
@@ -183,7 +200,7 @@ class FactorialMixtureVAE(MixtureVAEEstimator):
 
     model_name = "factorial"
 
-    def __init__(self, n_clusters=10, *, factors=1, components=(), dim=10, delta=0.0, tau0=2000.0, kappa=0.7,
+    def __init__(self, n_clusters=10, *, n_init=1, factors=1, components=(), dim=10, delta=0.0, tau0=2000.0, kappa=0.7,
                  m0=0.0, s0=1.0, a0=0.01, b0=0.01, c0=1.0, hidden=(500, 500, 2000), arch="mlp", likelihood="auto",
                  epochs=None, pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None,
                  num_particles=None, pretrain_lr=1e-3, gmm_restarts=10, prior_init_iters=20, seed=0, device=None,
