@@ -87,7 +87,7 @@ class MixtureVAEEstimator(ClusterMixin, BaseEstimator):
             model = get_model_class(self.model_name)(X.shape[1:], self.n_clusters, self.likelihood_,
                                                      **self._model_settings())
             history = fit(model, X, None if y is None else np.asarray(y), config=replace(config, seed=seed),
-                          observed=self._observed(X), progress=self.verbose)
+                          observed=self._observed(X, model), progress=self.verbose)
             elbo = elbo_per_point(model, torch.as_tensor(X, device=self._device)) if n_init > 1 else None
             self.restarts_.append({"seed": seed, "elbo": elbo, **{k: history.last()[k] for k in ("acc", "nmi", "ari")
                                                                    if k in history.last()}})
@@ -97,8 +97,8 @@ class MixtureVAEEstimator(ClusterMixin, BaseEstimator):
         self.labels_ = self.predict(X)
         return self
 
-    def _observed(self, X) -> dict:
-        """Per-point tensors the model observes besides X (the factorial model's partial labels)."""
+    def _observed(self, X, model) -> dict:
+        """Per-point tensors ``model`` observes besides X (the factorial model's partial labels)."""
         return {}
 
     def predict_proba(self, X) -> np.ndarray:
@@ -215,12 +215,12 @@ class FactorialMixtureVAE(MixtureVAEEstimator):
         finally:
             self._labels_for_fit = None
 
-    def _observed(self, X) -> dict:
+    def _observed(self, X, model) -> dict:
         if getattr(self, "_labels_for_fit", None) is None:
             return {}
         from .data import load_partial_labels_array
 
-        return {"labels": load_partial_labels_array(self._labels_for_fit, len(X), self.model_.components)}
+        return {"labels": load_partial_labels_array(self._labels_for_fit, len(X), model.components)}
 
     def predict_proba(self, X):
         check_is_fitted(self, "model_")
