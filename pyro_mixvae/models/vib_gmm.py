@@ -17,8 +17,8 @@ the objective and its schedule:
   ``s_every`` epochs, held at ``s_max`` (:class:`~pyro_mixvae.infer.schedules.GeometricSchedule`);
 * the assignment of eq. 19 at the encoder mean, p(c | x) = pi_c N(mu_theta(x); mu_c, Sigma_c) / sum;
 * pretraining: the paper reports no pretraining (Sect. 4.3, "we do not use any pretrained
-  values"); on digits that stalls at acc 0.59-0.67 here (seed 0, with s annealed from 0.01 or
-  0.001 to 1; README, VIB-GMM section), so the default is VaDE's autoencoder + GMM
+  values"); on digits that stalls at acc 0.22 with s = 1 and 0.55-0.68 with s annealed from
+  0.1, 0.01 or 0.001 (seed 0; README, VIB-GMM section), so the default is VaDE's autoencoder + GMM
   initialisation, here for 20 epochs, and ``--pretrain-epochs 0`` gives the paper's setting.
 
 Defaults (chosen on digits seeds 0-1, recorded in ``experiments/results/vib_gmm_tuning.md``):
