@@ -84,31 +84,32 @@ def kgrid(data: str, seeds, log2ks=range(7)) -> list:
 
 
 def kgrid_figure(records, out) -> None:
+    """One row per data set: the held-out bound against log2 K, and KL[z] / KL[r] bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for data in sorted({r["data"] for r in records}):
-        rs = sorted((r for r in records if r["data"] == data and r["seed"] == min(x["seed"] for x in records)),
-                    key=lambda r: r["K"])
-        ks = [np.log2(r["K"]) for r in rs]
-        ax1.plot(ks, [r["predictive_bound"] for r in rs], "o-", label=data)
-        width = 0.35
-        ax2.bar(np.array(ks) - width / 2, [r["predictive_kl_z"] for r in rs], width, label=f"KL[z] {data}")
-        ax2.bar(np.array(ks) + width / 2, [r["predictive_kl_r"] for r in rs], width, label=f"KL[r] {data}")
+    datasets = sorted({r["data"] for r in records})
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(10, 3.6 * len(datasets)), squeeze=False)
+    for (ax1, ax2), data in zip(axes, datasets):
+        seed = min(r["seed"] for r in records if r["data"] == data)
+        rs = sorted((r for r in records if r["data"] == data and r["seed"] == seed), key=lambda r: r["K"])
+        ks = np.log2([r["K"] for r in rs])
+        ax1.plot(ks, [r["predictive_bound"] for r in rs], "o-")
         for r, k in zip(rs, ks):
             ax1.annotate(f"{r['effective_components'][0]}", (k, r["predictive_bound"]), fontsize=7,
                          textcoords="offset points", xytext=(0, 5))
-    ax1.set_xlabel("log2 K")
-    ax1.set_ylabel("held-out bound, eq. 11 (nats per point)")
-    ax1.set_title("predictive bound (labels: effective components)")
-    ax1.legend()
-    ax2.set_xlabel("log2 K")
-    ax2.set_ylabel("nats per point")
-    ax2.set_title("KL[z] and KL[r] on held-out data")
-    ax2.legend(fontsize=7)
+        ax1.set_xlabel("log2 K")
+        ax1.set_ylabel("held-out bound, eq. 11 (nats/point)")
+        ax1.set_title(f"{data}: predictive bound (labels: effective components)", fontsize=9)
+        width = 0.35
+        ax2.bar(ks - width / 2, [r["predictive_kl_z"] for r in rs], width, label="KL[z]")
+        ax2.bar(ks + width / 2, [r["predictive_kl_r"] for r in rs], width, label="KL[r]")
+        ax2.set_xlabel("log2 K")
+        ax2.set_ylabel("nats per point")
+        ax2.set_title(f"{data}: KL[z] and KL[r] on held-out data", fontsize=9)
+        ax2.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -187,7 +188,11 @@ def main():
     p.add_argument("--data", nargs="+", default=["digits"], help="data sets of the K grid")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--log2k", type=int, nargs="+", default=list(range(7)), help="the K grid as log2 K")
+    p.add_argument("--figures-only", action="store_true", help="redraw factorial_kgrid.png from its JSON")
     args = p.parse_args()
+    if args.figures_only:
+        kgrid_figure(json.loads((RESULTS / "factorial_kgrid.json").read_text()), RESULTS / "factorial_kgrid.png")
+        return
     torch.set_num_threads(1)
     if "kgrid" in args.part:
         records = [r for data in args.data for r in kgrid(data, args.seeds, args.log2k)]
