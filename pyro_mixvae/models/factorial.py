@@ -185,11 +185,14 @@ class FactorialMixtureVAE(MixtureVAE):
 
     # -- conjugate updates -------------------------------------------------------------------------
     @torch.no_grad()
-    def clamped_responsibilities(self, x, labels: Optional[torch.Tensor] = None) -> list:
-        """[gamma_i (B, K_i)] of eq. 5-6, a one-hot row where ``labels`` gives factor i's value."""
+    def clamped_responsibilities(self, x, labels: Optional[torch.Tensor] = None, blocks=None) -> list:
+        """[gamma_i (B, K_i)] of eq. 5-6, a one-hot row where ``labels`` gives factor i's value.
+
+        ``blocks`` are ``encode_blocks(x)`` when the caller has them already (one encoder pass)."""
         labels = self._check_labels(labels, x.shape[0])
+        blocks = self.encode_blocks(x) if blocks is None else blocks
         out = []
-        for i, (mix, (loc, var)) in enumerate(zip(self.mixtures, self.encode_blocks(x))):
+        for i, (mix, (loc, var)) in enumerate(zip(self.mixtures, blocks)):
             gamma = mix.responsibilities(loc, var)
             if labels is not None:
                 y = labels[:, i]
@@ -202,7 +205,7 @@ class FactorialMixtureVAE(MixtureVAE):
     def after_step(self, x, num_data, labels: Optional[torch.Tensor] = None, rho: Optional[float] = None) -> None:
         """Steps 1 and 3 of Sect. 2.4: recompute gamma (eq. 5-6), then the natural-gradient step (eq. 7, 13, 14)."""
         blocks = self.encode_blocks(x)
-        for mix, gamma, (loc, var) in zip(self.mixtures, self.clamped_responsibilities(x, labels), blocks):
+        for mix, gamma, (loc, var) in zip(self.mixtures, self.clamped_responsibilities(x, labels, blocks), blocks):
             mix.update(mix.statistics(gamma, loc, var), num_data, rho)
 
     # -- clustering, evaluation, sampling ----------------------------------------------------------
@@ -227,8 +230,8 @@ class FactorialMixtureVAE(MixtureVAE):
             x.repeat((num_particles,) + (1,) * (x.dim() - 1))).reshape(num_particles, -1).mean(0)
         kl_z = torch.zeros_like(recon)
         kl_r = torch.zeros_like(recon)
-        for mix, gamma, (loc_i, var_i) in zip(self.mixtures, self.factor_responsibilities(x),
-                                              self.encode_blocks(x)):
+        blocks = list(zip(self.blocks(loc), self.blocks(scale ** 2)))
+        for mix, gamma, (loc_i, var_i) in zip(self.mixtures, self.clamped_responsibilities(x, blocks=blocks), blocks):
             kl_z = kl_z + mix.kl_z(gamma, loc_i, var_i)
             kl_r = kl_r + mix.kl_r(gamma)
         out = {"recon": recon, "kl_z": kl_z, "kl_r": kl_r}
@@ -266,7 +269,8 @@ class FactorialMixtureVAE(MixtureVAE):
     def kl_parts(self, x) -> dict:
         """{'kl_z': [KL[z_i]], 'kl_r': [KL[r_i]]}, means per point on ``x`` (App. C.2-C.3), one per factor."""
         parts = {"kl_z": [], "kl_r": []}
-        for mix, gamma, (loc, var) in zip(self.mixtures, self.factor_responsibilities(x), self.encode_blocks(x)):
+        blocks = self.encode_blocks(x)
+        for mix, gamma, (loc, var) in zip(self.mixtures, self.clamped_responsibilities(x, blocks=blocks), blocks):
             parts["kl_z"].append(float(mix.kl_z(gamma, loc, var).mean()))
             parts["kl_r"].append(float(mix.kl_r(gamma).mean()))
         return parts
@@ -341,9 +345,9 @@ class FactorialMixtureVAE(MixtureVAE):
                 for part in range(0, n, 1000):
                     xb = x[part:part + 1000]
                     lb = None if labels is None else labels[part:part + 1000]
-                    gammas = self.clamped_responsibilities(xb, lb)
-                    batch = [mix.statistics(g, loc, var) for mix, g, (loc, var)
-                             in zip(self.mixtures, gammas, self.encode_blocks(xb))]
+                    blocks = self.encode_blocks(xb)
+                    gammas = self.clamped_responsibilities(xb, lb, blocks)
+                    batch = [mix.statistics(g, loc, var) for mix, g, (loc, var) in zip(self.mixtures, gammas, blocks)]
                     stats = batch if stats is None else [a + b for a, b in zip(stats, batch)]
                 for mix, st in zip(self.mixtures, stats):
                     mix.update(st, n, rho=1.0)
