@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from ..errors import NonFiniteLossError
 from ..nets import eval_mode
+from .train import make_optimizer
 
 
 def pretrain_autoencoder(encoder, decoder, likelihood, x: torch.Tensor, *, epochs: int, batch_size: int,
@@ -35,7 +36,7 @@ def pretrain_autoencoder(encoder, decoder, likelihood, x: torch.Tensor, *, epoch
     weight beta_e annealed linearly from 0 in the first epoch to ``kl_weight`` in the last.
     """
     params = list(encoder.parameters()) + list(decoder.parameters())
-    optim = torch.optim.Adam(params, lr=lr)
+    optim = make_optimizer(params, lr)
     gen = torch.Generator().manual_seed(seed)
     n = x.shape[0]
     losses = []
