@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--guide", default=None,
                    help="the variational family, for models with a guide setting (gmvae: posterior or mean-field)")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
+                   help="trace the training loss once per batch shape (default: on for models that allow it)")
 
     e = sub.add_parser("evaluate", help="print the metrics of a run as JSON")
     e.add_argument("run_dir")
@@ -151,7 +153,7 @@ def _fit_one(args, job, seed: int, out: Path, resume: bool, show: bool = True) -
     cls, x, data, k = job["cls"], job["x"], job["data"], job["k"]
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
                          lr_step=args.lr_step, num_particles=args.num_particles, seed=seed, device=args.device,
-                         eval_every=args.eval_every, pretrain_epochs=args.pretrain_epochs)
+                         eval_every=args.eval_every, pretrain_epochs=args.pretrain_epochs, jit=args.jit)
     config.check()
     seed_everything(seed)
     model = cls(x.shape[1:], k, job["likelihood"], **job["settings"])

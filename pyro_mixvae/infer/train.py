@@ -4,7 +4,9 @@
 variational inference: each step draws a minibatch, asks the ELBO object (``TraceEnum_ELBO``
 by default, or any subclass passed in) for its differentiable loss of ``model.model`` and
 ``model.guide`` and takes one step of a single torch Adam optimizer over all the module's
-parameters (:func:`svi_step`, :func:`make_optimizer`). The loss is divided by N, so that the number printed and recorded is the ELBO
+parameters (:func:`svi_step`, :func:`make_optimizer`). For a static model
+(``model.jit_compatible``) the loss is traced once per batch shape and replayed as a graph
+(:mod:`.compiled`; ``TrainConfig.jit`` / ``--jit``, ``--no-jit``). The loss is divided by N, so that the number printed and recorded is the ELBO
 per data point in nats; the plate inside the model scales the minibatch by N / B.
 
 Per epoch the loop writes one line of ``history.jsonl`` (ELBO — or ``objective`` when the
@@ -36,6 +38,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, NonFiniteLossError
 from ..metrics import clustering_metrics
 from ..nets import eval_mode
+from .compiled import compiled_loss
 from .checkpoint import CHECKPOINT, atomic_write, load_checkpoint, save_checkpoint, set_rng_state
 
 HISTORY = "history.jsonl"
@@ -66,6 +69,7 @@ class TrainConfig:
     device: Optional[str] = None
     eval_every: int = 1
     validate: bool = False  # Pyro's argument validation: off for speed in training, on in tests
+    jit: Optional[bool] = None  # trace the loss once per batch shape (None: the model's jit_compatible)
 
     def check(self) -> "TrainConfig":
         """Refuse values out of range (fields still None are checked once filled in)."""
@@ -123,18 +127,19 @@ def make_optimizer(params, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
-def svi_step(model, elbo, optimizer, x: torch.Tensor, num_data: int, observed: Optional[dict] = None,
+def svi_step(model, loss_fn, optimizer, x: torch.Tensor, num_data: int, observed: Optional[dict] = None,
              check_finite: bool = True) -> Optional[torch.Tensor]:
     """One SVI step on the minibatch ``x`` of ``num_data`` points; what :func:`fit` does per step.
 
-    The loss is ``elbo.differentiable_loss(model.model, model.guide, x, num_data, **observed)``
-    divided by ``num_data`` (nats per data point); then backward, one optimizer step, and
-    ``model.after_step`` (the conjugate updates). Returns the detached loss, or None -- with
-    nothing applied -- when ``check_finite`` and the loss is NaN or infinite. Checking reads
-    the loss on the host, a device synchronisation on CUDA.
+    ``loss_fn(x, num_data, **observed)`` is the ELBO's ``differentiable_loss`` of ``model.model``
+    and ``model.guide`` (eager, or traced: :func:`~pyro_mixvae.infer.compiled.compiled_loss`);
+    the loss is divided by ``num_data`` (nats per data point); then backward, one optimizer step,
+    and ``model.after_step`` (the conjugate updates). Returns the detached loss, or None -- with
+    nothing applied -- when ``check_finite`` and the loss is NaN or infinite. Checking reads the
+    loss on the host, a device synchronisation on CUDA.
     """
     observed = observed or {}
-    loss = elbo.differentiable_loss(model.model, model.guide, x, num_data, **observed) / num_data
+    loss = loss_fn(x, num_data, **observed) / num_data
     if check_finite and not bool(torch.isfinite(loss)):
         return None
     optimizer.zero_grad(set_to_none=True)
@@ -219,6 +224,7 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
     elbo = elbo if elbo is not None else model.make_elbo(cfg.num_particles)
+    loss_fn = compiled_loss(elbo, model, cfg.jit)
     schedules = list(model.schedules() if schedules is None else schedules)
     for sched in schedules:
         if not hasattr(elbo, sched.attr):
@@ -279,7 +285,7 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
                 batch = {k: v[idx] for k, v in observed.items()}
                 # on CPU checking the loss costs nothing; on CUDA it waits for the device, so only every SYNC_EVERY steps
                 check = device.type == "cpu" or step % SYNC_EVERY == 0 or step == steps_per_epoch
-                loss = svi_step(model, elbo, optimizer, xb, n, batch, check_finite=check)
+                loss = svi_step(model, loss_fn, optimizer, xb, n, batch, check_finite=check)
                 if loss is None:
                     bar.close()
                     kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {out}" if out else ""

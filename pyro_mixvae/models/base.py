@@ -118,6 +118,10 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
 
     name = "mixture-vae"
     settings: Dict[str, Setting] = {}
+    # True when model and guide are static -- the same sites, shapes and Python control flow at
+    # every step, parameters on the module, nothing changed outside it in between -- so that the
+    # training loss may be traced once per batch shape (pyro_mixvae.infer.compiled)
+    jit_compatible = False
     max_plate_nesting = 1
     min_clusters = 1
     default_epochs = 50

@@ -133,6 +133,7 @@ class GMVAE(MixtureVAE):
     """The Gaussian mixture VAE as a Pyro model/guide pair; see the module docstring."""
 
     name = "gmvae"
+    jit_compatible = True
     min_clusters = 2
     default_pretrain_epochs = 0
     settings = {

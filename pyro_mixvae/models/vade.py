@@ -37,6 +37,7 @@ class VaDE(MixtureVAE):
     """VaDE as a Pyro model/guide pair with an enumerated cluster site."""
 
     name = "vade"
+    jit_compatible = True
     # measured on digits, seeds 0-2 (experiments/results/vade_digits.md): 50 autoencoder epochs,
     # then 200 epochs of SVI with the paper's schedule (lr 0.002, x0.9 every 10 epochs)
     default_epochs = 200

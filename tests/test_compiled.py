@@ -1,0 +1,98 @@
+"""The traced training loss (pyro_mixvae.infer.compiled) against the eager Pyro programs."""
+import copy
+
+import pyro
+import pytest
+import torch
+
+from pyro_mixvae.infer.compiled import CompiledLoss, compiled_loss
+from pyro_mixvae.infer.elbo import InformationBottleneckELBO
+from pyro_mixvae.infer.train import TrainConfig, fit, make_optimizer, svi_step
+from pyro_mixvae.models import build
+
+
+def small_vade():
+    torch.manual_seed(0)
+    return build("vade", (12,), 3, "bernoulli", {"hidden": (16,), "latent_dim": 2})
+
+
+def small_gmvae(guide):
+    torch.manual_seed(0)
+    return build("gmvae", (2,), 3, "gaussian", {"guide": guide})
+
+
+@pytest.mark.parametrize("make", [small_vade, lambda: small_gmvae("posterior"), lambda: small_gmvae("mean-field")])
+def test_traced_loss_and_gradients_equal_eager(make):
+    model = make()
+    x = (torch.rand(20, *model.data_shape) < 0.4).float() if model.likelihood.name == "bernoulli" \
+        else torch.randn(20, *model.data_shape)
+    elbo = model.make_elbo(1)
+    traced = CompiledLoss(elbo, model)
+    for _ in range(3):  # the first call traces, the later ones replay the graph
+        torch.manual_seed(5)
+        eager = elbo.differentiable_loss(model.model, model.guide, x, 100)
+        g_eager = torch.autograd.grad(eager, list(model.parameters()), allow_unused=True)
+        torch.manual_seed(5)
+        loss = traced(x, 100)
+        g_traced = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+        assert torch.allclose(loss, eager, rtol=1e-5, atol=1e-5)
+        for a, b in zip(g_eager, g_traced):
+            if a is not None:
+                assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert traced.traces == 1
+
+
+def test_new_shape_and_new_setting_retrace():
+    model = small_vade()
+    elbo = InformationBottleneckELBO(s=0.5, kl="hershey-olsen", max_plate_nesting=1)
+    traced = CompiledLoss(elbo, model)
+    x = (torch.rand(10, 12) < 0.4).float()
+    traced(x, 50)
+    traced(x[:7], 50)          # a last, smaller batch: the plate's scale N / B differs
+    assert traced.traces == 2
+    for s in (0.5, 1.0):       # an annealed s is a constant of the graph: a new value, a new trace
+        elbo.s = s
+        torch.manual_seed(2)
+        eager = float(elbo.differentiable_loss(model.model, model.guide, x[:7], 50).detach())
+        eager_terms = dict(elbo.last_terms)
+        torch.manual_seed(2)
+        assert float(traced(x[:7], 50)) == pytest.approx(eager, rel=1e-5)
+        for key, value in eager_terms.items():  # the reported terms are the graph's outputs, per call
+            assert float(elbo.last_terms[key]) == pytest.approx(float(value), rel=1e-5, abs=1e-6)
+    assert traced.traces == 3
+
+
+def test_fit_with_and_without_the_trace_reach_the_same_parameters():
+    x = (torch.rand(30, 12) < 0.4).float()
+    params = []
+    for jit in (False, True):
+        pyro.clear_param_store()
+        model = small_vade()
+        cfg = TrainConfig(epochs=2, pretrain_epochs=0, batch_size=8, seed=3, device="cpu", jit=jit)
+        fit(model, x, config=cfg, progress=False)
+        params.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.allclose(params[0], params[1], rtol=1e-4, atol=1e-5)
+
+
+def test_only_models_that_allow_it_are_traced():
+    factorial = build("factorial", (12,), 3, "bernoulli", {"hidden": (16,)})
+    assert not isinstance(compiled_loss(factorial.make_elbo(1), factorial), CompiledLoss)
+    assert isinstance(compiled_loss(small_vade().make_elbo(1), small_vade()), CompiledLoss)
+
+
+def test_tracing_changes_neither_the_random_stream_nor_the_buffers():
+    model = small_vade()
+    model.register_buffer("seen", torch.zeros(()))
+    original = model.model
+
+    def counting_model(x, num_data=None):  # a buffer updated in place while the programs run
+        model.seen.add_(1.0)
+        return original(x, num_data)
+
+    model.model = counting_model
+    torch.manual_seed(7)
+    expected = torch.rand(())
+    torch.manual_seed(7)
+    CompiledLoss(model.make_elbo(1), model)._trace(torch.ones(4, 12), 4, (), [])
+    assert torch.rand(()) == expected
+    assert float(model.seen) == 0.0
