@@ -1,0 +1,154 @@
+"""The benchmark of issue 7: every model, five seeds, digits and Fashion-MNIST, with baselines.
+
+    python experiments/benchmark.py [--data digits fashion-mnist] [--seeds 0 1 2 3 4]
+                                    [--models vade gmvae vib-gmm factorial] [--no-baselines] [--table-only]
+
+For each model and data set, ``mixvae fit MODEL --data DATA --seed S`` with the model's defaults
+(Fashion-MNIST: the epochs scaled to this 2-core CPU machine, :data:`EXTRA`) into
+``experiments/runs/benchmark/MODEL-DATA-seedS`` -- skipped when finished, resumed when
+interrupted, one process with one thread -- so the script is simply started again after a stop.
+Baselines on the same data, five seeds each: k-means and a diagonal GMM on the pixels and on
+PCA-50 (scikit-learn), and AE + GMM (VaDE's initialisation alone: ``mixvae fit vade --epochs 0``).
+
+Writes ``experiments/results/benchmark.json`` (one record per run: data, model, seed, acc, nmi,
+ari, training ELBO, seconds, command) and ``experiments/results/benchmark.md``: mean ± std over
+the seeds, the run with the best training ELBO (chosen without labels) and the published figures.
+Fashion-MNIST is the 70k images of train and test together, as the published figures use it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+from common import RESULTS, RUNS, fmt, mean_std, run_fit, write_json
+
+MODELS = ("vade", "gmvae", "vib-gmm", "factorial")
+# per data set, what differs from a model's defaults; digits runs the defaults as they are
+EXTRA = {
+    "digits": {},
+    "fashion-mnist": {  # 70k images: 5 pretraining + 10 SVI epochs per run (~15 min on one core)
+        "vade": ["--pretrain-epochs", "5", "--epochs", "10"],
+        "gmvae": ["--epochs", "10", "--set", "arch=mlp"],  # the conv nets of Table A.1 are GPU-sized
+        "vib-gmm": ["--pretrain-epochs", "5", "--epochs", "10", "--set", "s_every=1", "--set", "s_step=0.5"],
+        "factorial": ["--pretrain-epochs", "5", "--epochs", "10"],
+    },
+}
+# published clustering accuracies on Fashion-MNIST (70k), with their sources
+PUBLISHED = {
+    "fashion-mnist": [
+        ("k-means", 0.47, "DEC-keras results (github.com/XifengGuo/DEC-keras)"),
+        ("AE + k-means", 0.606, "DEC-keras results"),
+        ("DEC", 0.618, "DEC-keras results"),
+        ("ClusterGAN", 0.63, "ClusterGAN README (github.com/sudiptodip15/ClusterGAN)"),
+        ("N2D", 0.672, "McConville et al., N2D (ICPR 2020), Table 2"),
+    ],
+}
+KEYS = ("acc", "nmi", "ari", "elbo", "train_seconds")
+
+
+def model_runs(models, data, seeds) -> list:
+    records = []
+    for model in models:
+        for seed in seeds:
+            run = RUNS / "benchmark" / f"{model}-{data}-seed{seed}"
+            r = run_fit(model, data, seed, run, EXTRA[data].get(model, []))
+            records.append({"data": data, "model": model, "seed": seed, "acc": r["acc"], "nmi": r["nmi"],
+                            "ari": r["ari"], "elbo": r["elbo"], "train_seconds": r["train_seconds"],
+                            "epochs": r.get("epochs"), "command": r["command"]})
+    return records
+
+
+def ae_gmm_runs(data, seeds) -> list:
+    """VaDE's initialisation alone: the autoencoder, then a diagonal GMM on its codes."""
+    records = []
+    for seed in seeds:
+        run = RUNS / "benchmark" / f"ae-gmm-{data}-seed{seed}"
+        pretrain = {"digits": [], "fashion-mnist": ["--pretrain-epochs", "5"]}[data]
+        r = run_fit("vade", data, seed, run, ["--epochs", "0", *pretrain])
+        records.append({"data": data, "model": "AE + GMM", "seed": seed, "acc": r["acc"], "nmi": r["nmi"],
+                        "ari": r["ari"], "elbo": None, "train_seconds": r["train_seconds"], "command": r["command"]})
+    return records
+
+
+def sklearn_baselines(data, seeds) -> list:
+    """k-means and a diagonal GMM on the pixels and on PCA-50 of the same data."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+
+    from pyro_mixvae.data import load_dataset
+    from pyro_mixvae.metrics import acc, ari, nmi
+
+    d = load_dataset(data)
+    x = d.x.reshape(len(d.x), -1).astype(np.float64)
+    k = int(d.y.max()) + 1
+    spaces = {"pixels": x, "PCA-50": PCA(50, random_state=0).fit_transform(x)}
+    records = []
+    for space, z in spaces.items():
+        for name in ("k-means", "GMM"):
+            for seed in seeds:
+                t0 = time.perf_counter()
+                if name == "k-means":
+                    pred = KMeans(k, n_init=10, random_state=seed).fit_predict(z)
+                else:
+                    pred = GaussianMixture(k, covariance_type="diag", reg_covar=1e-3, random_state=seed,
+                                           max_iter=200).fit(z).predict(z)
+                records.append({"data": data, "model": f"{name} ({space})", "seed": seed, "acc": acc(d.y, pred),
+                                "nmi": nmi(d.y, pred), "ari": ari(d.y, pred), "elbo": None,
+                                "train_seconds": time.perf_counter() - t0,
+                                "command": f"python experiments/benchmark.py --data {data} (sklearn)"})
+                print(f"{data} {name} ({space}) seed {seed}: acc {records[-1]['acc']:.3f}", flush=True)
+    return records
+
+
+def table(records) -> str:
+    lines = ["| data | model | seeds | acc | nmi | ari | training ELBO | seconds | ELBO-selected run: seed, acc |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for data in dict.fromkeys(r["data"] for r in records):
+        for model in dict.fromkeys(r["model"] for r in records if r["data"] == data):
+            rs = [r for r in records if r["data"] == data and r["model"] == model]
+            scored = [r for r in rs if r["elbo"] is not None]
+            best = max(scored, key=lambda r: r["elbo"]) if scored else None
+            chosen = f"{best['seed']}, {best['acc']:.3f}" if best else "-"
+            lines.append(f"| {data} | {model} | {len(rs)} | " + " | ".join(mean_std([r[k] for r in rs]) for k in KEYS)
+                         + f" | {chosen} |")
+        for name, value, source in PUBLISHED.get(data, []):
+            lines.append(f"| {data} | {name} (published) | - | {fmt(value)} | | | | | {source} |")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", nargs="+", default=["digits", "fashion-mnist"], choices=list(EXTRA))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--no-baselines", action="store_true")
+    p.add_argument("--table-only", action="store_true", help="rewrite benchmark.md from benchmark.json")
+    args = p.parse_args()
+    path = RESULTS / "benchmark.json"
+    records = json.loads(path.read_text()) if path.exists() else []
+
+    def keep(new):  # merge and write at once, so that a stop keeps what finished
+        nonlocal records
+        done = {(r["data"], r["model"], r["seed"]) for r in new}
+        records = [r for r in records if (r["data"], r["model"], r["seed"]) not in done] + new
+        write_json(path, records)
+
+    if not args.table_only:
+        for data in args.data:
+            if not args.no_baselines:
+                keep(sklearn_baselines(data, args.seeds))
+                keep(ae_gmm_runs(data, args.seeds))
+            for model in args.models:
+                keep(model_runs([model], data, args.seeds))
+    text = table(records)
+    (RESULTS / "benchmark.md").write_text(
+        "# Benchmark (issue 7)\n\n`python experiments/benchmark.py` (runs in experiments/runs/benchmark; "
+        "the commands per run are in benchmark.json)\n\n" + text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
