@@ -15,6 +15,10 @@ included, so that an interrupted run resumed ends with the same parameters as an
 uninterrupted one. A NaN or infinite loss stops the run before the optimizer applies it,
 with a :class:`~pyro_mixvae.errors.NonFiniteLossError` naming the epoch and step; the last
 good checkpoint stays on disk.
+
+Under ``torchrun`` (several processes) the same loop trains data-parallel: each rank its shard,
+gradients averaged, the conjugate statistics summed, rank 0 alone writing
+(:mod:`.distributed`, which marks every line of :func:`fit` it needs with ``[distributed]``).
 """
 from __future__ import annotations
 
@@ -34,7 +38,8 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, NonFiniteLossError
 from ..metrics import clustering_metrics
 from ..nets import eval_mode
-from .checkpoint import CHECKPOINT, atomic_write, load_checkpoint, save_checkpoint, set_rng_state
+from . import distributed
+from .checkpoint import CHECKPOINT, atomic_write, rng_state, save_checkpoint, set_rng_state
 
 HISTORY = "history.jsonl"
 
@@ -163,10 +168,11 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     Returns the :class:`History`.
     """
     cfg = (config or TrainConfig()).check().for_model(model)
-    device = torch.device(cfg.device)
+    ddp = distributed.setup(cfg.device, cfg.seed)  # [distributed] this rank of a torchrun job, or a no-op
+    device = ddp.device
     out = Path(out_dir) if out_dir is not None else None
     ckpt_path = out / CHECKPOINT if out is not None else None
-    if out is not None and not resume:
+    if out is not None and not resume and ddp.is_main:
         out.mkdir(parents=True, exist_ok=True)
 
     model.to(device)
@@ -177,6 +183,7 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
         if value.shape[0] != n:
             raise ConfigError(f"observed {key!r} has {value.shape[0]} rows; the data has {n} points")
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    ddp.attach(optimizer, n, cfg.batch_size)  # [distributed] gradients averaged across ranks before each step
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
     elbo = elbo if elbo is not None else model.make_elbo(cfg.num_particles)
@@ -185,47 +192,50 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
         if not hasattr(elbo, sched.attr):
             raise ConfigError(f"a schedule sets {sched.attr!r}, which the ELBO object {type(elbo).__name__} does not have")
     history = History()
-    config_dict = asdict(cfg)
+    config_dict = {**asdict(cfg), "world_size": ddp.world_size}
 
     def checkpoint(epoch):
-        if ckpt_path is not None:
+        ranks = ddp.checkpoint_extra(rng_state())  # [distributed] every rank's RNG state (a collective)
+        if ckpt_path is not None and ddp.is_main:
             save_checkpoint(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
-                            generator=generator, config=config_dict, extra={"pretrain": history.pretrain})
+                            generator=generator, config=config_dict, extra={"pretrain": history.pretrain, **ranks})
 
     if resume:
-        if ckpt_path is None or not ckpt_path.exists():
+        if ddp.is_main and (ckpt_path is None or not ckpt_path.exists()):
             raise ConfigError(f"cannot resume: no {CHECKPOINT} in {out_dir}")
-        state = load_checkpoint(ckpt_path, map_location=device)
+        state = ddp.load_checkpoint(ckpt_path)  # [distributed] read on rank 0, sent to all; world size checked
         model.load_state_dict(state["model"])
         model.load_extra_state(state["model_extra"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         pyro.get_param_store().set_state(state["param_store"])
         generator.set_state(state["generator"])
-        set_rng_state(state["rng"])
+        set_rng_state(ddp.rank_rng_state(state))  # [distributed] this rank's own stream
         start = state["epoch"] + 1
         history.pretrain = state["extra"].get("pretrain", {})
-        history.records = _read_history(out, upto=state["epoch"])
+        history.records = _read_history(out, upto=state["epoch"]) if ddp.is_main else []
     else:
         seed_everything(cfg.seed)
-        if cfg.pretrain_epochs > 0:
+        if cfg.pretrain_epochs > 0 and ddp.is_main:  # [distributed] once, on rank 0, then broadcast
             t0 = time.perf_counter()
             history.pretrain = model.pretrain(x, cfg.pretrain_epochs, cfg.batch_size, cfg.seed, progress=progress,
                                               **observed)
             history.pretrain["seconds"] = time.perf_counter() - t0
             history.pretrain.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), y))
+        history.pretrain = ddp.broadcast_state(model, history.pretrain)  # [distributed] rank 0's state to all
+        ddp.seed_ranks(cfg.seed)  # [distributed] each rank its own RNG stream for the guide's draws
         checkpoint(0)
         start = 1
-    if out is not None:
+    if out is not None and ddp.is_main:
         _write_history(out, history.records)
 
     # the plain ELBO, or the penalised objective when the ELBO object adds terms to it (or may, as scheduled)
     objective_key = "objective" if getattr(elbo, "adds_terms", False) or schedules else "elbo"
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
-    bar = tqdm(total=(cfg.epochs - start + 1) * steps_per_epoch, desc=f"{model.name} SVI", disable=not progress,
-               dynamic_ncols=True)
+    steps_per_epoch = ddp.steps_per_epoch(n, cfg.batch_size)
+    bar = tqdm(total=(cfg.epochs - start + 1) * steps_per_epoch, desc=f"{model.name} SVI",
+               disable=not (progress and ddp.is_main), dynamic_ncols=True)
     model.train()
-    with pyro.validation_enabled(cfg.validate):
+    with pyro.validation_enabled(cfg.validate), ddp.training():  # [distributed] conjugate statistics summed
         for epoch in range(start, cfg.epochs + 1):
             t0 = time.perf_counter()
             scheduled = {}
@@ -234,16 +244,16 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
                 setattr(elbo, sched.attr, scheduled[sched.attr])
             total = torch.zeros((), device=device)
             terms: dict = {}
-            for step, idx in enumerate(torch.randperm(n, generator=generator).split(cfg.batch_size), 1):
+            for step, idx in enumerate(ddp.batches(n, cfg.batch_size, generator, epoch), 1):  # [distributed] shard
                 idx = idx.to(device)
                 xb = x[idx]
                 batch = {k: v[idx] for k, v in observed.items()}
                 loss = elbo.differentiable_loss(model.model, model.guide, xb, n, **batch) / n
-                if not torch.isfinite(loss):
+                if not ddp.all_finite(loss):  # [distributed] agreed by all ranks
                     bar.close()
                     kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {out}" if out else ""
                     raise NonFiniteLossError(
-                        f"the loss became {loss.item()} at epoch {epoch}, step {step}{kept}; try a lower --lr")
+                        f"the loss became non-finite at epoch {epoch}, step {step}{kept}; try a lower --lr")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -252,15 +262,16 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
                 for key, value in getattr(elbo, "last_terms", {}).items():
                     terms[key] = terms.get(key, 0.0) + torch.as_tensor(value).detach() * len(idx)
                 bar.update(1)
+            total, terms = ddp.reduce_epoch(total, terms, n)  # [distributed] over all ranks' points
             scheduler.step()
             record = {"epoch": epoch, objective_key: -float(total) / n, "lr": optimizer.param_groups[0]["lr"], **scheduled}
             record.update({k: float(v) / n for k, v in terms.items()})
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            if ddp.is_main and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):  # [distributed] rank 0
                 record.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), y))
             record["seconds"] = time.perf_counter() - t0
             history.records.append(record)
             bar.set_postfix({k: f"{record[k]:.3f}" for k in (objective_key, "acc") if k in record})
-            if out is not None:
+            if out is not None and ddp.is_main:
                 _append_history(out, record)
             checkpoint(epoch)
             for cb in callbacks:
