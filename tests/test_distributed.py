@@ -1,0 +1,198 @@
+"""Data-parallel training (:mod:`pyro_mixvae.infer.distributed`): two gloo processes on the CPU.
+
+With the guide's noise fixed per data point (z = loc + scale * eps[n], the globals at their
+q-means), two ranks trained by :func:`fit` must end with the parameters -- and, for the factorial
+prior, the conjugate buffers of its natural-gradient steps -- of ONE process that takes the same
+steps on the union of the two ranks' batches, written out by hand below (not through ``fit``).
+"""
+import json
+import os
+import socket
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from pyro_mixvae.errors import ConfigError
+from pyro_mixvae.infer import TrainConfig, fit, seed_everything
+from pyro_mixvae.infer.checkpoint import load_checkpoint
+from pyro_mixvae.models import VaDE
+from pyro_mixvae.models.base import data_plate
+from pyro_mixvae.models.factorial import FactorialMixtureVAE
+
+N, BATCH, EPOCHS, SEED, LR = 64, 16, 2, 3, 1e-2
+
+
+def _fixed_z(x, num_data, eps, blocks):
+    """One Delta site per (loc, scale) block at loc + scale * eps, with q's density: a reparameterised draw."""
+    with data_plate(x, num_data):
+        for name, loc, scale, e in blocks:
+            z = loc + scale * e
+            pyro.sample(name, dist.Delta(z, log_density=dist.Normal(loc, scale).log_prob(z).sum(-1), event_dim=1))
+
+
+class FixedNoiseVaDE(VaDE):
+    """VaDE whose guide takes its standard-normal noise from the observed rows ``eps``."""
+
+    def model(self, x, num_data=None, eps=None):
+        return super().model(x, num_data)
+
+    def guide(self, x, num_data=None, eps=None):
+        loc, scale = self.encoder(x)
+        _fixed_z(x, num_data, eps, [("z", loc, scale, eps)])
+
+
+class FixedNoiseFactorial(FactorialMixtureVAE):
+    """The factorial prior with the guide's z noise from ``eps`` and the globals at the means of q."""
+
+    def model(self, x, num_data=None, eps=None):
+        return super().model(x, num_data)
+
+    def guide(self, x, num_data=None, eps=None):
+        for i, mix in enumerate(self.mixtures):
+            pi = mix.c / mix.c.sum()
+            xi = torch.stack([mix.m, mix.a / mix.b], -1)
+            pyro.sample(f"pi_{i}", dist.Delta(pi, log_density=dist.Dirichlet(mix.c).log_prob(pi), event_dim=1))
+            pyro.sample(f"xi_{i}", dist.Delta(xi, log_density=mix.normal_gamma().log_prob(xi).sum(), event_dim=3))
+        loc, scale = self.encoder(x)
+        _fixed_z(x, num_data, eps, [(f"z_{i}", l, s, e) for i, (l, s, e) in
+                                    enumerate(zip(self.blocks(loc), self.blocks(scale), self.blocks(eps)))])
+
+    def after_step(self, x, num_data, eps=None):
+        return super().after_step(x, num_data)
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(2), N // 2)
+    x = np.clip(rng.uniform(0.1, 0.9, (2, 6))[y] + 0.05 * rng.standard_normal((N, 6)), 0, 1)
+    return torch.tensor(x, dtype=torch.float32), y
+
+
+def _models(seed):
+    seed_everything(seed)
+    vade = FixedNoiseVaDE((6,), 2, hidden=(8,), latent_dim=2)
+    seed_everything(seed)
+    fact = FixedNoiseFactorial((6,), 3, factors=2, dim=2, hidden=(8,), tau0=1.0)
+    return {"vade": (vade, 2), "factorial": (fact, 4)}  # model, width of its eps
+
+
+def _eps(width):
+    return torch.randn(N, width, generator=torch.Generator().manual_seed(7))
+
+
+def _config(epochs=EPOCHS):
+    return TrainConfig(epochs=epochs, pretrain_epochs=0, batch_size=BATCH, lr=LR, lr_decay=1.0, device="cpu",
+                       seed=SEED)
+
+
+def _worker(rank, world, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    x, y = _data()
+    for name, (model, width) in _models(seed=100 + rank).items():  # rank 1 differs: rank 0's state is broadcast
+        fit(model, x, y, config=_config(), observed={"eps": _eps(width)}, out_dir=f"{out}/{name}", progress=False)
+        # the state, and the gradients of the last step (Adam hardly sees a constant factor on them: check them too)
+        grads = {k: p.grad for k, p in model.named_parameters()}
+        torch.save({"state": model.state_dict(), "grads": grads}, f"{out}/{name}-rank{rank}.pt")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _union_batch_reference(model, x, eps):
+    """One process, by hand: each step's batch is the union of the ranks' step batches -- the block
+    [s B, (s + 1) B) of the epoch's permutation (DistributedSampler: randperm seeded seed + epoch)."""
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    elbo = model.make_elbo(1)
+    elbos = []
+    for epoch in range(EPOCHS):
+        perm = torch.randperm(N, generator=torch.Generator().manual_seed(SEED + epoch + 1))
+        total = 0.0
+        for idx in perm.split(BATCH):
+            loss = elbo.differentiable_loss(model.model, model.guide, x[idx], N, eps=eps[idx]) / N
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            model.after_step(x[idx], N, eps=eps[idx])
+            total += float(loss.detach()) * len(idx)
+        elbos.append(-total / N)
+    return elbos
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    return out
+
+
+@pytest.mark.parametrize("name", ["vade", "factorial"])
+def test_two_gloo_ranks_equal_one_process_on_the_union_batches(two_ranks, name):
+    x, _ = _data()
+    model, width = _models(seed=100)[name]  # rank 0's initialisation
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    elbos = _union_batch_reference(model, x, _eps(width))
+    ranks = [torch.load(two_ranks / f"{name}-rank{r}.pt") for r in (0, 1)]
+    moved = 0
+    for key, want in model.state_dict().items():
+        for r, saved in enumerate(ranks):
+            torch.testing.assert_close(saved["state"][key], want, atol=1e-5, rtol=0, msg=lambda m: f"rank {r} {key}: {m}")
+        moved += not torch.allclose(want, start[key], atol=1e-4)
+    for key, p in model.named_parameters():  # the last step's gradient: the mean over ranks = the union's
+        for r, saved in enumerate(ranks):
+            torch.testing.assert_close(saved["grads"][key], p.grad, atol=1e-5, rtol=0, msg=lambda m: f"rank {r} grad {key}: {m}")
+    assert moved >= len(start) // 2  # the steps changed most tensors: the comparison is not vacuous
+    if name == "factorial":
+        for i in range(2):
+            assert int(ranks[0]["state"][f"mixtures.{i}.tau"]) == EPOCHS * N // BATCH  # one conjugate step per global step
+            assert not torch.allclose(ranks[0]["state"][f"mixtures.{i}.c"], start[f"mixtures.{i}.c"])
+    # rank 0 alone wrote the run; the recorded ELBO is over both ranks' points
+    history = [json.loads(line) for line in (two_ranks / name / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2] and "acc" in history[-1]
+    assert [h["elbo"] for h in history] == pytest.approx(elbos, rel=1e-5)
+    state = load_checkpoint(two_ranks / name / "checkpoint.pt")
+    assert state["epoch"] == EPOCHS and state["config"]["world_size"] == 2 and len(state["extra"]["rng_ranks"]) == 2
+
+
+def test_a_two_rank_checkpoint_resumes_in_one_process(two_ranks, tmp_path):
+    import shutil
+
+    x, y = _data()
+    shutil.copytree(two_ranks / "vade", tmp_path / "run")
+    model, width = _models(seed=5)["vade"]
+    hist = fit(model, x, y, config=_config(epochs=EPOCHS + 1), observed={"eps": _eps(width)}, out_dir=tmp_path / "run",
+               resume=True, progress=False)
+    assert [r["epoch"] for r in hist.records] == [1, 2, 3]
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["config"]["world_size"] == 1
+
+
+def _resume_worker(rank, world, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    x, y = _data()
+    model, width = _models(seed=0)["vade"]
+    try:
+        fit(model, x, y, config=_config(epochs=EPOCHS + 1), observed={"eps": _eps(width)}, out_dir=out,
+            resume=True, progress=False)
+    except ConfigError as e:
+        (open(f"{out}/error-{rank}.txt", "w")).write(str(e))
+
+
+def test_resume_with_another_world_size_is_refused(tmp_path):
+    """A checkpoint written by one process resumed by two: a ConfigError on every rank, nothing written."""
+    x, y = _data()
+    model, width = _models(seed=0)["vade"]
+    fit(model, x, y, config=_config(epochs=1), observed={"eps": _eps(width)}, out_dir=tmp_path, progress=False)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    mp.spawn(_resume_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for r in (0, 1):
+        assert "written by 1 process(es) and this job has 2" in (tmp_path / f"error-{r}.txt").read_text()
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
