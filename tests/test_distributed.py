@@ -196,3 +196,27 @@ def test_resume_with_another_world_size_is_refused(tmp_path):
     for r in (0, 1):
         assert "written by 1 process(es) and this job has 2" in (tmp_path / f"error-{r}.txt").read_text()
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_two_ranks_on_digits_match_one_process_and_resume_in_one(tmp_path):
+    """``torchrun --nproc_per_node 2 -m pyro_mixvae fit`` on digits (gloo) against one process, same settings
+    (experiments/distributed_digits.sh, figures in experiments/results/distributed.md), then its checkpoint
+    resumed in one process. About a minute on two CPU cores."""
+    import subprocess
+    import sys
+
+    from pyro_mixvae.cli import main
+
+    args = ["vade", "--data", "digits", "--set", "hidden=128,128", "--pretrain-epochs", "50", "--epochs", "100",
+            "--device", "cpu", "--seed", "0", "--quiet"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                    str(_free_port()), "-m", "pyro_mixvae", "fit", *args, "--out", str(tmp_path / "ddp")],
+                   env=env, check=True, timeout=600)
+    assert main(["fit", *args, "--out", str(tmp_path / "one")]) == 0
+    ddp, one = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("ddp", "one"))
+    assert abs(ddp["acc"] - one["acc"]) <= SEED_SPREAD, (ddp["acc"], one["acc"])
+    assert main(["fit", *args, "--epochs", "105", "--resume", "--out", str(tmp_path / "ddp")]) == 0
+    resumed = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert resumed["epochs"] == 105 and abs(resumed["acc"] - ddp["acc"]) <= SEED_SPREAD
