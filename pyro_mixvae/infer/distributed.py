@@ -61,6 +61,7 @@ class DistributedError(MixVAEError, RuntimeError):
 
 
 _ACTIVE: Optional["DataParallel"] = None  # the data-parallel SVI loop in progress (see :func:`sum_across_ranks`)
+_BROKEN = False  # a collective failed: the group cannot be shut down cleanly (a peer is gone)
 
 
 def launched() -> bool:
@@ -113,7 +114,7 @@ def _local_gpu() -> torch.device:
 
 
 def _destroy() -> None:
-    if dist.is_available() and dist.is_initialized():
+    if not _BROKEN and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
@@ -261,6 +262,8 @@ class DataParallel(SingleProcess):
         try:
             return fn(*args, **kwargs)
         except (RuntimeError, dist.DistBackendError) as e:
+            global _BROKEN
+            _BROKEN = True
             raise DistributedError(f"rank {self.rank} of {self.world_size}: a collective failed -- another rank "
                                    f"stopped or timed out (see its error in torchrun's log); no checkpoint was "
                                    f"written for the unfinished epoch ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
