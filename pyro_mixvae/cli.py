@@ -3,7 +3,8 @@
     mixvae fit MODEL --data DATA [--clusters K] [--epochs E] [--pretrain-epochs P]
                      [--batch-size B] [--lr LR] [--seed S] [--device cpu|cuda]
                      [--likelihood auto|bernoulli|gaussian] [--num-particles M]
-                     [--out DIR] [--resume] [--guide NAME] [--set key=value]...
+                     [--out DIR] [--resume] [--guide NAME] [--set key=value]... [--distributed]
+    torchrun --nproc_per_node N -m pyro_mixvae fit ...      (data-parallel; see the README)
     mixvae evaluate DIR [--data DATA]
     mixvae sample DIR --n N [--cluster k] --out FILE.png
     mixvae report DIR [--out DIR/report] [--num-samples S] [--max-points N] [--projection pca|tsne]
@@ -15,6 +16,7 @@ status 1 and keeps the last good checkpoint. No half-written run directory is le
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -29,6 +31,7 @@ from .data import check_data, load_dataset, load_partial_labels
 from .errors import ConfigError, MixVAEError, NonFiniteLossError
 from .estimator import as_model_input
 from .evaluation import evaluate
+from .infer import distributed
 from .infer.train import TRAIN_DEFAULTS, TrainConfig, fit, seed_everything
 from .metrics import DEFINITIONS, format_metrics
 from .models import MODELS, get_model_class
@@ -89,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
                    help="trace the training loss once per batch shape (default: on for models that allow it)")
+    f.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the processes started by torchrun (on by itself when WORLD_SIZE > 1); "
+                        "--batch-size is then the global batch")
 
     e = sub.add_parser("evaluate", help="print the metrics of a run as JSON")
     e.add_argument("run_dir")
@@ -138,7 +144,13 @@ def _run_fit(args) -> dict:
     if not cls.min_clusters <= k <= len(x):
         raise ConfigError(f"--clusters must be between {cls.min_clusters} and the number of points ({len(x)}); got {k}")
     out = Path(args.out or f"runs/{args.model}-{Path(args.data).stem}-seed{args.seed}")
-    if args.restarts == 1 or not args.resume:
+    if args.distributed or distributed.launched():  # one rank of a torchrun job: join the process group now
+        if args.restarts != 1:
+            raise ConfigError("--restarts is not supported in distributed training; run the seeds as separate jobs")
+        distributed.setup(TrainConfig(device=args.device).check().device, args.seed, required=args.distributed)
+    if not distributed.is_main_process():
+        pass  # rank 0 checks and writes the run directory
+    elif args.restarts == 1 or not args.resume:
         check_writable(out, args.resume)
     elif not out.is_dir():
         raise ConfigError(f"cannot resume: {out} does not exist")
@@ -166,15 +178,19 @@ def _fit_one(args, job, seed: int, out: Path, resume: bool, show: bool = True) -
     run_config = {"model": args.model, "data": args.data, "split": args.split, "clusters": k,
                   "likelihood": job["likelihood"], "settings": job["given"], "train": config.__dict__,
                   "labels": args.labels}
-    if resume:
+    main = distributed.is_main_process()  # in a distributed job only rank 0 writes and evaluates
+    if resume and main:
         old = read_json(out / CONFIG)
         if (old["model"], old["data"], old["clusters"]) != (args.model, args.data, k):
             raise ConfigError(f"cannot resume: {out} holds a run of {old['model']} on {old['data']} with K={old['clusters']}")
 
-    with run_directory(out, resume):
-        write_json(out / CONFIG, run_config)
+    with run_directory(out, resume) if main else contextlib.nullcontext():
+        if main:
+            write_json(out / CONFIG, run_config)
         history = fit(model, x, data.y, config=config, observed=observed, out_dir=out, resume=resume,
                       progress=not args.quiet)
+    if not main:
+        return {}
     metrics = evaluate(model, torch.as_tensor(x, device=torch.device(config.device)), data.y)
     metrics.update({"train_seconds": history.train_seconds(), "pretrain": history.pretrain,
                     "dataset": args.data, "model": args.model, "seed": seed, "clusters": k,
@@ -287,7 +303,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = build_parser().parse_args(argv)
         {"fit": _run_fit, "evaluate": _run_evaluate, "sample": _run_sample, "report": _run_report,
          "settings": _run_settings}[args.command](args)
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, distributed.DistributedError) as e:
         print(f"mixvae: error: {e}", file=sys.stderr)
         return 1
     except MixVAEError as e:

@@ -19,6 +19,10 @@ with a :class:`~pyro_mixvae.errors.NonFiniteLossError` naming the epoch and step
 good checkpoint stays on disk. (On CUDA the loss is read on the host only every
 :data:`SYNC_EVERY` steps and at the end of an epoch, so that the device is not waited for at
 every step; there the run stops at the first check after the loss went bad.)
+
+Under ``torchrun`` (several processes) the same loop trains data-parallel: each rank its shard,
+gradients averaged, the conjugate statistics summed, rank 0 alone writing
+(:mod:`.distributed`, which marks every line of :func:`fit` it needs with ``[distributed]``).
 """
 from __future__ import annotations
 
@@ -38,8 +42,9 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, NonFiniteLossError
 from ..metrics import clustering_metrics
 from ..nets import eval_mode
+from . import distributed
 from .compiled import compiled_loss
-from .checkpoint import CHECKPOINT, atomic_write, load_checkpoint, save_checkpoint, set_rng_state
+from .checkpoint import CHECKPOINT, atomic_write, rng_state, save_checkpoint, set_rng_state
 
 HISTORY = "history.jsonl"
 SYNC_EVERY = 50  # on CUDA, steps between two host reads of the loss (the non-finite check)
@@ -128,19 +133,20 @@ def make_optimizer(params, lr: float) -> torch.optim.Optimizer:
 
 
 def svi_step(model, loss_fn, optimizer, x: torch.Tensor, num_data: int, observed: Optional[dict] = None,
-             check_finite: bool = True) -> Optional[torch.Tensor]:
+             is_finite: Optional[Callable[[torch.Tensor], bool]] = None) -> Optional[torch.Tensor]:
     """One SVI step on the minibatch ``x`` of ``num_data`` points; what :func:`fit` does per step.
 
     ``loss_fn(x, num_data, **observed)`` is the ELBO's ``differentiable_loss`` of ``model.model``
     and ``model.guide`` (eager, or traced: :func:`~pyro_mixvae.infer.compiled.compiled_loss`);
     the loss is divided by ``num_data`` (nats per data point); then backward, one optimizer step,
     and ``model.after_step`` (the conjugate updates). Returns the detached loss, or None -- with
-    nothing applied -- when ``check_finite`` and the loss is NaN or infinite. Checking reads the
-    loss on the host, a device synchronisation on CUDA.
+    nothing applied -- when ``is_finite(loss)`` (e.g. ``lambda l: bool(torch.isfinite(l))``, or the
+    agreement of all ranks of a distributed job) says False; with ``is_finite=None`` nothing is
+    checked. Checking reads the loss on the host, a device synchronisation on CUDA.
     """
     observed = observed or {}
     loss = loss_fn(x, num_data, **observed) / num_data
-    if check_finite and not bool(torch.isfinite(loss)):
+    if is_finite is not None and not is_finite(loss):
         return None
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -207,10 +213,11 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     Returns the :class:`History`.
     """
     cfg = (config or TrainConfig()).check().for_model(model)
-    device = torch.device(cfg.device)
+    ddp = distributed.setup(cfg.device, cfg.seed)  # [distributed] this rank of a torchrun job, or a no-op
+    device = ddp.device
     out = Path(out_dir) if out_dir is not None else None
     ckpt_path = out / CHECKPOINT if out is not None else None
-    if out is not None and not resume:
+    if out is not None and not resume and ddp.is_main:
         out.mkdir(parents=True, exist_ok=True)
 
     model.to(device)
@@ -221,6 +228,7 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
         if value.shape[0] != n:
             raise ConfigError(f"observed {key!r} has {value.shape[0]} rows; the data has {n} points")
     optimizer = make_optimizer(model.parameters(), cfg.lr)
+    ddp.attach(optimizer, n, cfg.batch_size)  # [distributed] gradients averaged across ranks before each step
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
     elbo = elbo if elbo is not None else model.make_elbo(cfg.num_particles)
@@ -230,47 +238,50 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
         if not hasattr(elbo, sched.attr):
             raise ConfigError(f"a schedule sets {sched.attr!r}, which the ELBO object {type(elbo).__name__} does not have")
     history = History()
-    config_dict = asdict(cfg)
+    config_dict = {**asdict(cfg), "world_size": ddp.world_size}
 
     def checkpoint(epoch):
-        if ckpt_path is not None:
+        ranks = ddp.checkpoint_extra(rng_state())  # [distributed] every rank's RNG state (a collective)
+        if ckpt_path is not None and ddp.is_main:
             save_checkpoint(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
-                            generator=generator, config=config_dict, extra={"pretrain": history.pretrain})
+                            generator=generator, config=config_dict, extra={"pretrain": history.pretrain, **ranks})
 
     if resume:
-        if ckpt_path is None or not ckpt_path.exists():
+        if ddp.is_main and (ckpt_path is None or not ckpt_path.exists()):
             raise ConfigError(f"cannot resume: no {CHECKPOINT} in {out_dir}")
-        state = load_checkpoint(ckpt_path, map_location=device)
+        state = ddp.load_checkpoint(ckpt_path)  # [distributed] read on rank 0, sent to all; world size checked
         model.load_state_dict(state["model"])
         model.load_extra_state(state["model_extra"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         pyro.get_param_store().set_state(state["param_store"])
         generator.set_state(state["generator"])
-        set_rng_state(state["rng"])
+        set_rng_state(ddp.rank_rng_state(state))  # [distributed] this rank's own stream
         start = state["epoch"] + 1
         history.pretrain = state["extra"].get("pretrain", {})
-        history.records = _read_history(out, upto=state["epoch"])
+        history.records = _read_history(out, upto=state["epoch"]) if ddp.is_main else []
     else:
         seed_everything(cfg.seed)
-        if cfg.pretrain_epochs > 0:
+        if cfg.pretrain_epochs > 0 and ddp.is_main:  # [distributed] once, on rank 0, then broadcast
             t0 = time.perf_counter()
             history.pretrain = model.pretrain(x, cfg.pretrain_epochs, cfg.batch_size, cfg.seed, progress=progress,
                                               **observed)
             history.pretrain["seconds"] = time.perf_counter() - t0
             history.pretrain.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), y))
+        history.pretrain = ddp.broadcast_state(model, history.pretrain)  # [distributed] rank 0's state to all
+        ddp.seed_ranks(cfg.seed)  # [distributed] each rank its own RNG stream for the guide's draws
         checkpoint(0)
         start = 1
-    if out is not None:
+    if out is not None and ddp.is_main:
         _write_history(out, history.records)
 
     # the plain ELBO, or the penalised objective when the ELBO object adds terms to it (or may, as scheduled)
     objective_key = "objective" if getattr(elbo, "adds_terms", False) or schedules else "elbo"
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
-    bar = tqdm(total=(cfg.epochs - start + 1) * steps_per_epoch, desc=f"{model.name} SVI", disable=not progress,
-               dynamic_ncols=True)
+    steps_per_epoch = ddp.steps_per_epoch(n, cfg.batch_size)
+    bar = tqdm(total=(cfg.epochs - start + 1) * steps_per_epoch, desc=f"{model.name} SVI",
+               disable=not (progress and ddp.is_main), dynamic_ncols=True)
     model.train()
-    with pyro.validation_enabled(cfg.validate):
+    with pyro.validation_enabled(cfg.validate), ddp.training():  # [distributed] conjugate statistics summed
         for epoch in range(start, cfg.epochs + 1):
             t0 = time.perf_counter()
             scheduled = {}
@@ -279,13 +290,14 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
                 setattr(elbo, sched.attr, scheduled[sched.attr])
             total = torch.zeros((), device=device)
             terms: dict = {}
-            perm = torch.randperm(n, generator=generator).to(device)
-            for step, idx in enumerate(perm.split(cfg.batch_size), 1):
+            for step, idx in enumerate(ddp.batches(n, cfg.batch_size, generator, epoch), 1):  # [distributed] shard
+                idx = idx.to(device, non_blocking=True)
                 xb = x[idx]
                 batch = {k: v[idx] for k, v in observed.items()}
-                # on CPU checking the loss costs nothing; on CUDA it waits for the device, so only every SYNC_EVERY steps
-                check = device.type == "cpu" or step % SYNC_EVERY == 0 or step == steps_per_epoch
-                loss = svi_step(model, loss_fn, optimizer, xb, n, batch, check_finite=check)
+                # on CPU checking the loss costs nothing; on CUDA it waits for the device, so only every
+                # SYNC_EVERY steps -- but every step across ranks, which must stop together [distributed]
+                check = ddp.distributed or device.type == "cpu" or step % SYNC_EVERY == 0 or step == steps_per_epoch
+                loss = svi_step(model, loss_fn, optimizer, xb, n, batch, is_finite=ddp.all_finite if check else None)
                 if loss is None:
                     bar.close()
                     kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {out}" if out else ""
@@ -295,15 +307,16 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
                 for key, value in getattr(elbo, "last_terms", {}).items():
                     terms[key] = terms.get(key, 0.0) + torch.as_tensor(value).detach() * len(idx)
                 bar.update(1)
+            total, terms = ddp.reduce_epoch(total, terms, n)  # [distributed] over all ranks' points
             scheduler.step()
             record = {"epoch": epoch, objective_key: -float(total) / n, "lr": optimizer.param_groups[0]["lr"], **scheduled}
             record.update({k: float(v) / n for k, v in terms.items()})
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            if ddp.is_main and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):  # [distributed] rank 0
                 record.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), y))
             record["seconds"] = time.perf_counter() - t0
             history.records.append(record)
             bar.set_postfix({k: f"{record[k]:.3f}" for k in (objective_key, "acc") if k in record})
-            if out is not None:
+            if out is not None and ddp.is_main:
                 _append_history(out, record)
             checkpoint(epoch)
             for cb in callbacks:

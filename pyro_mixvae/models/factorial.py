@@ -54,7 +54,8 @@ from torch import nn
 
 from ..distributions import NormalGamma, student_t_predictive
 from ..errors import ConfigError
-from ..infer.conjugate import DEFAULT_KAPPA, DEFAULT_TAU0, ConjugateMixture, check_schedule
+from ..infer.conjugate import DEFAULT_KAPPA, DEFAULT_TAU0, ConjugateMixture, MixtureStats, check_schedule
+from ..infer.distributed import sum_across_ranks
 from ..infer.pretrain import fit_diag_gmm, pretrain_autoencoder
 from ..nets import ARCHITECTURES, eval_mode, make_encoder_decoder, make_likelihood
 from .base import MixtureVAE, Setting, data_plate, int_tuple, non_negative, one_of, positive
@@ -203,10 +204,16 @@ class FactorialMixtureVAE(MixtureVAE):
 
     @torch.no_grad()
     def after_step(self, x, num_data, labels: Optional[torch.Tensor] = None, rho: Optional[float] = None) -> None:
-        """Steps 1 and 3 of Sect. 2.4: recompute gamma (eq. 5-6), then the natural-gradient step (eq. 7, 13, 14)."""
+        """Steps 1 and 3 of Sect. 2.4: recompute gamma (eq. 5-6), then the natural-gradient step (eq. 7, 13, 14).
+
+        In data-parallel training the statistics are summed across the ranks first (one all-reduce
+        for all factors), so that the step is the one on the union of the ranks' batches (eq. 13 / App. D)."""
         blocks = self.encode_blocks(x)
-        for mix, gamma, (loc, var) in zip(self.mixtures, self.clamped_responsibilities(x, labels, blocks), blocks):
-            mix.update(mix.statistics(gamma, loc, var), num_data, rho)
+        gammas = self.clamped_responsibilities(x, labels, blocks)
+        stats = [mix.statistics(gamma, loc, var) for mix, gamma, (loc, var) in zip(self.mixtures, gammas, blocks)]
+        flat = sum_across_ranks([t for st in stats for t in st.tensors()])
+        for i, mix in enumerate(self.mixtures):
+            mix.update(MixtureStats(*flat[4 * i:4 * i + 4]), num_data, rho)
 
     # -- clustering, evaluation, sampling ----------------------------------------------------------
     @torch.no_grad()
