@@ -120,7 +120,7 @@ def same_bound(name) -> float:
     elbo = model.make_elbo(1)
     with pyro.validation_enabled(False):
         torch.manual_seed(1)
-        lib = float(elbo.differentiable_loss(model.model, model.guide, x, n) / n)
+        lib = float(elbo.differentiable_loss(model.model, model.guide, x, n).detach() / n)
     torch.manual_seed(1)
     hand = float(loss_fn(model, x, n))
     return abs(lib - hand) / max(1.0, abs(hand))
@@ -171,6 +171,20 @@ def library_step_ms(steps, warmup, *, n_clusters=10, num_particles=1, vectorize=
     return round(1e3 * statistics.median(times), 3)
 
 
+def optimizer_step_ms(steps, warmup) -> dict:
+    """The optimizer step alone on the DEC network's parameters (fixed random gradients):
+    torch's default Adam against the fused one of ``make_optimizer``."""
+    model, _, _, _ = case("dec")
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    out = {}
+    for label, opt in (("default", torch.optim.Adam(model.parameters(), lr=1e-4)),
+                       ("fused", make_optimizer(model.parameters(), 1e-4))):
+        times = [timed(opt.step) for _ in range(warmup + steps)][warmup:]
+        out[label] = round(1e3 * statistics.median(times), 3)
+    return out
+
+
 def fashion_epoch(data_dir="/usr/share/datasets/fashion-mnist") -> dict:
     """One epoch of ``mixvae fit vade`` on Fashion-MNIST's 70k images in a child process: its SVI
     seconds (history) and the child's peak RSS."""
@@ -216,6 +230,8 @@ def main(argv=None):
         for label, kwargs in VARIANTS.items():
             result[f"{name}_{label}"] = ratio(name, S, W, **kwargs)
             print(f"  {label}: ratio {result[f'{name}_{label}']['ratio']}", flush=True)
+    result["adam_step_ms"] = optimizer_step_ms(S, W)
+    print(f"Adam step alone (DEC net): {result['adam_step_ms']}", flush=True)
     result["k_step_ms"] = {k: library_step_ms(S, W, n_clusters=k) for k in (10, 30, 100)}
     result["k100_over_k10"] = round(result["k_step_ms"][100] / result["k_step_ms"][10], 3)
     print(f"step against K (DEC net): {result['k_step_ms']}", flush=True)

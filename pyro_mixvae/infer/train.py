@@ -120,10 +120,10 @@ def resolve_device(name: Optional[str]) -> torch.device:
 def make_optimizer(params, lr: float) -> torch.optim.Optimizer:
     """One torch Adam over all the parameters, with the fused kernel where torch has one.
 
-    The fused kernel updates every tensor in one pass; torch's default (one loop over the
-    parameters in Python) took 12.8 ms of a 44 ms step on the DEC network on one CPU core,
-    the fused one 2.1 ms (``experiments/results/perf.md``). It falls back to the ``foreach``
-    implementation where the parameters' device or dtype has no fused kernel.
+    The fused kernel updates every tensor in one pass; torch's default on CPU loops over the
+    parameters in Python, about six times slower on the DEC network and a third of the step's
+    distance to the hand-written limit (``experiments/results/perf.md``). It falls back to the
+    ``foreach`` implementation where the parameters' device or dtype has no fused kernel.
     """
     params = list(params)
     try:
