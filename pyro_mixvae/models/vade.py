@@ -28,7 +28,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from ..infer.pretrain import encode_means, fit_diag_gmm, pretrain_autoencoder
+from ..infer.pretrain import GMM_FITS, encode_means, fit_diag_gmm, pretrain_autoencoder
 from ..nets import ARCHITECTURES, make_encoder_decoder, make_likelihood
 from .base import MixtureVAE, Setting, data_plate, int_tuple, non_negative, one_of, positive
 
@@ -51,6 +51,9 @@ class VaDE(MixtureVAE):
         "pretrain_noise": Setting(float, 0.0, "input dropout rate of the denoising autoencoder pretraining",
                                   lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
         "gmm_restarts": Setting(int, 10, "restarts of the GMM that initialises pi, mu_c, sigma_c", positive),
+        "gmm_assign": Setting(str, "diag", "GMM whose responsibilities initialise pi, mu_c, sigma_c: diag, or full "
+                              "(full covariance on standardised codes, then their diagonal moments)",
+                              one_of(GMM_FITS)),
         "s": Setting(float, 1.0, "weight of the KL part: the s-generalised bound of vib-gmm eq. 9 (1 = VaDE)",
                      non_negative),
     }
@@ -135,7 +138,8 @@ class VaDE(MixtureVAE):
     @torch.no_grad()
     def init_mixture_from_codes(self, z: torch.Tensor, seed: int = 0) -> None:
         weights, means, variances = fit_diag_gmm(z.cpu().numpy(), self.n_clusters, seed,
-                                                 n_init=self.hparams["gmm_restarts"])
+                                                 n_init=self.hparams["gmm_restarts"],
+                                                 assign=self.hparams["gmm_assign"])
         like = self.mu_c
         self.pi_logits.copy_(torch.as_tensor(np.log(np.maximum(weights, 1e-6)), dtype=like.dtype))
         self.mu_c.copy_(torch.as_tensor(means, dtype=like.dtype))
