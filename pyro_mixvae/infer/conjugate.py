@@ -274,9 +274,10 @@ class ConjugateMixture(nn.Module):
         """:func:`sufficient_statistics` (sum across processes before :meth:`update`)."""
         return sufficient_statistics(gamma, z_loc, z_var)
 
-    def next_step_size(self) -> float:
-        """rho for the next update: (tau0 + tau + 1)^-kappa."""
-        return step_size(int(self.tau) + 1, self.tau0, self.kappa)
+    def next_step_size(self) -> torch.Tensor:
+        """rho for the next update: (tau0 + tau + 1)^-kappa, as a 0-d float64 tensor on the
+        buffers' device -- computed there, so that a step on CUDA does not wait to read ``tau``."""
+        return (self.tau0 + self.tau.to(torch.float64) + 1.0) ** (-float(self.kappa))
 
     def optimal(self, stats: MixtureStats, num_data: float) -> Tuple[torch.Tensor, torch.Tensor]:
         """(lambda* (K, D, 4), c* (K,)) in float64, eq. 13 / App. D."""
@@ -284,16 +285,20 @@ class ConjugateMixture(nn.Module):
                                                          for n in ("m0", "s0", "a0", "b0", "c0")))
 
     @torch.no_grad()
-    def update(self, stats: MixtureStats, num_data: float, rho: Optional[float] = None) -> float:
-        """One natural-gradient step lambda <- (1 - rho) lambda + rho lambda* (eq. 7, 14); returns rho.
+    def update(self, stats: MixtureStats, num_data: float, rho: Optional[float] = None):
+        """One natural-gradient step lambda <- (1 - rho) lambda + rho lambda* (eq. 7, 14); returns rho
+        (the given float, or the schedule's value as a 0-d tensor, :meth:`next_step_size`).
 
         ``rho`` defaults to the schedule's next value; ``tau`` counts the updates either way.
         The arithmetic is in float64 (b = -lambda_2 - lambda_3^2 / (2 s) cancels), stored back in
         the buffers' dtype.
         """
-        rho = self.next_step_size() if rho is None else float(rho)
-        if not (0.0 < rho <= 1.0):
-            raise ConfigError(f"the step size rho must be in (0, 1]; got {rho!r}")
+        if rho is None:
+            rho = self.next_step_size()  # in (0, 1] by check_schedule (tau0 >= 0, kappa in (1/2, 1])
+        else:
+            rho = float(rho)
+            if not (0.0 < rho <= 1.0):
+                raise ConfigError(f"the step size rho must be in (0, 1]; got {rho!r}")
         stats = MixtureStats(*(t.to(self.m.device) for t in stats.tensors()))
         lam_star, c_star = self.optimal(stats, num_data)
         lam = mean_to_natural(*(t.to(torch.float64) for t in (self.m, self.s, self.a, self.b)))
