@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import time
 
 import numpy as np
@@ -54,7 +55,11 @@ def model_runs(models, data, seeds) -> list:
     for model in models:
         for seed in seeds:
             run = RUNS / "benchmark" / f"{model}-{data}-seed{seed}"
-            r = run_fit(model, data, seed, run, EXTRA[data].get(model, []))
+            try:
+                r = run_fit(model, data, seed, run, EXTRA[data].get(model, []))
+            except subprocess.CalledProcessError as e:  # e.g. a non-finite loss: report it, go on with the others
+                print(f"  {model} {data} seed {seed} failed (exit {e.returncode}); see {run}", flush=True)
+                continue
             records.append({"data": data, "model": model, "seed": seed, "acc": r["acc"], "nmi": r["nmi"],
                             "ari": r["ari"], "elbo": r["elbo"], "train_seconds": r["train_seconds"],
                             "epochs": r.get("epochs"), "command": r["command"]})
@@ -73,8 +78,9 @@ def ae_gmm_runs(data, seeds) -> list:
     return records
 
 
-def sklearn_baselines(data, seeds) -> list:
-    """k-means and a diagonal GMM on the pixels and on PCA-50 of the same data."""
+def sklearn_baselines(data, seeds, done=frozenset(), keep=lambda records: None) -> list:
+    """k-means and a diagonal GMM on the pixels and on PCA-50 of the same data; skips the
+    (data, model, seed) in ``done`` and hands each new record to ``keep`` at once."""
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
     from sklearn.mixture import GaussianMixture
@@ -90,6 +96,8 @@ def sklearn_baselines(data, seeds) -> list:
     for space, z in spaces.items():
         for name in ("k-means", "GMM"):
             for seed in seeds:
+                if (data, f"{name} ({space})", seed) in done:
+                    continue
                 t0 = time.perf_counter()
                 if name == "k-means":
                     pred = KMeans(k, n_init=10, random_state=seed).fit_predict(z)
@@ -101,6 +109,7 @@ def sklearn_baselines(data, seeds) -> list:
                                 "train_seconds": time.perf_counter() - t0,
                                 "command": f"python experiments/benchmark.py --data {data} (sklearn)"})
                 print(f"{data} {name} ({space}) seed {seed}: acc {records[-1]['acc']:.3f}", flush=True)
+                keep(records[-1:])
     return records
 
 
@@ -141,7 +150,7 @@ def main():
     if not args.table_only:
         for data in args.data:
             if not args.no_baselines:
-                keep(sklearn_baselines(data, args.seeds))
+                sklearn_baselines(data, args.seeds, {(r["data"], r["model"], r["seed"]) for r in records}, keep)
                 keep(ae_gmm_runs(data, args.seeds))
             for model in ([] if args.baselines_only else args.models):
                 keep(model_runs([model], data, args.seeds))

@@ -1,6 +1,8 @@
 """The traced training loss (pyro_mixvae.infer.compiled) against the eager Pyro programs."""
 import copy
 
+import numpy as np
+
 import pyro
 import pytest
 import torch
@@ -96,3 +98,35 @@ def test_tracing_changes_neither_the_random_stream_nor_the_buffers():
     CompiledLoss(model.make_elbo(1), model)._trace(torch.ones(4, 12), 4, (), [])
     assert torch.rand(()) == expected
     assert float(model.seen) == 0.0
+
+
+def test_evaluation_mode_runs_the_programs_and_numpy_settings_are_keys():
+    model = small_vade()
+    elbo = InformationBottleneckELBO(s=0.5, kl="hershey-olsen", max_plate_nesting=1)
+    traced = CompiledLoss(elbo, model)
+    x = (torch.rand(10, 12) < 0.4).float()
+    traced(x, 50)
+    model.eval()
+    traced(x, 50)
+    assert traced.traces == 1          # not replayed (nor recorded) in evaluation mode
+    model.train()
+    elbo.s = np.float32(0.7)           # a setting of another scalar type still changes the key
+    traced(x, 50)
+    assert traced.traces == 2
+
+
+def test_fit_traces_only_the_models_own_elbo_without_validation(monkeypatch):
+    import pyro_mixvae.infer.train as train
+
+    seen = []
+    real = train.compiled_loss
+    monkeypatch.setattr(train, "compiled_loss", lambda elbo, model, jit: seen.append(jit) or real(elbo, model, jit))
+    x = (torch.rand(16, 12) < 0.4).float()
+    for kwargs, cfg_extra in (({}, {}), ({"elbo": small_vade().make_elbo(1)}, {}), ({}, {"validate": True}),
+                              ({}, {"jit": True, "validate": True})):
+        model = small_vade()
+        if "elbo" in kwargs:
+            kwargs = {"elbo": model.make_elbo(1)}
+        fit(model, x, config=TrainConfig(epochs=1, pretrain_epochs=0, batch_size=8, device="cpu", **cfg_extra),
+            progress=False, **kwargs)
+    assert seen == [None, False, False, True]

@@ -29,13 +29,18 @@ a forked RNG and restores the model's buffers, so that it changes neither the ra
 batch-normalisation statistics (a resumed run stays equal to an uninterrupted one).
 
 Only for models that declare ``jit_compatible = True`` (:class:`~pyro_mixvae.models.base.MixtureVAE`),
-in training mode; evaluation runs the Python programs as they are.
+with the model's own ELBO object, and in training mode: called on a model in evaluation mode it
+runs the Python programs as they are. Pyro's argument validation does not run inside a graph, so
+``fit`` does not trace when ``TrainConfig.validate`` is on (unless ``jit=True`` is asked for).
+An ELBO attribute that is not a scalar (a tensor with more than one value, an object) is not part
+of the key: an ELBO whose behaviour depends on such a value between steps must not be traced.
 """
 from __future__ import annotations
 
 import warnings
 from typing import Optional
 
+import numpy as np
 import pyro
 import torch
 from torch import nn
@@ -76,10 +81,18 @@ class CompiledLoss:
         self.traces = 0  # how many graphs were recorded (tests, diagnostics)
 
     def _elbo_settings(self) -> tuple:
-        return tuple(sorted((k, v) for k, v in vars(self.elbo).items()
-                            if isinstance(v, (bool, int, float, str)) and not k.startswith("__")))
+        """The ELBO's scalar attributes (a schedule's ``s``, ``eta``, ...), as Python values."""
+        out = []
+        for k, v in vars(self.elbo).items():
+            if isinstance(v, np.generic) or (torch.is_tensor(v) and v.dim() == 0):
+                v = v.item()
+            if isinstance(v, (bool, int, float, str)):
+                out.append((k, v))
+        return tuple(sorted(out))
 
     def __call__(self, x: torch.Tensor, num_data: int, **observed) -> torch.Tensor:
+        if not self.model.training:  # the graphs are recorded in training mode (batch normalisation, dropout)
+            return self.elbo.differentiable_loss(self.model.model, self.model.guide, x, num_data, **observed)
         settings = self._elbo_settings()
         if settings != self._settings:  # a schedule changed s (or eta, ...): the old graphs are stale
             self._graphs.clear()

@@ -14,11 +14,12 @@ ELBO object adds terms to the bound — metrics against the labels
 when there are labels, seconds, learning rate, and any term an ELBO subclass reports) and an
 atomic checkpoint (:mod:`.checkpoint`). ``resume=True`` restores the checkpoint, every RNG
 included, so that an interrupted run resumed ends with the same parameters as an
-uninterrupted one. A NaN or infinite loss stops the run before the optimizer applies it,
-with a :class:`~pyro_mixvae.errors.NonFiniteLossError` naming the epoch and step; the last
-good checkpoint stays on disk. (On CUDA the loss is read on the host only every
-:data:`SYNC_EVERY` steps and at the end of an epoch, so that the device is not waited for at
-every step; there the run stops at the first check after the loss went bad.)
+uninterrupted one. On CPU (and in a distributed job) a NaN or infinite loss stops the run
+before the optimizer applies it, with a :class:`~pyro_mixvae.errors.NonFiniteLossError` naming
+the epoch and step; the last good checkpoint stays on disk. On CUDA the loss is read on the host
+only every :data:`SYNC_EVERY` steps, at the last step of an epoch and as the epoch's sum, so that
+the device is not waited for at every step: there the run stops at the first check after the
+loss went bad, and the epoch's checkpoint is not written.
 
 Under ``torchrun`` (several processes) the same loop trains data-parallel: each rank its shard,
 gradients averaged, the conjugate statistics summed, rank 0 alone writing
@@ -231,8 +232,13 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     ddp.attach(optimizer, n, cfg.batch_size)  # [distributed] gradients averaged across ranks before each step
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
+    # the loss is traced (infer/compiled.py) if asked, else where the model allows it (jit=None), but
+    # not for an ELBO object passed in (it may not be static) nor with validation (graphs do not validate)
+    jit = cfg.jit
+    if jit is None and (elbo is not None or cfg.validate):
+        jit = False
     elbo = elbo if elbo is not None else model.make_elbo(cfg.num_particles)
-    loss_fn = compiled_loss(elbo, model, cfg.jit)
+    loss_fn = compiled_loss(elbo, model, jit)
     schedules = list(model.schedules() if schedules is None else schedules)
     for sched in schedules:
         if not hasattr(elbo, sched.attr):
@@ -308,6 +314,10 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
                     terms[key] = terms.get(key, 0.0) + torch.as_tensor(value).detach() * len(idx)
                 bar.update(1)
             total, terms = ddp.reduce_epoch(total, terms, n)  # [distributed] over all ranks' points
+            if not torch.isfinite(total):  # a step left unchecked on CUDA went bad: keep the last good checkpoint
+                bar.close()
+                kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {out}" if out else ""
+                raise NonFiniteLossError(f"the loss became non-finite during epoch {epoch}{kept}; try a lower --lr")
             scheduler.step()
             record = {"epoch": epoch, objective_key: -float(total) / n, "lr": optimizer.param_groups[0]["lr"], **scheduled}
             record.update({k: float(v) / n for k, v in terms.items()})
