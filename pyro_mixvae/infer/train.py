@@ -287,6 +287,12 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     steps_per_epoch = ddp.steps_per_epoch(n, cfg.batch_size)
     bar = tqdm(total=(cfg.epochs - start + 1) * steps_per_epoch, desc=f"{model.name} SVI",
                disable=not (progress and ddp.is_main), dynamic_ncols=True)
+
+    def non_finite(where: str, epoch: int) -> NonFiniteLossError:
+        bar.close()
+        kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {out}" if out else ""
+        return NonFiniteLossError(f"the loss became non-finite {where}{kept}; try a lower --lr")
+
     model.train()
     with pyro.validation_enabled(cfg.validate), ddp.training():  # [distributed] conjugate statistics summed
         for epoch in range(start, cfg.epochs + 1):
@@ -306,19 +312,14 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
                 check = ddp.distributed or device.type == "cpu" or step % SYNC_EVERY == 0 or step == steps_per_epoch
                 loss = svi_step(model, loss_fn, optimizer, xb, n, batch, is_finite=ddp.all_finite if check else None)
                 if loss is None:
-                    bar.close()
-                    kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {out}" if out else ""
-                    raise NonFiniteLossError(
-                        f"the loss became non-finite at epoch {epoch}, step {step}{kept}; try a lower --lr")
+                    raise non_finite(f"at epoch {epoch}, step {step}", epoch)
                 total += loss * len(idx)
                 for key, value in getattr(elbo, "last_terms", {}).items():
                     terms[key] = terms.get(key, 0.0) + torch.as_tensor(value).detach() * len(idx)
                 bar.update(1)
             total, terms = ddp.reduce_epoch(total, terms, n)  # [distributed] over all ranks' points
             if not torch.isfinite(total):  # a step left unchecked on CUDA went bad: keep the last good checkpoint
-                bar.close()
-                kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {out}" if out else ""
-                raise NonFiniteLossError(f"the loss became non-finite during epoch {epoch}{kept}; try a lower --lr")
+                raise non_finite(f"during epoch {epoch}", epoch)
             scheduler.step()
             record = {"epoch": epoch, objective_key: -float(total) / n, "lr": optimizer.param_groups[0]["lr"], **scheduled}
             record.update({k: float(v) / n for k, v in terms.items()})
