@@ -44,11 +44,15 @@ def test_traced_loss_and_gradients_equal_eager(make):
     assert traced.traces == 1
 
 
-def test_new_shape_and_new_setting_retrace():
+def traced_vib():
+    """A small VaDE network with VIB-GMM's objective at s = 0.5, its traced loss, and a batch of 10."""
     model = small_vade()
     elbo = InformationBottleneckELBO(s=0.5, kl="hershey-olsen", max_plate_nesting=1)
-    traced = CompiledLoss(elbo, model)
-    x = (torch.rand(10, 12) < 0.4).float()
+    return model, elbo, CompiledLoss(elbo, model), (torch.rand(10, 12) < 0.4).float()
+
+
+def test_new_shape_and_new_setting_retrace():
+    model, elbo, traced, x = traced_vib()
     traced(x, 50)
     traced(x[:7], 50)          # a last, smaller batch: the plate's scale N / B differs
     assert traced.traces == 2
@@ -101,10 +105,7 @@ def test_tracing_changes_neither_the_random_stream_nor_the_buffers():
 
 
 def test_evaluation_mode_runs_the_programs_and_numpy_settings_are_keys():
-    model = small_vade()
-    elbo = InformationBottleneckELBO(s=0.5, kl="hershey-olsen", max_plate_nesting=1)
-    traced = CompiledLoss(elbo, model)
-    x = (torch.rand(10, 12) < 0.4).float()
+    model, elbo, traced, x = traced_vib()
     traced(x, 50)
     model.eval()
     traced(x, 50)
