@@ -150,7 +150,9 @@ class GMVAE(MixtureVAEEstimator):
     paper's model (q(c|z,w) = p_beta(c|z,w), optionally the threshold ``lam``);
     ``guide="mean-field"`` the consistency-violation paper's (a classifier q(c|x), the z-prior
     weight ``eta`` and the consistency violation ``alpha``; its best synthetic setting is
-    ``eta=1, alpha=2``). ``arch="auto"`` picks the papers' nets from the data's shape;
+    ``eta=1, alpha=2``). ``eta_warmup`` and ``eta_warmup_epochs`` start the z-prior weight at
+    ``eta_warmup * eta`` and lower it linearly to ``eta`` (default for the fc120 nets: 5 over 30
+    epochs; elsewhere off). ``arch="auto"`` picks the papers' nets from the data's shape;
     ``latent_dim``, ``w_dim``, ``hidden`` and ``beta_hidden`` left at None take the
     architecture's defaults. No pretraining; the training defaults are the CLI's (Adam, lr 0.002
     decayed x0.9 every 10 epochs, batches of 100) and ``epochs=None`` takes the model's default
@@ -160,7 +162,8 @@ class GMVAE(MixtureVAEEstimator):
 
     model_name = "gmvae"
 
-    def __init__(self, n_clusters=10, *, n_init=1, guide="posterior", eta=1.0, alpha=0.0, lam=0.0, arch="auto",
+    def __init__(self, n_clusters=10, *, n_init=1, guide="posterior", eta=1.0, alpha=0.0, lam=0.0, eta_warmup=None,
+                 eta_warmup_epochs=None, arch="auto",
                  latent_dim=None, w_dim=None, hidden=None, beta_hidden=None, likelihood="auto", epochs=None,
                  pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, num_particles=None, seed=0,
                  device=None, verbose=False):

@@ -188,6 +188,41 @@ def test_initialisation_and_default_epochs():
     assert post[0].norm(dim=-1).max() < 1.0  # PyTorch's init: the circle is for the mean-field guide
 
 
+def test_eta_warmup_defaults_and_overrides():
+    """The z-prior warm-start: on by default for fc120 with the mean-field guide only, scaled by eta."""
+    mf = GMVAE((2,), 8, "gaussian", guide="mean-field", eta=0.5, alpha=2.0).schedules()
+    assert len(mf) == 1 and (mf[0].attr, mf[0].start, mf[0].stop, mf[0].epochs) == ("eta", 2.5, 0.5, 30)
+    assert [mf[0].value(t) for t in (1, 16, 31, 60)] == [2.5, 1.5, 0.5, 0.5]
+    assert GMVAE((2,), 8, "gaussian", guide="posterior").schedules() == []
+    assert GMVAE((8, 8), 10, "bernoulli", guide="mean-field").schedules() == []
+    assert GMVAE((2,), 8, "gaussian", guide="mean-field", eta=0.0).schedules() == []
+    assert GMVAE((2,), 8, "gaussian", guide="mean-field", eta_warmup=1).schedules() == []
+    own = GMVAE((8, 8), 10, "bernoulli", guide="posterior", eta_warmup=2, eta_warmup_epochs=4).schedules()
+    assert (own[0].start, own[0].stop, own[0].epochs) == (2.0, 1.0, 4)
+
+
+def test_eta_warmup_trains_with_the_scheduled_weight():
+    """One full-batch epoch with eta = 1 warmed up by 3 takes exactly the step of eta = 3 without warm-up.
+
+    Posterior guide: there the z-prior KL(p(c|z,w) || p(c)) has a gradient from the first step (the
+    mean-field classifier starts uniform, where the gradient of its KL is zero).
+    """
+    x = _x(40)
+
+    def one_epoch(**kw):
+        m = _model("posterior", alpha=0.5, **kw)
+        h = fit(m, x, config=TrainConfig(epochs=1, batch_size=40, seed=3, device="cpu", jit=False), progress=False)
+        return m, h
+
+    warmed, history = one_epoch(eta=1.0, eta_warmup=3.0, eta_warmup_epochs=2)
+    heavy, _ = one_epoch(eta=3.0)
+    plain, _ = one_epoch(eta=1.0)
+    assert history.records[0]["eta"] == 3.0
+    for a, b in zip(warmed.parameters(), heavy.parameters()):
+        assert torch.equal(a, b)
+    assert any(not torch.equal(a, c) for a, c in zip(warmed.parameters(), plain.parameters()))
+
+
 def test_construction_rebuilds_the_model():
     m = _model("mean-field", eta=0.5, alpha=2.0)
     again = build(**m.construction())
@@ -198,7 +233,8 @@ def test_construction_rebuilds_the_model():
 
 
 @pytest.mark.parametrize("bad", [dict(eta=-1.0), dict(alpha=-0.1), dict(lam=-2), dict(guide="exact"),
-                                 dict(arch="resnet"), dict(latent_dim=0), dict(alpha=float("nan"))])
+                                 dict(arch="resnet"), dict(latent_dim=0), dict(alpha=float("nan")),
+                                 dict(eta_warmup=-1.0), dict(eta_warmup_epochs=-2)])
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ConfigError) as err:
         GMVAE((2,), 3, "gaussian", **bad)

@@ -73,6 +73,9 @@ COMPONENT_INIT_RADIUS = 1.5
 COMPONENT_LOG_VAR_INIT = -1.0
 # default SVI epochs per architecture (the class default, 50, for the others)
 ARCH_EPOCHS = {"fc120": 100}
+# default z-prior warm-start (eta_warmup, eta_warmup_epochs) per (architecture, guide); (1, 0) = off elsewhere
+# (see GMVAE.schedules; chosen on the arcs data, seeds 10-12, experiments/results/gmvae_arcs_tuning.md)
+ETA_WARMUP = {("fc120", "mean-field"): (5.0, 30)}
 
 
 def _optional(kind):
@@ -103,6 +106,14 @@ def _positive_or_none(value):
 
 def _weight(value):
     return None if (math.isfinite(value) and value >= 0) else "must be a finite number >= 0"
+
+
+def _factor(value):
+    return None if value is None or (math.isfinite(value) and value >= 0) else "must be a finite number >= 0"
+
+
+def _epochs_or_none(value):
+    return None if value is None or value >= 0 else "must be >= 0"
 
 
 def default_arch(data_shape) -> str:
@@ -153,6 +164,11 @@ class GMVAE(MixtureVAE):
         "alpha": Setting(float, 0.0, "weight of the consistency violation H(C|Z,W) (CV paper eq. 6)", _weight),
         "lam": Setting(float, 0.0, "minimum information in nats per point: the z-prior has no gradient below it "
                        "(MI paper eq. 7); 0 = off", _weight),
+        "eta_warmup": Setting(_optional(float), None, "the z-prior weight starts at eta_warmup * eta and falls "
+                              "linearly to eta over eta_warmup_epochs (default 5 for fc120 with the mean-field guide, else 1 = "
+                              "off)", _factor),
+        "eta_warmup_epochs": Setting(_optional(int), None, "epochs of that fall (default 30 for fc120 with the mean-field guide, else 0)",
+                                     _epochs_or_none),
     }
 
     def __init__(self, data_shape, n_clusters: int = 10, likelihood: str = "bernoulli", **settings):
@@ -182,6 +198,9 @@ class GMVAE(MixtureVAE):
         self.classifier = nn.Linear(features, K) if self.guide_name == "mean-field" else None
         self.components = ComponentNet(self.w_dim, hp["beta_hidden"] or beta_width, K, D)
         self.default_epochs = ARCH_EPOCHS.get(arch, type(self).default_epochs)
+        warmup, warmup_epochs = ETA_WARMUP.get((arch, self.guide_name), (1.0, 0))
+        self.eta_warmup = warmup if hp["eta_warmup"] is None else hp["eta_warmup"]
+        self.eta_warmup_epochs = warmup_epochs if hp["eta_warmup_epochs"] is None else hp["eta_warmup_epochs"]
         self._initialise()
 
     @torch.no_grad()
@@ -266,6 +285,25 @@ class GMVAE(MixtureVAE):
 
         return MixtureELBO(self.eta, self.alpha, self.lam, max_plate_nesting=self.max_plate_nesting,
                            num_particles=num_particles, vectorize_particles=True)
+
+    def schedules(self) -> list:
+        """The z-prior warm-start: eta_t = eta * (w + (1 - w) * min(1, (t - 1) / E)) at epoch t,
+        with w = ``eta_warmup`` and E = ``eta_warmup_epochs``; after epoch E + 1 the bound is the
+        papers' (eta of CV eq. 3).
+
+        A z-prior weight above 1 pulls q(c|x) (mean-field) or p(c|z,w) (posterior guide) towards the
+        uniform p(c) -- the "anti-clustering" effect of CV Sect. 3.2.2 -- so early in training no
+        cluster can claim a stretch of the data before the encoder has separated it; the CV
+        paper (Sect. 4.1) credits the z-prior with exactly this ("it effectively prevents the
+        recognition network from deciding too quickly on the label assignments"). Found on arcs:
+        with the mean-field guide (eta = 1, alpha = 2) the assignment is otherwise fixed within
+        ~5 epochs by where the initial components sit on the data's ring.
+        """
+        from ..infer.schedules import LinearSchedule
+
+        if self.eta == 0 or self.eta_warmup == 1 or self.eta_warmup_epochs == 0:
+            return []
+        return [LinearSchedule("eta", self.eta_warmup * self.eta, self.eta, int(self.eta_warmup_epochs))]
 
     # -- clustering and sampling -------------------------------------------------------------------
     @torch.no_grad()
