@@ -151,13 +151,13 @@ class GMVAE(MixtureVAEEstimator):
     ``guide="mean-field"`` the consistency-violation paper's (a classifier q(c|x), the z-prior
     weight ``eta`` and the consistency violation ``alpha``; its best synthetic setting is
     ``eta=1, alpha=2``). ``eta_warmup`` and ``eta_warmup_epochs`` start the z-prior weight at
-    ``eta_warmup * eta`` and lower it linearly to ``eta`` (default for the fc120 nets: 5 over 30
-    epochs; elsewhere off). ``arch="auto"`` picks the papers' nets from the data's shape;
-    ``latent_dim``, ``w_dim``, ``hidden`` and ``beta_hidden`` left at None take the
-    architecture's defaults. No pretraining; the training defaults are the CLI's (Adam, lr 0.002
-    decayed x0.9 every 10 epochs, batches of 100) and ``epochs=None`` takes the model's default
-    (100 for the fc120 nets of 2-D data, else 50), so that ``GMVAE(8, guide=...).fit(X)`` trains
-    as ``mixvae fit gmvae`` does.
+    ``eta_warmup * eta`` and lower it linearly to ``eta`` (default for the fc120 nets with the
+    mean-field guide: 5 over 90 epochs; elsewhere off). ``arch="auto"`` picks the papers' nets
+    from the data's shape; ``latent_dim``, ``w_dim``, ``hidden`` and ``beta_hidden`` left at
+    None take the architecture's defaults. No pretraining; the training defaults are the CLI's
+    (Adam, lr 0.002 decayed x0.9 every 10 epochs, batches of 100) and ``epochs=None`` takes the
+    model's default (200 for the fc120 nets of 2-D data, with the decay every 20 epochs; else
+    50), so that ``GMVAE(8, guide=...).fit(X)`` trains as ``mixvae fit gmvae`` does.
     """
 
     model_name = "gmvae"

@@ -174,7 +174,9 @@ def test_initialisation_and_default_epochs():
 
     torch.manual_seed(0)
     m = GMVAE((2,), 8, "gaussian", guide="mean-field")
-    assert m.arch == "fc120" and m.default_epochs == 100
+    assert m.arch == "fc120" and m.default_epochs == 200
+    assert TrainConfig(device="cpu").for_model(m).lr_step == 20  # fc120: the learning rate decays every 20 epochs
+    assert TrainConfig(device="cpu").for_model(GMVAE((8, 8), 10, "bernoulli")).lr_step == 10
     last = [layer for layer in m.decoder.modules() if isinstance(layer, torch.nn.Linear)][-1]
     assert torch.equal(last.bias[2:], torch.full((2,), DECODER_LOG_VAR_INIT))  # [mu_x (2); log sigma_x^2 (2)]
     with torch.no_grad():
@@ -191,8 +193,8 @@ def test_initialisation_and_default_epochs():
 def test_eta_warmup_defaults_and_overrides():
     """The z-prior warm-start: on by default for fc120 with the mean-field guide only, scaled by eta."""
     mf = GMVAE((2,), 8, "gaussian", guide="mean-field", eta=0.5, alpha=2.0).schedules()
-    assert len(mf) == 1 and (mf[0].attr, mf[0].start, mf[0].stop, mf[0].epochs) == ("eta", 2.5, 0.5, 30)
-    assert [mf[0].value(t) for t in (1, 16, 31, 60)] == [2.5, 1.5, 0.5, 0.5]
+    assert len(mf) == 1 and (mf[0].attr, mf[0].start, mf[0].stop, mf[0].epochs) == ("eta", 2.5, 0.5, 90)
+    assert [mf[0].value(t) for t in (1, 46, 91, 200)] == [2.5, 1.5, 0.5, 0.5]
     assert GMVAE((2,), 8, "gaussian", guide="posterior").schedules() == []
     assert GMVAE((8, 8), 10, "bernoulli", guide="mean-field").schedules() == []
     assert GMVAE((2,), 8, "gaussian", guide="mean-field", eta=0.0).schedules() == []

@@ -1,0 +1,125 @@
+"""One GMVAE training run on arcs (K = 8) for the tuning study of issue 3, with the accuracy over epochs.
+
+    OMP_NUM_THREADS=1 python experiments/gmvae_arcs_tune.py NAME SEED [key=value ...] >> results.jsonl
+
+Keys: the model settings ``guide``, ``eta``, ``alpha``, ``lam``, ``eta_warmup``, ``eta_warmup_epochs``; the
+training settings ``epochs`` (100), ``lr``, ``lr_step``, ``lr_decay``, ``batch_size``, ``num_particles``
+(the CLI's defaults where absent); ``sched=ATTR:START:STOP:EPOCHS[,...]`` -- linear schedules on attributes
+of the ELBO object (``eta``, ``alpha``, ``lam``), passed to ``fit`` in place of the model's own schedules;
+``init=NAME`` -- a change to the initialisation, one of :data:`INITS`.
+
+Prints one JSON line: name, seed, the final (epoch, acc_cluster_label, clusters used, training objective)
+and the same at epochs 1-5 and every 10th epoch. Training is ``pyro_mixvae.infer.fit``, as in
+``mixvae fit gmvae --data arcs --clusters 8`` (same seeding, same data), so a run without ``sched`` and
+``init`` reproduces the CLI's run of the same settings and seed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+import types
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.ops.indexing import Vindex
+
+from pyro_mixvae.data import load_dataset
+from pyro_mixvae.infer.schedules import LinearSchedule
+from pyro_mixvae.infer.train import TrainConfig, fit, seed_everything
+from pyro_mixvae.metrics import acc_cluster_label
+from pyro_mixvae.models.base import data_plate
+from pyro_mixvae.models.gmvae import COMPONENT_INIT_RADIUS, GMVAE
+
+FLOAT_SETTINGS = ("eta", "alpha", "lam", "eta_warmup")
+MODEL_KEYS = ("guide", "eta", "alpha", "lam", "eta_warmup", "eta_warmup_epochs")
+TRAIN_KEYS = {"epochs": int, "lr": float, "lr_step": int, "lr_decay": float, "batch_size": int, "num_particles": int}
+
+
+def _circle(model, radius=COMPONENT_INIT_RADIUS):
+    """The mean-field guide's initial circle of component means (models/gmvae.py), for any guide."""
+    with torch.no_grad():
+        bias = model.components.net[-1].bias.view(2, model.n_clusters, model.latent_dim)
+        angle = torch.arange(model.n_clusters, dtype=bias.dtype) * (2 * math.pi / model.n_clusters)
+        bias[0] = radius * torch.stack([angle.cos(), angle.sin()], -1)
+        bias[1] = -1.0
+
+
+def _w_warmup(model, config, callbacks, epochs=30):
+    """Weight s on the w site's log-densities in model and guide (a KL warm-up on w only), s = epoch / 30,
+    at least 0.01; the traced loss is off because s changes inside the programs."""
+    weight = [0.01]
+
+    def model_fn(self, x, num_data=None):
+        with data_plate(x, num_data):
+            with poutine.scale(scale=weight[0]):
+                w = pyro.sample("w", dist.Normal(x.new_zeros(()), 1.0).expand([self.w_dim]).to_event(1))
+            c = pyro.sample("c", dist.Categorical(logits=self.log_prior_c(x)), infer={"enumerate": "parallel"})
+            loc, scale = self.components(w)
+            z = pyro.sample("z", dist.Normal(Vindex(loc)[..., c, :], Vindex(scale)[..., c, :]).to_event(1))
+            pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
+
+    def guide_fn(self, x, num_data=None):
+        with data_plate(x, num_data):
+            z_loc, z_scale, w_loc, w_scale, logits = self.encode(x)
+            if logits is not None:
+                pyro.sample("c", dist.Categorical(logits=logits), infer={"enumerate": "parallel"})
+            with poutine.scale(scale=weight[0]):
+                pyro.sample("w", dist.Normal(w_loc, w_scale).to_event(1))
+            pyro.sample("z", dist.Normal(z_loc, z_scale).to_event(1))
+
+    model.model, model.guide = types.MethodType(model_fn, model), types.MethodType(guide_fn, model)
+    config["jit"] = False
+    callbacks.append(lambda epoch, record: weight.__setitem__(0, max(0.01, min(1.0, epoch / epochs))))
+
+
+INITS = {
+    "circle": lambda model, config, callbacks: _circle(model),
+    "nocircle": lambda model, config, callbacks: model.components.net[-1].reset_parameters(),
+    "r05": lambda model, config, callbacks: _circle(model, COMPONENT_INIT_RADIUS / 3),
+    "wbig": lambda model, config, callbacks: model.components.net[0].weight.data.mul_(5.0),
+    "wwarm": _w_warmup,
+}
+
+
+def main(argv):
+    name, seed = argv[0], int(argv[1])
+    kw = dict(a.split("=", 1) for a in argv[2:])
+    settings = {k: (float(kw.pop(k)) if k in FLOAT_SETTINGS else kw.pop(k)) for k in list(kw) if k in MODEL_KEYS}
+    schedules = [LinearSchedule(a, float(b), float(c), int(e))
+                 for a, b, c, e in (s.split(":") for s in kw.pop("sched", "").split(",") if s)]
+    config = {"seed": seed, "device": "cpu", "epochs": 100}
+    config.update({k: TRAIN_KEYS[k](kw.pop(k)) for k in list(kw) if k in TRAIN_KEYS})
+    init = kw.pop("init", None)
+    if kw:
+        raise SystemExit(f"unknown keys: {sorted(kw)}")
+    data = load_dataset("arcs")
+    x = torch.as_tensor(data.x)
+    seed_everything(seed)
+    model = GMVAE(x.shape[1:], 8, "gaussian", **settings)
+    callbacks = []
+    if init:
+        INITS[init](model, config, callbacks)
+    trajectory = []
+
+    def record(epoch, rec):
+        if epoch % 10 == 0 or epoch <= 5:
+            model.eval()
+            proba = model.responsibilities(x).numpy()
+            model.train()
+            trajectory.append((epoch, round(acc_cluster_label(data.y, proba), 3), int(len(np.unique(proba.argmax(1)))),
+                               round(rec.get("objective", rec.get("elbo", float("nan"))), 3)))
+
+    start = time.time()
+    fit(model, x, data.y, config=TrainConfig(**config), schedules=schedules or None, progress=False,
+        callbacks=[record] + callbacks)
+    print(json.dumps({"name": name, "seed": seed, "args": argv[2:], "final": trajectory[-1], "traj": trajectory,
+                      "sec": round(time.time() - start)}), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
