@@ -294,8 +294,9 @@ def _run_report(args) -> None:
 
 def _run_settings(args) -> None:
     cls = get_model_class(args.model)
+    width = max(len(key) for key in cls.settings)
     for key, s in cls.settings.items():
-        print(f"{key:<16} default {s.default!r:<22} {s.help}")
+        print(f"{key:<{width}} default {s.default!r:<22} {s.help}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

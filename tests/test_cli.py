@@ -132,3 +132,14 @@ def test_console_script_reports_one_line_without_traceback(tmp_path):
                            "--out", str(tmp_path / "r")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("mixvae: error:")
+
+
+@pytest.mark.parametrize("model", ["vade", "gmvae", "factorial"])
+def test_settings_lists_every_key_in_aligned_columns(model, capsys):
+    from pyro_mixvae.models import get_model_class
+
+    assert main(["settings", model]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    keys = list(get_model_class(model).settings)
+    assert [line.split()[0] for line in lines] == keys
+    assert len({line.index(" default ") for line in lines}) == 1  # the longest key sets the column
