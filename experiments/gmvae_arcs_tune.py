@@ -19,20 +19,15 @@ import json
 import math
 import sys
 import time
-import types
 
 import numpy as np
-import pyro
-import pyro.distributions as dist
 import torch
-from pyro import poutine
-from pyro.ops.indexing import Vindex
+from pyro.poutine.messenger import Messenger
 
 from pyro_mixvae.data import load_dataset
 from pyro_mixvae.infer.schedules import LinearSchedule
 from pyro_mixvae.infer.train import TrainConfig, fit, seed_everything
 from pyro_mixvae.metrics import acc_cluster_label
-from pyro_mixvae.models.base import data_plate
 from pyro_mixvae.models.gmvae import COMPONENT_INIT_RADIUS, GMVAE
 
 FLOAT_SETTINGS = ("eta", "alpha", "lam", "eta_warmup")
@@ -49,30 +44,23 @@ def _circle(model, radius=COMPONENT_INIT_RADIUS):
         bias[1] = -1.0
 
 
+class _ScaleSite(Messenger):
+    """Multiply the log-density of one named sample site by ``weight[0]`` (read at each call)."""
+
+    def __init__(self, name, weight):
+        super().__init__()
+        self.name, self.weight = name, weight
+
+    def _process_message(self, msg):
+        if msg["type"] == "sample" and msg["name"] == self.name:
+            msg["scale"] = msg["scale"] * self.weight[0]
+
+
 def _w_warmup(model, config, callbacks, epochs=30):
     """Weight s on the w site's log-densities in model and guide (a KL warm-up on w only), s = epoch / 30,
     at least 0.01; the traced loss is off because s changes inside the programs."""
     weight = [0.01]
-
-    def model_fn(self, x, num_data=None):
-        with data_plate(x, num_data):
-            with poutine.scale(scale=weight[0]):
-                w = pyro.sample("w", dist.Normal(x.new_zeros(()), 1.0).expand([self.w_dim]).to_event(1))
-            c = pyro.sample("c", dist.Categorical(logits=self.log_prior_c(x)), infer={"enumerate": "parallel"})
-            loc, scale = self.components(w)
-            z = pyro.sample("z", dist.Normal(Vindex(loc)[..., c, :], Vindex(scale)[..., c, :]).to_event(1))
-            pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
-
-    def guide_fn(self, x, num_data=None):
-        with data_plate(x, num_data):
-            z_loc, z_scale, w_loc, w_scale, logits = self.encode(x)
-            if logits is not None:
-                pyro.sample("c", dist.Categorical(logits=logits), infer={"enumerate": "parallel"})
-            with poutine.scale(scale=weight[0]):
-                pyro.sample("w", dist.Normal(w_loc, w_scale).to_event(1))
-            pyro.sample("z", dist.Normal(z_loc, z_scale).to_event(1))
-
-    model.model, model.guide = types.MethodType(model_fn, model), types.MethodType(guide_fn, model)
+    model.model, model.guide = (_ScaleSite("w", weight)(model.model), _ScaleSite("w", weight)(model.guide))
     config["jit"] = False
     callbacks.append(lambda epoch, record: weight.__setitem__(0, max(0.01, min(1.0, epoch / epochs))))
 
