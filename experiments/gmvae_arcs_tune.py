@@ -16,32 +16,21 @@ and the same at epochs 1-5 and every 10th epoch. Training is ``pyro_mixvae.infer
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 
-import numpy as np
 import torch
 from pyro.poutine.messenger import Messenger
 
 from pyro_mixvae.data import load_dataset
 from pyro_mixvae.infer.schedules import LinearSchedule
 from pyro_mixvae.infer.train import TrainConfig, fit, seed_everything
-from pyro_mixvae.metrics import acc_cluster_label
+from pyro_mixvae.metrics import acc_cluster_label, clusters_used
 from pyro_mixvae.models.gmvae import COMPONENT_INIT_RADIUS, GMVAE
 
 FLOAT_SETTINGS = ("eta", "alpha", "lam", "eta_warmup")
 MODEL_KEYS = ("guide", "eta", "alpha", "lam", "eta_warmup", "eta_warmup_epochs")
 TRAIN_KEYS = {"epochs": int, "lr": float, "lr_step": int, "lr_decay": float, "batch_size": int, "num_particles": int}
-
-
-def _circle(model, radius=COMPONENT_INIT_RADIUS):
-    """The mean-field guide's initial circle of component means (models/gmvae.py), for any guide."""
-    with torch.no_grad():
-        bias = model.components.net[-1].bias.view(2, model.n_clusters, model.latent_dim)
-        angle = torch.arange(model.n_clusters, dtype=bias.dtype) * (2 * math.pi / model.n_clusters)
-        bias[0] = radius * torch.stack([angle.cos(), angle.sin()], -1)
-        bias[1] = -1.0
 
 
 class _ScaleSite(Messenger):
@@ -81,9 +70,9 @@ def _encoder_decay(model, rate):
 
 
 INITS = {
-    "circle": lambda model, config, callbacks: _circle(model),
+    "circle": lambda model, config, callbacks: model.place_components_on_circle(COMPONENT_INIT_RADIUS),
     "nocircle": lambda model, config, callbacks: model.components.net[-1].reset_parameters(),
-    "r05": lambda model, config, callbacks: _circle(model, COMPONENT_INIT_RADIUS / 3),
+    "r05": lambda model, config, callbacks: model.place_components_on_circle(COMPONENT_INIT_RADIUS / 3),
     "wbig": lambda model, config, callbacks: model.components.net[0].weight.data.mul_(5.0),
     "wwarm": _w_warmup,
     "wd0.1": lambda model, config, callbacks: _encoder_decay(model, 0.1),
@@ -116,7 +105,7 @@ def main(argv):
             model.eval()
             proba = model.responsibilities(x).numpy()
             model.train()
-            trajectory.append((epoch, round(acc_cluster_label(data.y, proba), 3), int(len(np.unique(proba.argmax(1)))),
+            trajectory.append((epoch, round(acc_cluster_label(data.y, proba), 3), clusters_used(proba.argmax(1)),
                                round(rec.get("objective", rec.get("elbo", float("nan"))), 3)))
 
     start = time.time()

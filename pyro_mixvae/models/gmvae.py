@@ -234,12 +234,17 @@ class GMVAE(MixtureVAE):
             self.classifier.weight.zero_()
             self.classifier.bias.zero_()
         if self.arch == "fc120" and self.latent_dim == 2 and self.classifier is not None:
-            K = self.n_clusters
-            out = self.components.net[-1]
-            bias = out.bias.view(2, K, self.latent_dim)
-            angle = torch.arange(K, dtype=bias.dtype) * (2 * math.pi / K)
-            bias[0] = COMPONENT_INIT_RADIUS * torch.stack([angle.cos(), angle.sin()], -1)
-            bias[1] = COMPONENT_LOG_VAR_INIT
+            self.place_components_on_circle(COMPONENT_INIT_RADIUS)
+
+    @torch.no_grad()
+    def place_components_on_circle(self, radius: float):
+        """Set the beta-net's output biases so that the K means at w = 0 lie on a circle of ``radius``
+        in a 2-D z, with log-variance COMPONENT_LOG_VAR_INIT."""
+        K = self.n_clusters
+        bias = self.components.net[-1].bias.view(2, K, self.latent_dim)
+        angle = torch.arange(K, dtype=bias.dtype) * (2 * math.pi / K)
+        bias[0] = radius * torch.stack([angle.cos(), angle.sin()], -1)
+        bias[1] = COMPONENT_LOG_VAR_INIT
 
     # -- pieces ----------------------------------------------------------------------------------
     def encode(self, x):
