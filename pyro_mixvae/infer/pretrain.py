@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.manifold import TSNE
 from sklearn.mixture import GaussianMixture
 from tqdm.auto import tqdm
 
@@ -75,7 +76,11 @@ def encode_means(encoder, x: torch.Tensor, batch_size: int = 1000) -> torch.Tens
         return torch.cat([encoder(xb)[0] for xb in x.split(batch_size)])
 
 
-GMM_FITS = ("diag", "full")
+GMM_FITS = ("diag", "full", "tsne")
+# assign="tsne": the embedding is fitted on at most this many codes (a random subset beyond it);
+# the initialisation needs only each component's moments, which a subset estimates well
+TSNE_MAX_POINTS = 5000
+TSNE_DIM = 3
 
 
 def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1, assign: str = "diag"):
@@ -92,6 +97,13 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     initialisation scored mean acc 0.781 (min 0.705) with ``"full"`` against 0.764 (min 0.637)
     with ``"diag"``, better on 21 of 30 (Wilcoxon p = 0.10): a small gain, hence not the
     default (``experiments/results/vib_gmm_tuning.md``).
+
+    ``assign="tsne"`` takes the responsibilities from a full-covariance GMM on a t-SNE embedding
+    (``TSNE_DIM`` dimensions, scikit-learn's Barnes-Hut) of the codes, then the
+    diagonal moments in the codes' units as ``"full"`` does. This is N2D's observation (McConville
+    et al., 2020) that a manifold learner on the autoencoder's codes separates the clusters that a
+    GMM on the codes merges. Beyond ``TSNE_MAX_POINTS`` codes the embedding and the moments come
+    from a random subset of that size.
     """
     if assign not in GMM_FITS:
         raise ValueError(f"assign must be one of {GMM_FITS}; got {assign!r}")
@@ -102,7 +114,12 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
                               n_init=n_init, reg_covar=reg, max_iter=200)
         gmm.fit(z)
         return gmm.weights_, gmm.means_, gmm.covariances_
-    zs = (z - z.mean(0)) / np.maximum(z.std(0), 1e-12)
+    if assign == "tsne" and len(z) > TSNE_MAX_POINTS:
+        z = z[np.random.default_rng(seed).choice(len(z), TSNE_MAX_POINTS, replace=False)]
+    if assign == "tsne":
+        zs = TSNE(TSNE_DIM, init="pca", random_state=seed).fit_transform(z)
+    else:
+        zs = (z - z.mean(0)) / np.maximum(z.std(0), 1e-12)
     gmm = GaussianMixture(n_components=n_clusters, covariance_type="full", random_state=seed,
                           n_init=n_init, reg_covar=reg, max_iter=200)
     resp = gmm.fit(zs).predict_proba(zs)
