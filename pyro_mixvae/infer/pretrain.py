@@ -103,7 +103,9 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     diagonal moments in the codes' units as ``"full"`` does. This is N2D's observation (McConville
     et al., 2020) that a manifold learner on the autoencoder's codes separates the clusters that a
     GMM on the codes merges. Beyond ``TSNE_MAX_POINTS`` codes the embedding and the moments come
-    from a random subset of that size.
+    from a random subset of that size. On digits (VaDE, seeds 0-4) the runs end at mean acc 0.842,
+    against 0.816 from ``"diag"``; on Fashion-MNIST's seed 0 at 0.541 against 0.557
+    (``experiments/results/tsne_init.md``): an option, not the default.
     """
     if assign not in GMM_FITS:
         raise ValueError(f"assign must be one of {GMM_FITS}; got {assign!r}")

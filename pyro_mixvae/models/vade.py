@@ -20,8 +20,6 @@ Assignments use eq. 16 at the encoder mean: gamma_c = p(c | mu~(x)).
 """
 from __future__ import annotations
 
-import math
-
 from typing import Optional
 
 import numpy as np
@@ -57,8 +55,6 @@ class VaDE(MixtureVAE):
                               "(full covariance on standardised codes, then their diagonal moments), or "
                               "tsne (as full, on a t-SNE embedding of the codes)",
                               one_of(GMM_FITS)),
-        "init_scale": Setting(float, 0.0, "sigma of q(z|x) when SVI starts: the log-variance head starts at "
-                              "weight 0, bias log init_scale^2 (0 = PyTorch's random head)", non_negative),
         "s": Setting(float, 1.0, "weight of the KL part: the s-generalised bound of vib-gmm eq. 9 (1 = VaDE)",
                      non_negative),
     }
@@ -138,10 +134,6 @@ class VaDE(MixtureVAE):
                                       noise=self.hparams["pretrain_noise"], seed=seed,
                                       progress=progress)
         self.init_mixture_from_codes(encode_means(self.encoder, x), seed)
-        if self.hparams["init_scale"] > 0:
-            with torch.no_grad():
-                self.encoder.log_var.weight.zero_()
-                self.encoder.log_var.bias.fill_(2 * math.log(self.hparams["init_scale"]))
         return {"pretrain_recon": losses[-1] if losses else None}
 
     @torch.no_grad()
