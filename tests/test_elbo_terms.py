@@ -107,6 +107,22 @@ def test_threshold_adds_n_times_max_lambda_kl_minus_kl(mean_field):
     assert float(above.detach()) == float(plain.detach())  # KL above the threshold: nothing changes
 
 
+def test_posterior_guide_consistency_violation_is_a_negative_z_prior_weight():
+    """With q(c|x) = p(c|z,w) and a uniform p(c), H(p(c|z)) = log K - KL(p(c|z) || p(c)), so alpha times
+    the CV term is the z-prior weight eta = 1 - alpha plus the constant N alpha log K (the reason the
+    CV paper's term needs the mean-field classifier to act differently from eta)."""
+    toy = Toy(mean_field=False)
+    toy.log_pi = torch.log(torch.tensor([0.5, 0.5]))
+    constant = torch.tensor(N * math.log(2))
+    for alpha in (0.4, 2.0):
+        with_cv, plain, _ = _losses(toy, alpha=alpha)
+        eta_written_out = plain - alpha * (N / B) * toy.kl(toy.posterior()).sum()  # eta = 1 - alpha, even < 0
+        assert torch.allclose(with_cv - eta_written_out, alpha * constant, atol=1e-3)
+    with_eta, _, _ = _losses(toy, eta=0.6)
+    with_cv, _, _ = _losses(toy, alpha=0.4)
+    assert torch.allclose(with_cv - with_eta, 0.4 * constant, atol=1e-3)
+
+
 def test_terms_compose():
     toy = Toy(mean_field=True)
     eta, alpha, lam = 0.5, 2.0, 3.0
