@@ -100,7 +100,7 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     default (``experiments/results/vib_gmm_tuning.md``).
 
     ``assign="tsne"`` takes the responsibilities from a full-covariance GMM on a t-SNE embedding
-    (``TSNE_DIM`` dimensions, scikit-learn's Barnes-Hut) of the codes, the start with the best
+    (``TSNE_DIM`` dimensions, fewer for narrower codes; scikit-learn's Barnes-Hut) of the codes, the start with the best
     silhouette among ``n_init`` (:func:`_tsne_responsibilities`), then the
     diagonal moments in the codes' units as ``"full"`` does. This is N2D's observation (McConville
     et al., 2020) that a manifold learner on the autoencoder's codes separates the clusters that a
@@ -142,7 +142,12 @@ def _tsne_responsibilities(z: np.ndarray, n_clusters: int, seed: int, n_init: in
     their likelihoods do not follow acc; the silhouette did, picking the best start on the codes
     of seeds 0 and 1 (``experiments/results/tsne_init.md``).
     """
-    embedded = TSNE(TSNE_DIM, init="pca", random_state=seed).fit_transform(z)
+    # scikit-learn's default perplexity 30 needs more than 30 points; a small data set gets a third of its size
+    perplexity = min(30.0, max(1.0, (len(z) - 1) / 3))
+    dim = min(TSNE_DIM, z.shape[1])  # the PCA start needs as many code dimensions
+    embedded = TSNE(dim, init="pca", perplexity=perplexity, random_state=seed).fit_transform(z)
+    embedded = embedded.astype(np.float64)
+    reg = reg * float(embedded.var())  # the regulariser relative to the embedding's scale
     rng = np.random.RandomState(seed)
     best, best_score = None, -np.inf
     for _ in range(n_init):
