@@ -27,6 +27,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..infer.pretrain import GMM_FITS, encode_means, fit_diag_gmm, pretrain_autoencoder
 from ..nets import ARCHITECTURES, make_encoder_decoder, make_likelihood
@@ -133,7 +134,10 @@ class VaDE(MixtureVAE):
                                       batch_size=batch_size, lr=self.hparams["pretrain_lr"],
                                       noise=self.hparams["pretrain_noise"], seed=seed,
                                       progress=progress)
-        self.init_mixture_from_codes(encode_means(self.encoder, x), seed)
+        with tqdm(total=1, desc=f"initialisation (gmm_assign={self.hparams['gmm_assign']})",
+                  disable=not progress) as bar:  # t-SNE on 5000 codes takes about a minute
+            self.init_mixture_from_codes(encode_means(self.encoder, x), seed)
+            bar.update()
         return {"pretrain_recon": losses[-1] if losses else None}
 
     @torch.no_grad()
