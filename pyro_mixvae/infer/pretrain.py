@@ -101,9 +101,9 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     default (``experiments/results/vib_gmm_tuning.md``).
 
     ``assign="tsne"`` takes the responsibilities from a full-covariance GMM on a t-SNE embedding
-    (``TSNE_DIM`` dimensions, fewer for narrower codes; scikit-learn's Barnes-Hut) of the codes, the start with the best
-    silhouette among ``n_init`` (:func:`_tsne_responsibilities`), then the
-    diagonal moments in the codes' units as ``"full"`` does. This is N2D's observation (McConville
+    of the codes (``TSNE_DIM`` dimensions, fewer for narrower codes; scikit-learn's Barnes-Hut),
+    the start with the best silhouette among ``n_init`` (:func:`_tsne_responsibilities`), then
+    the diagonal moments in the codes' units as ``"full"`` does. This is N2D's observation (McConville
     et al., 2020) that a manifold learner on the autoencoder's codes separates the clusters that a
     GMM on the codes merges. Beyond ``TSNE_MAX_POINTS`` codes the embedding and the moments come
     from a random subset of that size. On digits (VaDE, seeds 0-4) the runs end at mean acc 0.894,
@@ -119,9 +119,9 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
                               n_init=n_init, reg_covar=reg, max_iter=200)
         gmm.fit(z)
         return gmm.weights_, gmm.means_, gmm.covariances_
-    if assign == "tsne" and len(z) > TSNE_MAX_POINTS:
-        z = z[np.random.default_rng(seed).choice(len(z), TSNE_MAX_POINTS, replace=False)]
     if assign == "tsne":
+        if len(z) > TSNE_MAX_POINTS:
+            z = z[np.random.default_rng(seed).choice(len(z), TSNE_MAX_POINTS, replace=False)]
         resp = _tsne_responsibilities(z, n_clusters, seed, n_init, reg)
     else:
         zs = (z - z.mean(0)) / np.maximum(z.std(0), 1e-12)
@@ -140,10 +140,11 @@ def _tsne_responsibilities(z: np.ndarray, n_clusters: int, seed: int, n_init: in
 
     Why the silhouette and not the likelihood: with PCA initialisation the embedding is the same
     for every random state, and the GMM's starts on it differ in acc by up to 0.11 on digits while
-    their likelihoods do not follow acc; the silhouette did, picking the best start on the codes
-    of seeds 0 and 1 (``experiments/results/tsne_init.md``).
+    their likelihoods do not follow acc; the silhouette did, picking the best of six starts on the
+    codes of each of seeds 0-4, where the likelihood picked the worst on four
+    (``experiments/results/tsne_init.md``).
     """
-    # scikit-learn's default perplexity 30 needs more than 30 points; a small data set gets a third of its size
+    # scikit-learn's perplexity (default 30) must stay below the number of points: a third of a small set
     perplexity = min(30.0, max(1.0, (len(z) - 1) / 3))
     dim = min(TSNE_DIM, z.shape[1])  # the PCA start needs as many code dimensions
     embedded = TSNE(dim, init="pca", perplexity=perplexity, random_state=seed).fit_transform(z)
