@@ -185,7 +185,7 @@ class VIBGMM(MixtureVAEEstimator):
     def __init__(self, n_clusters=10, *, n_init=1, s_min=0.1, s_max=1.0, s_step=0.1, s_every=2, kl="hershey-olsen",
                  latent_dim=10, hidden=(500, 500, 2000), arch="mlp", likelihood="auto", epochs=None,
                  pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, num_particles=None,
-                 pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, gmm_assign="diag", seed=0, device=None,
+                 pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, gmm_assign="tsne", seed=0, device=None,
                  verbose=False):
         self._keep_params(locals())
 

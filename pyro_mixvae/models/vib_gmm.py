@@ -29,8 +29,6 @@ setting (s from 1 to 5, every 500 epochs) is ``--set s_min=1 --set s_max=5 --set
 """
 from __future__ import annotations
 
-import dataclasses
-
 from ..infer.elbo import KL_ESTIMATORS, InformationBottleneckELBO
 from ..infer.schedules import GeometricSchedule
 from .base import Setting, non_negative, one_of, positive
@@ -49,9 +47,6 @@ class VIBGMM(VaDE):
     default_epochs = 150
     settings = {
         **{k: v for k, v in VaDE.settings.items() if k != "s"},
-        # VaDE's t-SNE start was measured for VaDE only (experiments/results/tsne_init.md); VIB-GMM keeps
-        # the diagonal GMM its tuning and benchmark used (vib_gmm_tuning.md)
-        "gmm_assign": dataclasses.replace(VaDE.settings["gmm_assign"], default="diag"),
         "s_min": Setting(float, 0.1, "first value of s, the weight of D_vKL (Algorithm 2)", positive),
         "s_max": Setting(float, 1.0, "largest value of s; it is held there", positive),
         "s_step": Setting(float, 0.1, "epsilon of Algorithm 2: s <- (1 + epsilon) s", non_negative),
