@@ -131,7 +131,8 @@ class VaDE(MixtureVAEEstimator):
 
     See :class:`pyro_mixvae.models.VaDE` for the model; the training defaults follow the
     paper's Sect. 4.2 (Adam, lr 0.002 decayed x0.9 every 10 epochs, batches of 100, an
-    autoencoder pretraining then a diagonal GMM to initialise the prior).
+    autoencoder pretraining then a GMM to initialise the prior). The GMM is fitted on a t-SNE
+    embedding of the codes (``gmm_assign="tsne"``); ``"diag"`` fits the paper's GMM on the codes.
     """
 
     model_name = "vade"

@@ -129,7 +129,7 @@ class VaDE(MixtureVAE):
 
     # -- pretraining (Sect. 4.2) ---------------------------------------------------------------
     def pretrain(self, x, epochs: int, batch_size: int, seed: int, progress: bool = False, **observed) -> dict:
-        """Autoencoder on the reconstruction term, then a diagonal GMM on mu~(x) sets pi, mu_c, sigma_c."""
+        """Autoencoder on the reconstruction term, then a GMM on mu~(x) (``gmm_assign``) sets pi, mu_c, sigma_c."""
         losses = pretrain_autoencoder(self.encoder, self.decoder, self.likelihood, x, epochs=epochs,
                                       batch_size=batch_size, lr=self.hparams["pretrain_lr"],
                                       noise=self.hparams["pretrain_noise"], seed=seed,
