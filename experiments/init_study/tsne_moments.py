@@ -1,5 +1,5 @@
 """The model-side start: labels from t-SNE + GMM on the raw codes, then diagonal (what VaDE gets) vs full Gaussians in code space."""
-import numpy as np, sys
+import numpy as np
 from sklearn.manifold import TSNE
 from sklearn.mixture import GaussianMixture
 from scipy.stats import multivariate_normal as mvn
@@ -7,7 +7,7 @@ from pyro_mixvae.data import load_dataset
 from pyro_mixvae.metrics import acc
 y = load_dataset('digits').y
 for s in (0, 1):
-    z = np.load(f'/tmp/n2d/z_digits_s{s}.npy'); zs = (z - z.mean(0)) / z.std(0)
+    z = np.load(f'/tmp/n2d/z_digits_s{s}.npy')
     e = TSNE(3, init='pca', random_state=s).fit_transform(z)
     lab = GaussianMixture(10, covariance_type='full', n_init=10, random_state=s).fit(e).predict(e)
     out = {'tsne': acc(y, lab)}

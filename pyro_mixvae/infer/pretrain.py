@@ -155,8 +155,9 @@ def _tsne_responsibilities(z: np.ndarray, n_clusters: int, seed: int, n_init: in
     for _ in range(n_init):
         gmm = GaussianMixture(n_components=n_clusters, covariance_type="full", random_state=rng,
                               reg_covar=reg, max_iter=200).fit(embedded)
-        labels = gmm.predict(embedded)
+        resp = gmm.predict_proba(embedded)
+        labels = resp.argmax(1)
         score = silhouette_score(embedded, labels) if len(np.unique(labels)) > 1 else -1.0
         if score > best_score:
-            best, best_score = gmm.predict_proba(embedded), score
+            best, best_score = resp, score
     return best
