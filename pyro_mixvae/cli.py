@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -71,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--lr-decay", type=float, default=None,
                    help="learning rate factor every --lr-step epochs (" + model_default.format(d["lr_decay"]) + ")")
     f.add_argument("--lr-step", type=int, default=None, help=model_default.format(d["lr_step"]))
+    f.add_argument("--lr-warmup", type=int, default=None,
+                   help="steps of linear learning-rate warm-up at the start of SVI, 0 = none ("
+                   + model_default.format(d["lr_warmup"]) + ")")
     f.add_argument("--num-particles", type=int, default=None,
                    help="Monte Carlo draws per data point (" + model_default.format(d["num_particles"]) + ")")
     f.add_argument("--seed", type=int, default=0)
@@ -164,7 +168,7 @@ def _fit_one(args, job, seed: int, out: Path, resume: bool, show: bool = True) -
     """Train one model with ``seed`` into the run directory ``out``; returns its metrics."""
     cls, x, data, k = job["cls"], job["x"], job["data"], job["k"]
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
-                         lr_step=args.lr_step, num_particles=args.num_particles, seed=seed, device=args.device,
+                         lr_step=args.lr_step, lr_warmup=args.lr_warmup, num_particles=args.num_particles, seed=seed, device=args.device,
                          eval_every=args.eval_every, pretrain_epochs=args.pretrain_epochs, jit=args.jit)
     config.check()
     seed_everything(seed)
@@ -192,7 +196,7 @@ def _fit_one(args, job, seed: int, out: Path, resume: bool, show: bool = True) -
     if not main:
         return {}
     metrics = evaluate(model, torch.as_tensor(x, device=torch.device(config.device)), data.y)
-    metrics.update({"train_seconds": history.train_seconds(), "pretrain": history.pretrain,
+    metrics.update({"train_seconds": history.train_seconds(), "pretrain": history.pretrain, "collapse": history.collapse,
                     "dataset": args.data, "model": args.model, "seed": seed, "clusters": k,
                     "epochs": len(history.records), "definitions": {k_: DEFINITIONS[k_] for k_ in metrics if k_ in DEFINITIONS}})
     write_json(out / METRICS, metrics)
@@ -203,7 +207,8 @@ def _fit_one(args, job, seed: int, out: Path, resume: bool, show: bool = True) -
 
 def _show(out: Path, metrics: dict, pretrain: dict) -> None:
     print(f"run directory: {out}")
-    print(format_metrics({k_: v for k_, v in metrics.items() if k_ not in ("definitions", "pretrain", "restarts")}))
+    print(format_metrics({k_: v for k_, v in metrics.items()
+                          if k_ not in ("definitions", "pretrain", "restarts") and not (k_ == "collapse" and v is None)}))
     if pretrain:
         shown = {k_: pretrain[k_] for k_ in ("acc", "nmi", "ari") if k_ in pretrain}
         print("after pretraining  " + ", ".join(f"{k_} {v:.4f}" for k_, v in shown.items()))
@@ -299,7 +304,12 @@ def _run_settings(args) -> None:
         print(f"{key:<{width}} default {s.default!r:<22} {s.help}")
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"mixvae: warning: {message}\n"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    warnings.formatwarning = _one_line_warning
     try:
         args = build_parser().parse_args(argv)
         {"fit": _run_fit, "evaluate": _run_evaluate, "sample": _run_sample, "report": _run_report,

@@ -20,3 +20,7 @@ class ConfigError(MixVAEError, ValueError):
 
 class NonFiniteLossError(MixVAEError, FloatingPointError):
     """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+class ClusterCollapseWarning(UserWarning):
+    """Training left clusters empty that its start used: the result may be a collapsed clustering."""

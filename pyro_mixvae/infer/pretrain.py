@@ -78,6 +78,23 @@ def encode_means(encoder, x: torch.Tensor, batch_size: int = 1000) -> torch.Tens
         return torch.cat([encoder(xb)[0] for xb in x.split(batch_size)])
 
 
+@torch.no_grad()
+def init_guide_scale(encoder, component_variances: torch.Tensor) -> None:
+    """Start q(z | x) as wide as the mixture's components: sigma~^2(x) = mean_c sigma_c^2, for every x.
+
+    The autoencoder trains only the encoder's mean, so its log-variance head is still at its
+    random start (sigma~ near 1) when SVI begins, however tight the components fitted on the
+    codes are. By the law of total variance the posterior of z given x is on average no wider
+    than the prior component it belongs to, E[Var(z | x, c)] <= sigma_c^2, so the components'
+    variance is the widest sensible start. The head's weights are zeroed and its bias set to
+    the per-dimension mean of log sigma_c^2 over components (``encoder.log_var``, a linear layer,
+    emits log sigma~^2, VaDE eq. 10).
+    """
+    head = encoder.log_var
+    head.weight.zero_()
+    head.bias.copy_(torch.log(component_variances.mean(0)).to(head.bias))
+
+
 GMM_FITS = ("diag", "full", "tsne")
 # assign="tsne": the embedding is fitted on at most this many codes (a random subset beyond it);
 # the initialisation needs only each component's moments, which a subset estimates well

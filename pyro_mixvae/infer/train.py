@@ -44,6 +44,7 @@ from ..errors import ConfigError, NonFiniteLossError
 from ..metrics import clustering_metrics
 from ..nets import eval_mode
 from . import distributed
+from .collapse import CollapseWatch
 from .compiled import compiled_loss
 from .checkpoint import CHECKPOINT, atomic_write, rng_state, save_checkpoint, set_rng_state
 
@@ -52,7 +53,8 @@ SYNC_EVERY = 50  # on CUDA, steps between two host reads of the loss (the non-fi
 
 
 # VaDE Sect. 4.2: Adam, lr 0.002 decayed x0.9 every 10 epochs, batches of 100
-TRAIN_DEFAULTS = {"batch_size": 100, "lr": 2e-3, "lr_decay": 0.9, "lr_step": 10, "num_particles": 1}
+# plus a linear warm-up of the learning rate over the first lr_warmup steps (make_scheduler)
+TRAIN_DEFAULTS = {"batch_size": 100, "lr": 2e-3, "lr_decay": 0.9, "lr_step": 10, "lr_warmup": 100, "num_particles": 1}
 
 
 @dataclass
@@ -69,6 +71,7 @@ class TrainConfig:
     lr: Optional[float] = None
     lr_decay: Optional[float] = None
     lr_step: Optional[int] = None
+    lr_warmup: Optional[int] = None
     num_particles: Optional[int] = None
     pretrain_epochs: Optional[int] = None
     seed: int = 0
@@ -85,6 +88,8 @@ class TrainConfig:
         for name in ("batch_size", "num_particles", "lr_step", "eval_every"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 1; got {getattr(self, name)}")
+        if self.lr_warmup is not None and int(self.lr_warmup) < 0:
+            raise ConfigError(f"lr-warmup must be >= 0; got {self.lr_warmup}")
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be a positive number; got {self.lr}")
         if self.lr_decay is not None and not (0 < self.lr_decay <= 1):
@@ -132,6 +137,24 @@ def make_optimizer(params, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
+def make_scheduler(optimizer, steps_per_epoch: int, lr_decay: float, lr_step: int, lr_warmup: int):
+    """The learning rate of optimizer step t = 0, 1, ... (stepped once per optimizer step).
+
+    ``lr_t = lr * min(1, (t + 1) / lr_warmup) * lr_decay ** floor(e / lr_step)``, e = t // steps_per_epoch
+    the epoch (from 0): VaDE's step decay (x0.9 every 10 epochs, Sect. 4.2) after a linear warm-up.
+    The warm-up is there because Adam's first steps are ``lr * sign(g)`` in every coordinate
+    whatever the gradient's size (its moment estimates hold one draw): in a wide network that moves
+    every code at once by far more than a mixture component's width, and a clustering that the
+    pretraining and the mixture start got right is lost in the first few steps
+    (``experiments/results/robustness.md``).
+    """
+    def factor(t: int) -> float:
+        warm = min(1.0, (t + 1) / lr_warmup) if lr_warmup > 0 else 1.0
+        return warm * lr_decay ** ((t // steps_per_epoch) // lr_step)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def svi_step(model, loss_fn, optimizer, x: torch.Tensor, num_data: int, observed: Optional[dict] = None,
@@ -185,6 +208,7 @@ class History:
 
     records: list = field(default_factory=list)
     pretrain: dict = field(default_factory=dict)
+    collapse: Optional[dict] = None  # the first epoch at which clusters used by the start were lost (.collapse)
 
     def last(self) -> dict:
         return self.records[-1] if self.records else {}
@@ -231,7 +255,8 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
             raise ConfigError(f"observed {key!r} has {value.shape[0]} rows; the data has {n} points")
     optimizer = make_optimizer(model.parameters(), cfg.lr)
     ddp.attach(optimizer, n, cfg.batch_size)  # [distributed] gradients averaged across ranks before each step
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_decay)
+    steps_per_epoch = ddp.steps_per_epoch(n, cfg.batch_size)
+    scheduler = make_scheduler(optimizer, steps_per_epoch, cfg.lr_decay, cfg.lr_step, cfg.lr_warmup)
     generator = torch.Generator().manual_seed(cfg.seed)
     # the loss is traced (infer/compiled.py) if asked, else where the model allows it (jit=None), but
     # not for an ELBO object passed in (it may not be static) nor with validation (graphs do not validate)
@@ -284,7 +309,7 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
 
     # the plain ELBO, or the penalised objective when the ELBO object adds terms to it (or may, as scheduled)
     objective_key = "objective" if getattr(elbo, "adds_terms", False) or schedules else "elbo"
-    steps_per_epoch = ddp.steps_per_epoch(n, cfg.batch_size)
+    watch = CollapseWatch(model.n_clusters, history.pretrain.get("clusters_used"))
     bar = tqdm(total=(cfg.epochs - start + 1) * steps_per_epoch, desc=f"{model.name} SVI",
                disable=not (progress and ddp.is_main), dynamic_ncols=True)
 
@@ -313,6 +338,7 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
                 loss = svi_step(model, loss_fn, optimizer, xb, n, batch, is_finite=ddp.all_finite if check else None)
                 if loss is None:
                     raise non_finite(f"at epoch {epoch}, step {step}", epoch)
+                scheduler.step()
                 total += loss * len(idx)
                 for key, value in getattr(elbo, "last_terms", {}).items():
                     terms[key] = terms.get(key, 0.0) + torch.as_tensor(value).detach() * len(idx)
@@ -320,7 +346,6 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
             total, terms = ddp.reduce_epoch(total, terms, n)  # [distributed] over all ranks' points
             if not torch.isfinite(total):  # a step left unchecked on CUDA went bad: keep the last good checkpoint
                 raise non_finite(f"during epoch {epoch}", epoch)
-            scheduler.step()
             record = {"epoch": epoch, objective_key: -float(total) / n, "lr": optimizer.param_groups[0]["lr"], **scheduled}
             record.update({k: float(v) / n for k, v in terms.items()})
             if ddp.is_main and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):  # [distributed] rank 0
@@ -331,6 +356,8 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
             if out is not None and ddp.is_main:
                 _append_history(out, record)
             checkpoint(epoch)
+            watch(epoch, record)
+            history.collapse = watch.event
             for cb in callbacks:
                 cb(epoch, record)
     bar.close()

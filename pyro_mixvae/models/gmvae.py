@@ -52,8 +52,9 @@ import torch
 from pyro.ops.indexing import Vindex
 from torch import nn
 
+from ..infer.pretrain import GMM_FITS, encode_means, fit_diag_gmm, init_guide_scale, pretrain_autoencoder
 from ..nets import conv_decoder, conv_encoder, make_likelihood, mlp_decoder, mlp_encoder
-from .base import MixtureVAE, Setting, data_plate, int_tuple, one_of
+from .base import MixtureVAE, Setting, data_plate, int_tuple, one_of, positive
 
 GUIDES = ("posterior", "mean-field")
 GMVAE_ARCHITECTURES = ("auto", "fc120", "mlp", "conv")
@@ -75,6 +76,9 @@ COMPONENT_LOG_VAR_INIT = -1.0
 # epochs, and the CLI's decay every 10 epochs); with the z-prior warm-start below, chosen on arcs
 # (seeds 0-2 and 10-12, experiments/results/gmvae_arcs_tuning.md)
 ARCH_EPOCHS = {"fc120": 200}
+# default autoencoder pretraining epochs per architecture (GMVAE.pretrain); none for fc120, whose
+# settings were chosen on arcs without it
+ARCH_PRETRAIN_EPOCHS = {"mlp": 50, "conv": 50}
 ARCH_LR_STEP = {"fc120": 20}
 # default z-prior warm-start (eta_warmup, eta_warmup_epochs) per (architecture, guide); (1, 0) = off elsewhere
 ETA_WARMUP = {("fc120", "mean-field"): (5.0, 90)}
@@ -171,6 +175,10 @@ class GMVAE(MixtureVAE):
                               "guide, else 1 = off)", _factor),
         "eta_warmup_epochs": Setting(_optional(int), None, "epochs of that fall (default 90 for fc120 with the "
                                      "mean-field guide, else 0)", _epochs_or_none),
+        "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
+        "gmm_restarts": Setting(int, 10, "restarts of the GMM on the codes that starts the components", positive),
+        "gmm_assign": Setting(str, "tsne", "GMM whose responsibilities start the components (as VaDE's)",
+                              one_of(GMM_FITS)),
     }
 
     def __init__(self, data_shape, n_clusters: int = 10, likelihood: str = "bernoulli", **settings):
@@ -200,6 +208,7 @@ class GMVAE(MixtureVAE):
         self.classifier = nn.Linear(features, K) if self.guide_name == "mean-field" else None
         self.components = ComponentNet(self.w_dim, hp["beta_hidden"] or beta_width, K, D)
         self.default_epochs = ARCH_EPOCHS.get(arch, type(self).default_epochs)
+        self.default_pretrain_epochs = ARCH_PRETRAIN_EPOCHS.get(arch, type(self).default_pretrain_epochs)
         if arch in ARCH_LR_STEP:
             self.train_defaults = {**type(self).train_defaults, "lr_step": ARCH_LR_STEP[arch]}
         warmup, warmup_epochs = ETA_WARMUP.get((arch, self.guide_name), (1.0, 0))
@@ -245,6 +254,39 @@ class GMVAE(MixtureVAE):
         angle = torch.arange(K, dtype=bias.dtype) * (2 * math.pi / K)
         bias[0] = radius * torch.stack([angle.cos(), angle.sin()], -1)
         bias[1] = COMPONENT_LOG_VAR_INIT
+
+    # -- pretraining: VaDE's start (its Sect. 4.2) carried over to the beta-network -----------------
+    def pretrain(self, x, epochs: int, batch_size: int, seed: int, progress: bool = False, **observed) -> dict:
+        """Autoencoder on the reconstruction term (z = mu_z(x)), a GMM on the codes, and the
+        beta-network started so that mu_c(w) and sigma_c(w) are that GMM's components for every w
+        (:meth:`init_components_from_codes`); q(z | x) starts with the components' variance.
+
+        Neither GMVAE paper pretrains; without it the components start where the random
+        beta-network puts them and the first epochs can merge clusters that the data separate
+        (``experiments/results/robustness.md``). ``--pretrain-epochs 0`` gives the papers' setting.
+        """
+        losses = pretrain_autoencoder(self.encoder, self.decoder, self.likelihood, x, epochs=epochs,
+                                      batch_size=batch_size, lr=self.hparams["pretrain_lr"], seed=seed,
+                                      progress=progress)
+        variances = self.init_components_from_codes(encode_means(self.encoder, x), seed)
+        init_guide_scale(self.encoder, variances)
+        return {"pretrain_recon": losses[-1] if losses else None}
+
+    @torch.no_grad()
+    def init_components_from_codes(self, z: torch.Tensor, seed: int = 0) -> torch.Tensor:
+        """Fit the GMM of ``gmm_assign`` on the codes; the beta-net's last layer then emits its means and
+        log-variances whatever w is (weights zero, biases the GMM's). Returns the variances (K, D).
+
+        The prior weights stay 1/K (eq. 1b): the GMM's weights are not used.
+        """
+        _, means, variances = fit_diag_gmm(z.cpu().numpy(), self.n_clusters, seed,
+                                           n_init=self.hparams["gmm_restarts"], assign=self.hparams["gmm_assign"])
+        out = self.components.net[-1]
+        out.weight.zero_()
+        bias = out.bias.view(2, self.n_clusters, self.latent_dim)
+        bias[0] = torch.as_tensor(means, dtype=bias.dtype)
+        bias[1] = torch.log(torch.as_tensor(variances, dtype=bias.dtype))
+        return bias[1].exp().clone()
 
     # -- pieces ----------------------------------------------------------------------------------
     def encode(self, x):

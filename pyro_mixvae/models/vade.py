@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..infer.pretrain import GMM_FITS, encode_means, fit_diag_gmm, pretrain_autoencoder
+from ..infer.pretrain import GMM_FITS, encode_means, fit_diag_gmm, init_guide_scale, pretrain_autoencoder
 from ..nets import ARCHITECTURES, make_encoder_decoder, make_likelihood
 from .base import MixtureVAE, Setting, data_plate, int_tuple, non_negative, one_of, positive
 
@@ -129,7 +129,8 @@ class VaDE(MixtureVAE):
 
     # -- pretraining (Sect. 4.2) ---------------------------------------------------------------
     def pretrain(self, x, epochs: int, batch_size: int, seed: int, progress: bool = False, **observed) -> dict:
-        """Autoencoder on the reconstruction term, then a GMM on mu~(x) (``gmm_assign``) sets pi, mu_c, sigma_c."""
+        """Autoencoder on the reconstruction term, then a GMM on mu~(x) (``gmm_assign``) sets pi, mu_c, sigma_c,
+        and q(z | x) starts with the components' variance (:func:`~pyro_mixvae.infer.pretrain.init_guide_scale`)."""
         losses = pretrain_autoencoder(self.encoder, self.decoder, self.likelihood, x, epochs=epochs,
                                       batch_size=batch_size, lr=self.hparams["pretrain_lr"],
                                       noise=self.hparams["pretrain_noise"], seed=seed,
@@ -137,6 +138,7 @@ class VaDE(MixtureVAE):
         with tqdm(total=1, desc=f"initialisation (gmm_assign={self.hparams['gmm_assign']})",
                   disable=not progress) as bar:  # t-SNE on 5000 codes takes about a minute
             self.init_mixture_from_codes(encode_means(self.encoder, x), seed)
+            init_guide_scale(self.encoder, self.log_var_c.exp())
             bar.update()
         return {"pretrain_recon": losses[-1] if losses else None}
 
