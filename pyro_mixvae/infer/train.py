@@ -310,6 +310,8 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     # the plain ELBO, or the penalised objective when the ELBO object adds terms to it (or may, as scheduled)
     objective_key = "objective" if getattr(elbo, "adds_terms", False) or schedules else "elbo"
     watch = CollapseWatch(model.n_clusters, history.pretrain.get("clusters_used"))
+    for record in history.records:  # resumed: the epochs already trained
+        watch(record["epoch"], record)
     bar = tqdm(total=(cfg.epochs - start + 1) * steps_per_epoch, desc=f"{model.name} SVI",
                disable=not (progress and ddp.is_main), dynamic_ncols=True)
 
@@ -357,10 +359,10 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
                 _append_history(out, record)
             checkpoint(epoch)
             watch(epoch, record)
-            history.collapse = watch.event
             for cb in callbacks:
                 cb(epoch, record)
     bar.close()
+    history.collapse = watch.finish()
     return history
 
 

@@ -1,0 +1,138 @@
+"""A clear clustering survives SVI (issue 17), and a collapse, when it happens, is said.
+
+The cause measured in ``experiments/results/robustness.md``: right after pretraining q(z|x)'s
+scale head is untrained (scale ~1) against components fitted on the codes (sd ~0.03), and Adam's
+first steps are lr * sign(g) on every weight of a wide network. The fixes, checked here against
+hand computations: q(z|x) starts with the components' variance, and the learning rate warms up
+linearly. The end-to-end checks run every model with its defaults on small well-separated sets.
+"""
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import KMeans
+
+from pyro_mixvae.errors import ClusterCollapseWarning
+from pyro_mixvae.evaluation import evaluate
+from pyro_mixvae.infer.collapse import CollapseWatch
+from pyro_mixvae.infer.pretrain import encode_means
+from pyro_mixvae.metrics import acc
+from pyro_mixvae.infer.train import TrainConfig, fit, make_scheduler, seed_everything
+from pyro_mixvae.models import build
+from pyro_mixvae.nets import resolve_likelihood
+from pyro_mixvae.synthetic import guide_example, load_table, make_separated_blobs
+
+MODELS = ("vade", "gmvae", "vib-gmm", "factorial")
+
+
+def test_warm_up_and_step_decay_follow_the_formula():
+    """lr 1e-2, warm-up 4 steps, 3 steps per epoch, x0.5 every 2 epochs, written out by hand."""
+    param = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([param], lr=1e-2)
+    sched = make_scheduler(opt, steps_per_epoch=3, lr_decay=0.5, lr_step=2, lr_warmup=4)
+    seen = []
+    for _ in range(13):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    expected = [0.25, 0.5, 0.75, 1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.25]
+    assert seen == pytest.approx([1e-2 * e for e in expected])
+
+
+def test_no_warm_up_is_the_step_decay_alone():
+    param = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([param], lr=1.0)
+    sched = make_scheduler(opt, steps_per_epoch=2, lr_decay=0.9, lr_step=1, lr_warmup=0)
+    seen = []
+    for _ in range(6):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([1, 1, 0.9, 0.9, 0.81, 0.81])
+
+
+def test_pretraining_starts_the_guide_as_wide_as_the_components():
+    data = guide_example()
+    x = torch.as_tensor(data.x)
+    seed_everything(0)
+    model = build("vade", data.x.shape[1:], 4, "bernoulli", {"hidden": (32, 32), "latent_dim": 3})
+    model.pretrain(x, epochs=3, batch_size=100, seed=0)
+    _, scale = model.encoder(x)
+    expected = model.log_var_c.detach().exp().mean(0).sqrt()  # sqrt(mean_c sigma_c^2), per dimension
+    assert torch.allclose(scale, expected.expand_as(scale), rtol=1e-5)
+    assert float(expected.max()) < 0.5  # the components are tight: the untrained head's ~1 would not be
+
+
+def test_collapse_watch_warns_only_for_a_collapse_that_lasts():
+    watch = CollapseWatch(4, start_used=4)
+    for epoch, used in enumerate([4, 3, 4, 4], 1):  # a dip that recovers
+        watch(epoch, {"clusters_used": used})
+    assert watch.finish() is None
+    watch = CollapseWatch(4, start_used=4)
+    for epoch, used in enumerate([4, 3, 4, 2, 1], 1):
+        watch(epoch, {"clusters_used": used})
+    with pytest.warns(ClusterCollapseWarning, match="since epoch 4"):
+        assert watch.finish() == {"epoch": 4, "clusters_used": 1, "start_clusters_used": 4}
+    watch = CollapseWatch(4, start_used=3)  # a start that did not use all K: nothing to lose
+    watch(1, {"clusters_used": 2})
+    assert watch.finish() is None
+
+
+def test_a_forced_collapse_is_warned_and_recorded():
+    """All components made identical after epoch 1: every point goes to one cluster from epoch 2 on."""
+    data = guide_example()
+    seed_everything(0)
+    model = build("vade", data.x.shape[1:], 4, "bernoulli", {"hidden": (32, 32), "latent_dim": 3,
+                                                             "gmm_assign": "diag"})
+
+    def merge(epoch, record):
+        if epoch == 1:
+            with torch.no_grad():
+                model.mu_c.copy_(model.mu_c.mean(0, keepdim=True).expand_as(model.mu_c))
+                model.log_var_c.fill_(0.0)
+                model.pi_logits.copy_(torch.tensor([5.0, 0.0, 0.0, 0.0]))
+
+    config = TrainConfig(seed=0, device="cpu", epochs=3, pretrain_epochs=20, lr=1e-5)
+    with pytest.warns(ClusterCollapseWarning, match="since epoch 2"):
+        history = fit(model, torch.as_tensor(data.x), data.y, config=config, progress=False, callbacks=[merge])
+    assert history.pretrain["clusters_used"] == 4
+    assert history.collapse == {"epoch": 2, "clusters_used": 1, "start_clusters_used": 4}
+
+
+def _defaults_run(model_name, data, seed=0):
+    k = len(np.unique(data.y))
+    seed_everything(seed)
+    model = build(model_name, data.x.shape[1:], k, resolve_likelihood("auto", data.x))
+    history = fit(model, torch.as_tensor(data.x), data.y, config=TrainConfig(seed=seed, device="cpu"),
+                  progress=False)
+    return k, history, evaluate(model, torch.as_tensor(data.x), data.y)
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+def test_the_guide_example_keeps_its_four_clusters(model_name):
+    """The guide's data (values in [0, 1], Bernoulli) with every model's defaults, seed 0."""
+    k, history, end = _defaults_run(model_name, guide_example())
+    assert end["clusters_used"] == k
+    assert end["acc"] >= 0.95
+    assert history.collapse is None
+
+
+@pytest.mark.parametrize("model_name", ("vade", "gmvae"))
+def test_unbounded_blobs_keep_their_clusters(model_name):
+    """Gaussian likelihood: six well-separated blobs in 10 dimensions (the issue's second case, smaller)."""
+    k, history, end = _defaults_run(model_name, make_separated_blobs(300, 10, 6, seed=5))
+    start = history.pretrain
+    assert start["clusters_used"] == k
+    assert end["clusters_used"] == k
+    assert end["acc"] >= start["acc"] - 0.02
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_name", MODELS)
+@pytest.mark.parametrize("table", ("iris", "wine", "breast-cancer"))
+def test_standardised_tables_keep_their_start(model_name, table):
+    data = load_table(table)
+    k, history, end = _defaults_run(model_name, data)
+    start = history.pretrain if "acc" in history.pretrain else history.records[0]
+    assert end["clusters_used"] == k or start["clusters_used"] < k
+    kmeans = KMeans(k, n_init=10, random_state=0).fit_predict(data.x)
+    assert end["acc"] >= start["acc"] - 0.02 or end["acc"] >= acc(data.y, kmeans)
