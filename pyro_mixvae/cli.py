@@ -173,7 +173,7 @@ def _fit_one(args, job, seed: int, out: Path, resume: bool, show: bool = True) -
     config.check()
     seed_everything(seed)
     model = cls(x.shape[1:], k, job["likelihood"], **job["settings"])
-    config = config.for_model(model)  # the model's training defaults where no flag was given
+    config = config.for_model(model, num_data=len(x))  # the model's training defaults where no flag was given
     observed = {}
     if args.labels is not None:
         if not getattr(model, "accepts_labels", False):

@@ -136,3 +136,15 @@ def test_standardised_tables_keep_their_start(model_name, table):
     assert end["clusters_used"] == k or start["clusters_used"] < k
     kmeans = KMeans(k, n_init=10, random_state=0).fit_predict(data.x)
     assert end["acc"] >= start["acc"] - 0.02 or end["acc"] >= acc(data.y, kmeans)
+
+
+def test_default_pretraining_lasts_a_minimum_number_of_steps():
+    vade = build("vade", (20,), 4, "bernoulli", {"hidden": (8,), "latent_dim": 2})
+    assert vade.default_pretrain_epochs == 50
+    # 200 points in batches of 100: 2 steps per epoch, so 300 steps take 150 epochs
+    assert TrainConfig(device="cpu").for_model(vade, num_data=200).pretrain_epochs == 150
+    assert TrainConfig(device="cpu").for_model(vade, num_data=1797).pretrain_epochs == 50  # 18 x 50 = 900 steps
+    assert TrainConfig(device="cpu", batch_size=10).for_model(vade, num_data=200).pretrain_epochs == 50
+    assert TrainConfig(device="cpu", pretrain_epochs=3).for_model(vade, num_data=200).pretrain_epochs == 3
+    gmvae_2d = build("gmvae", (2,), 4, "gaussian")  # fc120: no pretraining by default, and none added
+    assert TrainConfig(device="cpu").for_model(gmvae_2d, num_data=200).pretrain_epochs == 0

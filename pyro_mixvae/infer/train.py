@@ -55,6 +55,9 @@ SYNC_EVERY = 50  # on CUDA, steps between two host reads of the loss (the non-fi
 # VaDE Sect. 4.2: Adam, lr 0.002 decayed x0.9 every 10 epochs, batches of 100
 # plus a linear warm-up of the learning rate over the first lr_warmup steps (make_scheduler)
 TRAIN_DEFAULTS = {"batch_size": 100, "lr": 2e-3, "lr_decay": 0.9, "lr_step": 10, "lr_warmup": 100, "num_particles": 1}
+# a model's default pretraining lasts at least this many optimizer steps: on a small data set its
+# default epochs are too few steps for the autoencoder to separate the groups (TrainConfig.for_model)
+MIN_PRETRAIN_STEPS = 300
 
 
 @dataclass
@@ -97,12 +100,21 @@ class TrainConfig:
         self.device = str(resolve_device(self.device))
         return self
 
-    def for_model(self, model) -> "TrainConfig":
-        """A checked copy with every field left as None filled from the model, then from TRAIN_DEFAULTS."""
+    def for_model(self, model, num_data: Optional[int] = None) -> "TrainConfig":
+        """A checked copy with every field left as None filled from the model, then from TRAIN_DEFAULTS.
+
+        With ``num_data`` N, a model's default pretraining (when it has one) is lengthened to at least
+        :data:`MIN_PRETRAIN_STEPS` optimizer steps, ceil(MIN_PRETRAIN_STEPS / ceil(N / batch_size))
+        epochs; with batches of 100 that changes no default from N = 1500 points up.
+        """
         filled = {"epochs": int(model.default_epochs), "pretrain_epochs": int(model.default_pretrain_epochs),
                   **TRAIN_DEFAULTS, **model.train_defaults}
         mine = {k: v for k, v in asdict(self).items() if v is not None}
-        return replace(self, **{k: v for k, v in filled.items() if k not in mine}).check()
+        cfg = replace(self, **{k: v for k, v in filled.items() if k not in mine})
+        if num_data is not None and "pretrain_epochs" not in mine and cfg.pretrain_epochs > 0:
+            steps_per_epoch = -(-int(num_data) // int(cfg.batch_size))
+            cfg.pretrain_epochs = max(cfg.pretrain_epochs, -(-MIN_PRETRAIN_STEPS // steps_per_epoch))
+        return cfg.check()
 
 
 def resolve_device(name: Optional[str]) -> torch.device:
@@ -238,7 +250,7 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     ``callbacks`` are called as ``cb(epoch, record)`` after each epoch's record is written.
     Returns the :class:`History`.
     """
-    cfg = (config or TrainConfig()).check().for_model(model)
+    cfg = (config or TrainConfig()).check().for_model(model, num_data=len(x))
     ddp = distributed.setup(cfg.device, cfg.seed)  # [distributed] this rank of a torchrun job, or a no-op
     device = ddp.device
     out = Path(out_dir) if out_dir is not None else None
