@@ -20,3 +20,11 @@ class ConfigError(MixVAEError, ValueError):
 
 class NonFiniteLossError(MixVAEError, FloatingPointError):
     """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+class RunError(MixVAEError, ValueError):
+    """A run directory that is damaged, in use by another process, or does not match the command."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's ``KeyboardInterrupt`` so that the same clean-up runs (exit status 143)."""

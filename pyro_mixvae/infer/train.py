@@ -45,7 +45,7 @@ from ..metrics import clustering_metrics
 from ..nets import eval_mode
 from . import distributed
 from .compiled import compiled_loss
-from .checkpoint import CHECKPOINT, atomic_write, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import CHECKPOINT, atomic_write, deferred_signals, rng_state, save_checkpoint, set_rng_state
 
 HISTORY = "history.jsonl"
 SYNC_EVERY = 50  # on CUDA, steps between two host reads of the loss (the non-finite check)
@@ -257,23 +257,28 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
         if ddp.is_main and (ckpt_path is None or not ckpt_path.exists()):
             raise ConfigError(f"cannot resume: no {CHECKPOINT} in {out_dir}")
         state = ddp.load_checkpoint(ckpt_path)  # [distributed] read on rank 0, sent to all; world size checked
-        model.load_state_dict(state["model"])
-        model.load_extra_state(state["model_extra"])
+        from ..runs import load_parameters, read_history
+
+        load_parameters(model, state, ckpt_path)  # a different architecture is one line, not a size mismatch
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        changed = _apply_changed_schedule(optimizer, scheduler, cfg, state["config"])
         pyro.get_param_store().set_state(state["param_store"])
         generator.set_state(state["generator"])
         set_rng_state(ddp.rank_rng_state(state))  # [distributed] this rank's own stream
         start = state["epoch"] + 1
         history.pretrain = state["extra"].get("pretrain", {})
-        history.records = _read_history(out, upto=state["epoch"]) if ddp.is_main else []
+        history.records = read_history(out, upto=state["epoch"]) if ddp.is_main else []  # a torn line dropped
     else:
+        changed = {}
         seed_everything(cfg.seed)
         if cfg.pretrain_epochs > 0 and ddp.is_main:  # [distributed] once, on rank 0, then broadcast
             t0 = time.perf_counter()
             history.pretrain = model.pretrain(x, cfg.pretrain_epochs, cfg.batch_size, cfg.seed, progress=progress,
                                               **observed)
             history.pretrain["seconds"] = time.perf_counter() - t0
+            if not _all_finite(model, x[:cfg.batch_size]):
+                raise NonFiniteLossError("the parameters became non-finite in pretraining; nothing was saved")
             history.pretrain.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), y))
         history.pretrain = ddp.broadcast_state(model, history.pretrain)  # [distributed] rank 0's state to all
         ddp.seed_ranks(cfg.seed)  # [distributed] each rank its own RNG stream for the guide's draws
@@ -288,10 +293,10 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     bar = tqdm(total=(cfg.epochs - start + 1) * steps_per_epoch, desc=f"{model.name} SVI",
                disable=not (progress and ddp.is_main), dynamic_ncols=True)
 
-    def non_finite(where: str, epoch: int) -> NonFiniteLossError:
+    def non_finite(where: str, epoch: int, what: str = "the loss") -> NonFiniteLossError:
         bar.close()
         kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {out}" if out else ""
-        return NonFiniteLossError(f"the loss became non-finite {where}{kept}; try a lower --lr")
+        return NonFiniteLossError(f"{what} became non-finite {where}{kept}; try a lower --lr")
 
     model.train()
     with pyro.validation_enabled(cfg.validate), ddp.training():  # [distributed] conjugate statistics summed
@@ -320,17 +325,22 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
             total, terms = ddp.reduce_epoch(total, terms, n)  # [distributed] over all ranks' points
             if not torch.isfinite(total):  # a step left unchecked on CUDA went bad: keep the last good checkpoint
                 raise non_finite(f"during epoch {epoch}", epoch)
+            if not _all_finite(model, xb):  # the last step's update, before metrics and the checkpoint
+                raise non_finite(f"at epoch {epoch}, step {step}", epoch, "the parameters")
             scheduler.step()
             record = {"epoch": epoch, objective_key: -float(total) / n, "lr": optimizer.param_groups[0]["lr"], **scheduled}
+            if changed and epoch == start:
+                record["changed"] = changed  # settings a resume changed (mixvae fit --resume --override)
             record.update({k: float(v) / n for k, v in terms.items()})
             if ddp.is_main and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):  # [distributed] rank 0
                 record.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), y))
             record["seconds"] = time.perf_counter() - t0
             history.records.append(record)
             bar.set_postfix({k: f"{record[k]:.3f}" for k in (objective_key, "acc") if k in record})
-            if out is not None and ddp.is_main:
-                _append_history(out, record)
-            checkpoint(epoch)
+            with deferred_signals():  # the history line and the checkpoint of an epoch are written together
+                if out is not None and ddp.is_main:
+                    _append_history(out, record)
+                checkpoint(epoch)
             for cb in callbacks:
                 cb(epoch, record)
     bar.close()
@@ -347,9 +357,36 @@ def _write_history(out: Path, records: list) -> None:
     atomic_write(out / HISTORY, lambda f: f.write(text.encode()))
 
 
-def _read_history(out: Path, upto: int) -> list:
-    path = out / HISTORY
-    if not path.exists():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in records if r["epoch"] <= upto]
+def _all_finite(model, xb: torch.Tensor) -> bool:
+    """The non-finite guard after an epoch's last step (and after pretraining), before metrics and the checkpoint.
+
+    Every step's loss was checked before its update, but the last update of an epoch is seen by no
+    later loss: it may leave parameters, buffers or the responsibilities of the batch ``xb``
+    non-finite. Checked here, the checkpoint of every epoch evaluates. The responsibilities are
+    computed under a forked RNG, so the check changes no random stream.
+    """
+    tensors = list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]
+    if not all(bool(torch.isfinite(t).all()) for t in tensors):
+        return False
+    with torch.random.fork_rng(devices=[xb.device] if xb.device.type == "cuda" else []):
+        return bool(torch.isfinite(predict_proba(model, xb)).all())
+
+
+def _apply_changed_schedule(optimizer, scheduler, cfg: "TrainConfig", saved: dict) -> dict:
+    """On resume, the settings of ``cfg`` that differ from the checkpoint's config, {key: [old, new]}.
+
+    The restored optimizer and schedule keep the checkpoint's learning rate; a changed ``lr``,
+    ``lr_decay`` or ``lr_step`` is applied to them here: base rate ``lr``, current rate
+    ``lr * lr_decay ** (epochs_done // lr_step)`` (StepLR's closed form). ``batch_size`` and
+    ``num_particles`` take effect by themselves.
+    """
+    keys = ("lr", "lr_decay", "lr_step", "batch_size", "num_particles")
+    changed = {k: [saved.get(k), getattr(cfg, k)] for k in keys if saved.get(k) != getattr(cfg, k)}
+    if any(k in changed for k in ("lr", "lr_decay", "lr_step")):
+        scheduler.step_size, scheduler.gamma = cfg.lr_step, cfg.lr_decay
+        scheduler.base_lrs = [cfg.lr for _ in optimizer.param_groups]
+        current = cfg.lr * cfg.lr_decay ** (scheduler.last_epoch // cfg.lr_step)
+        for group in optimizer.param_groups:
+            group["initial_lr"], group["lr"] = cfg.lr, current
+        scheduler._last_lr = [current for _ in optimizer.param_groups]
+    return changed
