@@ -45,14 +45,14 @@ from .errors import ConfigError, MixVAEError, NonFiniteLossError, RunError, Term
 from .estimator import as_model_input
 from .evaluation import evaluate
 from .infer import distributed
-from .infer.checkpoint import CHECKPOINT, atomic_write, deferred_signals
+from .infer.checkpoint import CHECKPOINT, atomic_write, deferred_signals, load_checkpoint
 from .infer.train import TRAIN_DEFAULTS, TrainConfig, fit, seed_everything
 from .metrics import DEFINITIONS, format_metrics
 from .models import MODELS, get_model_class
 from .models.base import parse_settings
 from .nets import LIKELIHOODS, resolve_likelihood
 from .runs import (CONFIG, METRICS, check_same_data, check_writable, completion, data_fingerprint, load_run,
-                   read_config, read_history, read_json, run_directory, run_lock, write_json)
+                   read_config, read_history, read_json, run_directory, run_lock, state_mismatch, write_json)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -296,6 +296,7 @@ def _fit_one(args, job, seed: int, out: Path, resume: bool, show: bool = True) -
     if resume and main:
         old = read_config(out)
         check_same_data(old, x, data.y, "resume", out)
+        _check_checkpoint_fits(model, out, args.changes)
         run_config["overrides"] = old.get("overrides", []) + ([args.changes] if args.changes else [])
 
     with run_directory(out, resume) if main else contextlib.nullcontext():
@@ -321,6 +322,22 @@ def _fit_one(args, job, seed: int, out: Path, resume: bool, show: bool = True) -
     return metrics
 
 
+def _check_checkpoint_fits(model, out: Path, overrides: dict) -> None:
+    """Before anything is written on resume: the checkpoint must hold this model (construction and shapes)."""
+    state = load_checkpoint(out / CHECKPOINT)
+    mine, theirs = model.construction(), state["construction"]
+    settings = dict(theirs.get("settings") or {})
+    diff = [k for k in ("model", "data_shape", "n_clusters", "likelihood") if mine.get(k) != theirs.get(k)]
+    diff += [k for k in sorted(set(mine["settings"]) | set(settings))
+             if k not in overrides and mine["settings"].get(k) != settings.get(k)]
+    if diff:
+        raise RunError(f"cannot resume: {out / CHECKPOINT} holds a model with another {', '.join(diff)} than "
+                       "this command asks for")
+    problem = state_mismatch(model.state_dict(), state["model"])
+    if problem:
+        raise RunError(f"cannot resume: {out / CHECKPOINT} does not fit the model asked for ({problem})")
+
+
 def _mark_stopped(out: Path, run_config: dict, error: BaseException) -> None:
     """After a stop with a checkpoint on disk, ``metrics.json`` says the run is incomplete, where and why."""
     if not (out / CHECKPOINT).is_file():
@@ -328,7 +345,7 @@ def _mark_stopped(out: Path, run_config: dict, error: BaseException) -> None:
     signum = _RECEIVED[0] if _RECEIVED else (signal.SIGTERM if isinstance(error, Terminated) else
                                              signal.SIGINT if isinstance(error, KeyboardInterrupt) else None)
     why = (f"interrupted by {signal.Signals(signum).name}" if signum is not None
-           else "stopped by a non-finite loss" if isinstance(error, NonFiniteLossError)
+           else "stopped by a non-finite loss or parameters" if isinstance(error, NonFiniteLossError)
            else f"stopped by an error ({type(error).__name__})")
     try:
         epochs = read_history(out)
@@ -372,9 +389,8 @@ def _restart_runs(args, job, out: Path) -> list:
     runs = []
     for r in range(args.restarts):
         sub = out / f"restart-{r}"
-        if (sub / METRICS).exists():
-            metrics = read_json(sub / METRICS)
-        else:
+        metrics = read_json(sub / METRICS) if (sub / METRICS).exists() else {}
+        if not metrics.get("complete", bool(metrics)):  # not finished (an interrupted one says complete: false)
             resume = args.resume and (sub / "checkpoint.pt").exists()
             if not resume:
                 check_writable(sub, False)

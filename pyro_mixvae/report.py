@@ -68,6 +68,7 @@ def write_report(run_dir, out: Optional[str] = None, *, num_samples: int = 100, 
         raise ConfigError(f"data {cfg['data']} has shape {x.shape[1:]} per point; the run was trained on "
                           f"{tuple(model.data_shape)}")
     check_same_data(cfg, x, data.y, "report", run)
+    metrics = read_json(run / METRICS) if (run / METRICS).is_file() else None  # a damaged file: one line, now
     target = Path(out) if out is not None else run / "report"
     try:
         target.mkdir(parents=True, exist_ok=True)
@@ -80,7 +81,6 @@ def write_report(run_dir, out: Optional[str] = None, *, num_samples: int = 100, 
     save_netcdf(idata, target / "posterior.nc")
     written = _figures(model, idata, records, target, projection, seed, f"{cfg['model']} on {cfg['data']}")
 
-    metrics = read_json(run / METRICS) if (run / METRICS).is_file() else None
     incomplete = completion(cfg, metrics)
     if metrics is None or incomplete:  # an unfinished run: measure it now
         with eval_mode(model):
