@@ -484,7 +484,7 @@ def _signal_handlers():
         yield
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
 def _interrupted(args, signum: int) -> str:

@@ -66,7 +66,7 @@ def deferred_signals():
         yield
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)  # None: a handler set outside Python
         if pending:
             signal.raise_signal(pending[0])
 

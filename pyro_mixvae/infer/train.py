@@ -19,7 +19,12 @@ before the optimizer applies it, with a :class:`~pyro_mixvae.errors.NonFiniteLos
 the epoch and step; the last good checkpoint stays on disk. On CUDA the loss is read on the host
 only every :data:`SYNC_EVERY` steps, at the last step of an epoch and as the epoch's sum, so that
 the device is not waited for at every step: there the run stops at the first check after the
-loss went bad, and the epoch's checkpoint is not written.
+loss went bad, and the epoch's checkpoint is not written. The last update of an epoch is seen by
+no later loss, so after it -- before the epoch's metrics and checkpoint -- the parameters, buffers
+and the last batch's responsibilities are checked too (:func:`_all_finite`, also after
+pretraining): every checkpoint written evaluates. An epoch's history line and checkpoint are
+written with SIGINT / SIGTERM held back (:func:`~.checkpoint.deferred_signals`), so that an
+interrupt leaves them consistent; on resume a history line past the checkpoint, or torn, is dropped.
 
 Under ``torchrun`` (several processes) the same loop trains data-parallel: each rank its shard,
 gradients averaged, the conjugate statistics summed, rank 0 alone writing
