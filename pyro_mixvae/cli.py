@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -230,7 +231,7 @@ def _resume_settings(args, cls, out: Path) -> None:
         new = getattr(args, key)
         if new is None or (key == "likelihood" and new == "auto"):
             setattr(args, key, old)
-        elif key not in overrides and new != old:
+        elif key not in overrides and new != old and not (key == "data" and _same_file(new, old)):
             differences.append(f"{key.replace('_', '-')} {old} -> {new}")
     wanted = parse_settings(args.model, cls.settings, {**dict(args.settings),
                                                        **({"guide": args.guide} if args.guide else {})})
@@ -247,7 +248,6 @@ def _resume_settings(args, cls, out: Path) -> None:
         if key in overrides:
             setattr(args, key, overrides[key])
     args.changes = {k: [recorded.get(k, cfg["settings"].get(k)), _jsonable(v)] for k, v in overrides.items()}
-    args.recorded = cfg
 
 
 def _parse_overrides(args, cls, cfg: dict) -> dict:
@@ -267,6 +267,14 @@ def _parse_overrides(args, cls, cfg: dict) -> dict:
             raise ConfigError(f"--override {key}: not a setting that can change on resume; these can: "
                               f"{', '.join(OVERRIDABLE)} and the model's settings ({', '.join(cls.settings)})")
     return overrides
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two --data values name the same file (a relative and an absolute path, say)."""
+    try:
+        return os.path.samefile(os.path.expanduser(a), os.path.expanduser(b))
+    except (OSError, TypeError):
+        return False
 
 
 def _jsonable(value):

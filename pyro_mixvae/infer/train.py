@@ -262,7 +262,7 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
         if ddp.is_main and (ckpt_path is None or not ckpt_path.exists()):
             raise ConfigError(f"cannot resume: no {CHECKPOINT} in {out_dir}")
         state = ddp.load_checkpoint(ckpt_path)  # [distributed] read on rank 0, sent to all; world size checked
-        from ..runs import load_parameters, read_history
+        from ..runs import load_parameters, read_history  # (runs imports this module)
 
         load_parameters(model, state, ckpt_path)  # a different architecture is one line, not a size mismatch
         optimizer.load_state_dict(state["optimizer"])
@@ -330,7 +330,8 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
             total, terms = ddp.reduce_epoch(total, terms, n)  # [distributed] over all ranks' points
             if not torch.isfinite(total):  # a step left unchecked on CUDA went bad: keep the last good checkpoint
                 raise non_finite(f"during epoch {epoch}", epoch)
-            if not _all_finite(model, xb):  # the last step's update, before metrics and the checkpoint
+            # the last step's update, before metrics and the checkpoint; all ranks agree [distributed]
+            if not ddp.all_finite(torch.tensor(0.0 if _all_finite(model, xb) else math.nan, device=device)):
                 raise non_finite(f"at epoch {epoch}, step {step}", epoch, "the parameters")
             scheduler.step()
             record = {"epoch": epoch, objective_key: -float(total) / n, "lr": optimizer.param_groups[0]["lr"], **scheduled}
