@@ -185,18 +185,7 @@ def _run_fit(args) -> dict:
                fingerprint=data_fingerprint(x, data.y))
     if args.restarts == 1:
         return _fit_one(args, job, args.seed, out, args.resume)
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"--out {out} cannot be created: {e.strerror}") from None
-    try:
-        with run_lock(out, "fit"):
-            return _fit_restarts(args, job, out)
-    except BaseException:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # nothing was trained: leave no empty run directory behind
-        raise
+    return _fit_restarts(args, job, out)
 
 
 # what --resume compares with config.json: flags that may change freely are not listed
@@ -379,7 +368,22 @@ RESTART_FILES = (CONFIG, "checkpoint.pt", "history.jsonl")
 
 def _fit_restarts(args, job, out: Path) -> dict:
     """R runs with seeds S..S+R-1 in ``out/restart-r``; the one with the best training ELBO (labels unused)
-    is copied to ``out`` and ``metrics.json`` lists all R under ``restarts``."""
+    is copied to ``out`` and ``metrics.json`` lists all R under ``restarts``. ``out`` is locked meanwhile."""
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out} cannot be created: {e.strerror}") from None
+    try:
+        with run_lock(out, "fit"):
+            return _best_restart(args, job, out)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # nothing was trained: leave no empty run directory behind
+        raise
+
+
+def _best_restart(args, job, out: Path) -> dict:
     runs = _restart_runs(args, job, out)
     best = max(range(len(runs)), key=lambda i: runs[i]["elbo"])
     for name in RESTART_FILES:  # atomically: an interrupt leaves the old file or the new one
