@@ -30,7 +30,8 @@ def run_fit(model: str, data: str, seed: int, run: Path, extra=(), threads: int 
     """Train (or finish) one run and return its ``metrics.json`` plus the command."""
     run = Path(run)
     cmd = fit_command(model, data, seed, run, extra)
-    if not (run / "metrics.json").exists():
+    done = (run / "metrics.json").exists() and json.loads((run / "metrics.json").read_text()).get("complete", True)
+    if not done:  # an interrupted run's metrics.json says "complete": false
         if (run / "checkpoint.pt").exists():
             cmd_run = cmd + ["--resume"]
         else:

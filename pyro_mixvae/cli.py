@@ -3,7 +3,8 @@
     mixvae fit MODEL --data DATA [--clusters K] [--epochs E] [--pretrain-epochs P]
                      [--batch-size B] [--lr LR] [--seed S] [--device cpu|cuda]
                      [--likelihood auto|bernoulli|gaussian] [--num-particles M]
-                     [--out DIR] [--resume] [--guide NAME] [--set key=value]... [--distributed]
+                     [--out DIR] [--resume [--override key=value]...] [--guide NAME] [--set key=value]...
+                     [--distributed]
     torchrun --nproc_per_node N -m pyro_mixvae fit ...      (data-parallel; see the README)
     mixvae evaluate DIR [--data DATA]
     mixvae sample DIR --n N [--cluster k] --out FILE.png
@@ -12,13 +13,26 @@
 Everything a user can get wrong is checked before any work starts and reported in one line
 (``mixvae: error: ...``) with exit status 2; a non-finite loss stops training with exit
 status 1 and keeps the last good checkpoint. No half-written run directory is left behind.
+SIGINT (Ctrl-C) and SIGTERM end the command with one line and exit status 130 / 143; a run
+keeps its last complete checkpoint, and ``metrics.json`` says it is incomplete.
+
+``--resume`` continues the run in ``--out`` with the settings recorded in its ``config.json``:
+a flag left out takes the recorded value, a flag that contradicts it is refused (listing the
+differences) unless ``--override key=value`` asks for the change -- training settings (``lr``,
+``batch_size``, ...) or model settings whose parameters keep their shapes -- which is then
+applied, listed under ``overrides`` in ``config.json`` and marked ``changed`` in the next
+history line. ``--epochs``, ``--device``, ``--eval-every`` and ``--jit`` may change freely.
+The data must be those the run was trained on (``config.json``'s ``data_fingerprint``).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
+import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Optional, Sequence
@@ -29,16 +43,18 @@ import torch
 from . import __version__
 from .analysis import sample_figure
 from .data import check_data, load_dataset, load_partial_labels
-from .errors import ConfigError, MixVAEError, NonFiniteLossError
+from .errors import ConfigError, MixVAEError, NonFiniteLossError, RunError, Terminated
 from .estimator import as_model_input
 from .evaluation import evaluate
 from .infer import distributed
+from .infer.checkpoint import CHECKPOINT, atomic_write, deferred_signals, load_checkpoint
 from .infer.train import TRAIN_DEFAULTS, TrainConfig, fit, seed_everything
 from .metrics import DEFINITIONS, format_metrics
 from .models import MODELS, get_model_class
 from .models.base import parse_settings
 from .nets import LIKELIHOODS, resolve_likelihood
-from .runs import CONFIG, METRICS, check_writable, load_run, read_json, run_directory, write_json
+from .runs import (CONFIG, METRICS, check_same_data, check_writable, completion, data_fingerprint, load_run,
+                   read_config, read_history, read_json, run_directory, run_lock, state_mismatch, write_json)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,7 +64,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _key_value(text: str):
     if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set expects key=value, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
     key, value = text.split("=", 1)
     return key.strip(), value.strip()
 
@@ -62,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fit", help="train a model and write a run directory")
     f.add_argument("model", help=f"one of: {', '.join(sorted(MODELS))}")
-    f.add_argument("--data", default="digits", help="digits, arcs, mnist, fashion-mnist, svhn, or PATH.npz / PATH.csv")
-    f.add_argument("--split", default="all", help="train, test or all (for mnist, fashion-mnist, svhn)")
+    f.add_argument("--data", default=None,
+                   help="digits (default), arcs, mnist, fashion-mnist, svhn, or PATH.npz / PATH.csv")
+    f.add_argument("--split", default=None, help="train, test or all (default; for mnist, fashion-mnist, svhn)")
     f.add_argument("--clusters", "-k", type=int, default=None, help="K (default: the number of classes, else 10)")
     f.add_argument("--epochs", type=int, default=None, help="SVI epochs (default: the model's)")
     f.add_argument("--pretrain-epochs", type=int, default=None, help="0 skips pretraining (default: the model's)")
@@ -77,13 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
                    + model_default.format(d["lr_warmup"]) + ")")
     f.add_argument("--num-particles", type=int, default=None,
                    help="Monte Carlo draws per data point (" + model_default.format(d["num_particles"]) + ")")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=int, default=None, help="default: 0")
     f.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     f.add_argument("--likelihood", default="auto", choices=LIKELIHOODS,
                    help="auto: bernoulli when all values lie in [0, 1], else gaussian")
     f.add_argument("--eval-every", type=int, default=TrainConfig.eval_every, help="epochs between metric evaluations")
     f.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATA-seedS)")
-    f.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    f.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint, with its recorded settings")
+    f.add_argument("--override", dest="overrides", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="with --resume: change a recorded setting (lr, lr_decay, lr_step, lr_warmup, batch_size, num_particles, "
+                        "or a model setting that keeps the parameters' shapes); repeatable")
     f.add_argument("--restarts", type=int, default=1,
                    help="train R seeds (--seed, --seed+1, ...) and keep the best training ELBO (labels unused)")
     f.add_argument("--set", dest="settings", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
@@ -130,6 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_fit(args) -> dict:
     """``mixvae fit``: one run, or ``--restarts R`` runs (seeds S..S+R-1) and the best training ELBO kept."""
     cls = get_model_class(args.model)
+    if args.overrides and not args.resume:
+        raise ConfigError("--override applies only with --resume; for a new run give the setting as its own flag")
+    if args.restarts < 1:
+        raise ConfigError(f"--restarts must be >= 1; got {args.restarts}")
+    out = args.out_dir = Path(args.out or f"runs/{args.model}-{Path(args.data or 'digits').stem}-seed{args.seed or 0}")
+    args.changes = {}
+    if args.resume:
+        _resume_settings(args, cls, out)
+    args.data, args.split, args.seed = args.data or "digits", args.split or "all", args.seed or 0
     given = dict(args.settings)
     if args.guide is not None:
         if "guide" not in cls.settings:
@@ -138,8 +168,6 @@ def _run_fit(args) -> dict:
             raise ConfigError(f"--guide {args.guide} contradicts --set guide={given['guide']}")
         given["guide"] = args.guide
     settings = parse_settings(args.model, cls.settings, given)
-    if args.restarts < 1:
-        raise ConfigError(f"--restarts must be >= 1; got {args.restarts}")
     data = load_dataset(args.data, split=args.split)
     x = as_model_input(data.x)
     likelihood = resolve_likelihood(args.likelihood, x)
@@ -147,7 +175,6 @@ def _run_fit(args) -> dict:
     k = args.clusters if args.clusters is not None else (data.n_classes or 10)
     if not cls.min_clusters <= k <= len(x):
         raise ConfigError(f"--clusters must be between {cls.min_clusters} and the number of points ({len(x)}); got {k}")
-    out = Path(args.out or f"runs/{args.model}-{Path(args.data).stem}-seed{args.seed}")
     if args.distributed or distributed.launched():  # one rank of a torchrun job: join the process group now
         if args.restarts != 1:
             raise ConfigError("--restarts is not supported in distributed training; run the seeds as separate jobs")
@@ -158,10 +185,93 @@ def _run_fit(args) -> dict:
         check_writable(out, args.resume)
     elif not out.is_dir():
         raise ConfigError(f"cannot resume: {out} does not exist")
-    job = dict(cls=cls, given=given, settings=settings, data=data, x=x, likelihood=likelihood, k=k)
+    job = dict(cls=cls, given=given, settings=settings, data=data, x=x, likelihood=likelihood, k=k,
+               fingerprint=data_fingerprint(x, data.y))
     if args.restarts == 1:
         return _fit_one(args, job, args.seed, out, args.resume)
     return _fit_restarts(args, job, out)
+
+
+# what --resume compares with config.json: flags that may change freely are not listed
+TRAIN_FLAGS = {"lr": float, "lr_decay": float, "lr_step": int, "lr_warmup": int, "batch_size": int,
+               "num_particles": int, "pretrain_epochs": int, "seed": int}
+OVERRIDABLE = ("lr", "lr_decay", "lr_step", "lr_warmup", "batch_size", "num_particles")
+
+
+def _recorded_flags(cfg: dict) -> dict:
+    """The command-line values a run directory's ``config.json`` recorded, by argparse name."""
+    train = cfg["train"]
+    return {"data": cfg["data"], "split": cfg.get("split", "all"), "clusters": cfg["clusters"],
+            "likelihood": cfg["likelihood"], "labels": cfg.get("labels"), **{k: train.get(k) for k in TRAIN_FLAGS}}
+
+
+def _resume_settings(args, cls, out: Path) -> None:
+    """Fill the flags left out from ``config.json``; refuse one that contradicts it unless ``--override`` asks.
+
+    Sets ``args.changes`` to the overrides applied, {key: [recorded, new]}.
+    """
+    run = out / "restart-0" if args.restarts > 1 else out
+    if args.restarts == 1 or (run / CHECKPOINT).is_file():
+        check_writable(run, True)
+    if not (run / CONFIG).is_file() and args.restarts > 1:
+        return  # no restart got as far as a checkpoint: nothing recorded yet
+    cfg = read_config(run)
+    if cfg["model"] != args.model:
+        raise RunError(f"cannot resume: {out} holds a run of {cfg['model']}, not {args.model}")
+    overrides = _parse_overrides(args, cls, cfg)
+    recorded, differences = _recorded_flags(cfg), []
+    for key, old in recorded.items():
+        new = getattr(args, key)
+        if new is None or (key == "likelihood" and new == "auto"):
+            setattr(args, key, old)
+        elif key not in overrides and new != old and not (key == "data" and _same_file(new, old)):
+            differences.append(f"{key.replace('_', '-')} {old} -> {new}")
+    wanted = parse_settings(args.model, cls.settings, {**dict(args.settings),
+                                                       **({"guide": args.guide} if args.guide else {})})
+    for key in {**dict(args.settings), **({"guide": None} if args.guide else {})}:
+        old = cfg["settings"].get(key, cls.settings[key].default)
+        if key not in overrides and _jsonable(wanted[key]) != _jsonable(old):
+            differences.append(f"{key} {_jsonable(old)} -> {_jsonable(wanted[key])}")
+    if differences:
+        raise RunError(f"cannot resume: the command differs from the run in {run}: {'; '.join(differences)} "
+                       "(leave the flags out to keep the recorded values, or change them with --override key=value)")
+    args.settings = list({**cfg["settings"], **{k: v for k, v in overrides.items() if k in cls.settings}}.items())
+    args.guide = None
+    for key in OVERRIDABLE:
+        if key in overrides:
+            setattr(args, key, overrides[key])
+    args.changes = {k: [recorded.get(k, cfg["settings"].get(k)), _jsonable(v)] for k, v in overrides.items()}
+
+
+def _parse_overrides(args, cls, cfg: dict) -> dict:
+    """``--override key=value`` pairs as typed values; a key that cannot be overridden is refused."""
+    overrides = {}
+    for key, raw in args.overrides:
+        if key in OVERRIDABLE:
+            try:
+                value = TRAIN_FLAGS[key](raw)
+            except ValueError:
+                raise ConfigError(f"--override {key}={raw!r} is not a valid {TRAIN_FLAGS[key].__name__}") from None
+            TrainConfig(**{key: value}).check()  # in range
+            overrides[key] = value
+        elif key in cls.settings:
+            overrides[key] = parse_settings(args.model, cls.settings, {key: raw})[key]
+        else:
+            raise ConfigError(f"--override {key}: not a setting that can change on resume; these can: "
+                              f"{', '.join(OVERRIDABLE)} and the model's settings ({', '.join(cls.settings)})")
+    return overrides
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two --data values name the same file (a relative and an absolute path, say)."""
+    try:
+        return os.path.samefile(os.path.expanduser(a), os.path.expanduser(b))
+    except (OSError, TypeError):
+        return False
+
+
+def _jsonable(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _fit_one(args, job, seed: int, out: Path, resume: bool, show: bool = True) -> dict:
@@ -180,29 +290,73 @@ def _fit_one(args, job, seed: int, out: Path, resume: bool, show: bool = True) -
             raise ConfigError(f"--labels does not apply to model {args.model!r}: it has no observed cluster sites")
         observed["labels"] = load_partial_labels(args.labels, len(x), model.components)
     run_config = {"model": args.model, "data": args.data, "split": args.split, "clusters": k,
-                  "likelihood": job["likelihood"], "settings": job["given"], "train": config.__dict__,
-                  "labels": args.labels}
+                  "likelihood": job["likelihood"], "settings": model.construction()["settings"],
+                  "settings_given": job["given"], "train": dict(config.__dict__), "labels": args.labels,
+                  "construction": model.construction(), "data_fingerprint": job["fingerprint"]}
     main = distributed.is_main_process()  # in a distributed job only rank 0 writes and evaluates
     if resume and main:
-        old = read_json(out / CONFIG)
-        if (old["model"], old["data"], old["clusters"]) != (args.model, args.data, k):
-            raise ConfigError(f"cannot resume: {out} holds a run of {old['model']} on {old['data']} with K={old['clusters']}")
+        old = read_config(out)
+        check_same_data(old, x, data.y, "resume", out)
+        _check_checkpoint_fits(model, out, args.changes)
+        run_config["overrides"] = old.get("overrides", []) + ([args.changes] if args.changes else [])
 
     with run_directory(out, resume) if main else contextlib.nullcontext():
         if main:
             write_json(out / CONFIG, run_config)
-        history = fit(model, x, data.y, config=config, observed=observed, out_dir=out, resume=resume,
-                      progress=not args.quiet)
-    if not main:
-        return {}
-    metrics = evaluate(model, torch.as_tensor(x, device=torch.device(config.device)), data.y)
-    metrics.update({"train_seconds": history.train_seconds(), "pretrain": history.pretrain, "collapse": history.collapse,
-                    "dataset": args.data, "model": args.model, "seed": seed, "clusters": k,
-                    "epochs": len(history.records), "definitions": {k_: DEFINITIONS[k_] for k_ in metrics if k_ in DEFINITIONS}})
-    write_json(out / METRICS, metrics)
+        try:
+            history = fit(model, x, data.y, config=config, observed=observed, out_dir=out, resume=resume,
+                          progress=not args.quiet)
+        except BaseException as e:
+            if main:
+                _mark_stopped(out, run_config, e)
+            raise
+        if not main:
+            return {}
+        metrics = evaluate(model, torch.as_tensor(x, device=torch.device(config.device)), data.y)
+        metrics.update({"train_seconds": history.train_seconds(), "pretrain": history.pretrain,
+                        "collapse": history.collapse, "dataset": args.data, "model": args.model, "seed": seed, "clusters": k,
+                        "epochs": len(history.records), "epochs_planned": config.epochs, "complete": True,
+                        "definitions": {k_: DEFINITIONS[k_] for k_ in metrics if k_ in DEFINITIONS}})
+        write_json(out / METRICS, metrics)
     if show:
         _show(out, metrics, history.pretrain)
     return metrics
+
+
+def _check_checkpoint_fits(model, out: Path, overrides: dict) -> None:
+    """Before anything is written on resume: the checkpoint must hold this model (construction and shapes)."""
+    state = load_checkpoint(out / CHECKPOINT)
+    mine, theirs = model.construction(), state["construction"]
+    settings = dict(theirs.get("settings") or {})
+    diff = [k for k in ("model", "data_shape", "n_clusters", "likelihood") if mine.get(k) != theirs.get(k)]
+    diff += [k for k in sorted(set(mine["settings"]) | set(settings))
+             if k not in overrides and mine["settings"].get(k) != settings.get(k)]
+    if diff:
+        raise RunError(f"cannot resume: {out / CHECKPOINT} holds a model with another {', '.join(diff)} than "
+                       "this command asks for")
+    problem = state_mismatch(model.state_dict(), state["model"])
+    if problem:
+        raise RunError(f"cannot resume: {out / CHECKPOINT} does not fit the model asked for ({problem})")
+
+
+def _mark_stopped(out: Path, run_config: dict, error: BaseException) -> None:
+    """After a stop with a checkpoint on disk, ``metrics.json`` says the run is incomplete, where and why."""
+    if not (out / CHECKPOINT).is_file():
+        return  # nothing kept: the run directory goes
+    signum = _RECEIVED[0] if _RECEIVED else (signal.SIGTERM if isinstance(error, Terminated) else
+                                             signal.SIGINT if isinstance(error, KeyboardInterrupt) else None)
+    why = (f"interrupted by {signal.Signals(signum).name}" if signum is not None
+           else "stopped by a non-finite loss or parameters" if isinstance(error, NonFiniteLossError)
+           else f"stopped by an error ({type(error).__name__})")
+    try:
+        epochs = read_history(out)
+    except RunError:
+        epochs = []
+    with deferred_signals():
+        write_json(out / METRICS, {"complete": False, "stopped": why, "epochs": epochs[-1]["epoch"] if epochs else 0,
+                                   "epochs_planned": run_config["train"]["epochs"], "model": run_config["model"],
+                                   "dataset": run_config["data"], "seed": run_config["train"]["seed"],
+                                   "clusters": run_config["clusters"]})
 
 
 def _show(out: Path, metrics: dict, pretrain: dict) -> None:
@@ -219,19 +373,26 @@ RESTART_FILES = (CONFIG, "checkpoint.pt", "history.jsonl")
 
 def _fit_restarts(args, job, out: Path) -> dict:
     """R runs with seeds S..S+R-1 in ``out/restart-r``; the one with the best training ELBO (labels unused)
-    is copied to ``out`` and ``metrics.json`` lists all R under ``restarts``."""
-    import shutil
-
+    is copied to ``out`` and ``metrics.json`` lists all R under ``restarts``. ``out`` is locked meanwhile."""
     created = not out.exists()
     try:
-        runs = _restart_runs(args, job, out)
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out} cannot be created: {e.strerror}") from None
+    try:
+        with run_lock(out, "fit"):
+            return _best_restart(args, job, out)
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # nothing was trained: leave no empty run directory behind
         raise
+
+
+def _best_restart(args, job, out: Path) -> dict:
+    runs = _restart_runs(args, job, out)
     best = max(range(len(runs)), key=lambda i: runs[i]["elbo"])
-    for name in RESTART_FILES:
-        shutil.copyfile(out / f"restart-{best}" / name, out / name)
+    for name in RESTART_FILES:  # atomically: an interrupt leaves the old file or the new one
+        atomic_write(out / name, lambda f, src=out / f"restart-{best}" / name: f.write(src.read_bytes()))
     keep = ("seed", "elbo", "acc", "nmi", "ari", "clusters_used", "train_seconds")
     metrics = dict(runs[best], selected_restart=best, selected_by="elbo",
                    restarts=[{k_: m[k_] for k_ in keep if k_ in m} for m in runs])
@@ -245,9 +406,8 @@ def _restart_runs(args, job, out: Path) -> list:
     runs = []
     for r in range(args.restarts):
         sub = out / f"restart-{r}"
-        if (sub / METRICS).exists():
-            metrics = read_json(sub / METRICS)
-        else:
+        metrics = read_json(sub / METRICS) if (sub / METRICS).exists() else {}
+        if not metrics.get("complete", bool(metrics)):  # not finished (an interrupted one says complete: false)
             resume = args.resume and (sub / "checkpoint.pt").exists()
             if not resume:
                 check_writable(sub, False)
@@ -261,15 +421,29 @@ def _restart_runs(args, job, out: Path) -> list:
 # ----------------------------------------------------------------------------- evaluate / sample
 def _run_evaluate(args) -> dict:
     model, cfg = load_run(args.run_dir, device=args.device)
-    data = load_dataset(args.data or cfg["data"], split=args.split or cfg.get("split", "all"))
+    name, split = args.data or cfg["data"], args.split or cfg.get("split", "all")
+    data = load_dataset(name, split=split)
     x = as_model_input(data.x)
     if x.shape[1:] != tuple(model.data_shape):
         raise ConfigError(f"data {args.data} has shape {x.shape[1:]} per point; the run was trained on {tuple(model.data_shape)}")
+    if (name, split) == (cfg["data"], cfg.get("split", "all")):  # the run's own data: they must not have changed
+        check_same_data(cfg, x, data.y, "evaluate", args.run_dir)
     check_data(x, data.y, likelihood=model.likelihood_name)
     metrics = evaluate(model, torch.as_tensor(x, device=torch.device(args.device)), data.y)
-    metrics.update({"dataset": args.data or cfg["data"], "model": cfg["model"]})
+    note = completion(cfg, _stored_metrics(Path(args.run_dir)))
+    metrics.update({"dataset": name, "model": cfg["model"], "epochs": cfg["checkpoint_epoch"], "complete": not note})
     print(json.dumps(metrics, indent=2, sort_keys=True))
+    if note:
+        print(f"mixvae: note: {note}", file=sys.stderr)
     return metrics
+
+
+def _stored_metrics(run: Path) -> Optional[dict]:
+    """``metrics.json`` if it is there and readable (evaluate does not need it), else None."""
+    try:
+        return read_json(run / METRICS) if (run / METRICS).is_file() else None
+    except RunError:
+        return None
 
 
 def _run_sample(args) -> None:
@@ -292,7 +466,10 @@ def _run_sample(args) -> None:
 def _run_report(args) -> None:
     from .report import write_report
 
-    out = write_report(args.run_dir, args.out, num_samples=args.num_samples, max_points=args.max_points,
+    if not Path(args.run_dir).is_dir():
+        raise ConfigError(f"{args.run_dir} is not a run directory")
+    with run_lock(args.run_dir, "report", required=False):  # a read-only run may be reported elsewhere (--out)
+        out = write_report(args.run_dir, args.out, num_samples=args.num_samples, max_points=args.max_points,
                        seed=args.seed, projection=args.projection)
     print(f"wrote {out}")
 
@@ -304,25 +481,67 @@ def _run_settings(args) -> None:
         print(f"{key:<{width}} default {s.default!r:<22} {s.help}")
 
 
+_RECEIVED: list = []  # the signals main() caught, first first
+
+
+def _on_signal(signum, frame):
+    _RECEIVED.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+@contextlib.contextmanager
+def _signal_handlers():
+    """SIGINT and SIGTERM raise (KeyboardInterrupt, :class:`Terminated`) and are remembered, for main()."""
+    _RECEIVED.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+
+
+def _interrupted(args, signum: int) -> str:
+    """The one line for an interrupted command: what is kept, and how to continue it (only if true)."""
+    name = signal.Signals(signum).name
+    out = getattr(args, "out_dir", None)
+    if getattr(args, "command", None) != "fit" or out is None:
+        return f"interrupted by {name}"
+    if (out / CHECKPOINT).is_file() or any(out.glob(f"restart-*/{CHECKPOINT}")):
+        return (f"interrupted by {name}; {out} keeps its last complete checkpoint: continue with the same "
+                f"command and --resume")
+    if out.is_dir():
+        return f"interrupted by {name} before the first checkpoint; nothing of this run was kept in {out}"
+    return f"interrupted by {name} before the first checkpoint; nothing was kept ({out} was removed)"
+
+
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"mixvae: warning: {message}\n"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     warnings.formatwarning = _one_line_warning
-    try:
-        args = build_parser().parse_args(argv)
-        {"fit": _run_fit, "evaluate": _run_evaluate, "sample": _run_sample, "report": _run_report,
-         "settings": _run_settings}[args.command](args)
-    except (NonFiniteLossError, distributed.DistributedError) as e:
-        print(f"mixvae: error: {e}", file=sys.stderr)
-        return 1
-    except MixVAEError as e:
-        print(f"mixvae: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("mixvae: interrupted; continue a fit with --resume", file=sys.stderr)
-        return 130
+    args = None
+    with _signal_handlers():
+        try:
+            args = build_parser().parse_args(argv)
+            {"fit": _run_fit, "evaluate": _run_evaluate, "sample": _run_sample, "report": _run_report,
+             "settings": _run_settings}[args.command](args)
+        except SystemExit:
+            raise
+        except BaseException as e:  # a signal may surface as another exception (a traced graph's RuntimeError)
+            signum = _RECEIVED[0] if _RECEIVED else signal.SIGTERM if isinstance(e, Terminated) else \
+                signal.SIGINT if isinstance(e, KeyboardInterrupt) else None
+            if signum is not None:
+                print(f"mixvae: {_interrupted(args, signum)}", file=sys.stderr)
+                return 128 + int(signum)
+            if not isinstance(e, MixVAEError):
+                raise
+            print(f"mixvae: error: {e}", file=sys.stderr)
+            return 1 if isinstance(e, (NonFiniteLossError, distributed.DistributedError)) else 2
     return 0
 
 

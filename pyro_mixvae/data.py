@@ -104,6 +104,8 @@ def check_data(x: np.ndarray, y=None, *, likelihood: Optional[str] = None) -> No
         raise DataError(f"x must be numeric, not {x.dtype}")
     if x.ndim < 2:
         raise DataError(f"x must have one row per point (2 or more dimensions), got shape {x.shape}")
+    if 0 in x.shape[1:]:
+        raise DataError(f"x has no features: its shape is {x.shape}")
     bad = x.size - int(np.count_nonzero(np.isfinite(x)))
     if bad:
         raise DataError(f"x contains {bad} NaN or infinite values")
@@ -425,6 +427,9 @@ def _csv_labels(values: list, path: str) -> np.ndarray:
     """Whole-number labels as they are; any other labels as 0..K-1 in sorted order."""
     if "" in values:
         raise DataError(f"{path}: the label column has an empty value in data row {values.index('') + 1}")
+    bad = [i for i, v in enumerate(values) if _is_number(v) and not np.isfinite(float(v))]
+    if bad:
+        raise DataError(f"{path}: the label column has a non-finite value '{values[bad[0]]}' in data row {bad[0] + 1}")
     try:
         numbers = np.array([float(v) for v in values])
         if np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers)):

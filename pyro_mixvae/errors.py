@@ -24,3 +24,11 @@ class NonFiniteLossError(MixVAEError, FloatingPointError):
 
 class ClusterCollapseWarning(UserWarning):
     """Training left clusters empty that its start used: the result may be a collapsed clustering."""
+
+
+class RunError(MixVAEError, ValueError):
+    """A run directory that is damaged, in use by another process, or does not match the command."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's ``KeyboardInterrupt`` so that the same clean-up runs (exit status 143)."""

@@ -25,10 +25,9 @@ from .data import load_dataset
 from .errors import ConfigError
 from .estimator import as_model_input
 from .evaluation import evaluate
-from .infer.train import HISTORY
 from .metrics import DEFINITIONS, clustering_metrics
 from .nets import eval_mode
-from .runs import METRICS, load_run, read_json
+from .runs import METRICS, check_same_data, completion, load_run, read_history, read_json
 
 # what the other numbers of metrics.json mean
 MORE_DEFINITIONS = {
@@ -54,13 +53,6 @@ FIGURES = {
 }
 
 
-def _records(run: Path) -> list:
-    path = run / HISTORY
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def write_report(run_dir, out: Optional[str] = None, *, num_samples: int = 100, max_points: int = 10000,
                  seed: int = 0, projection: str = "pca") -> Path:
     """Write the report of ``run_dir`` into ``out`` (default ``run_dir/report``); returns that folder."""
@@ -75,22 +67,26 @@ def write_report(run_dir, out: Optional[str] = None, *, num_samples: int = 100, 
     if x.shape[1:] != tuple(model.data_shape):
         raise ConfigError(f"data {cfg['data']} has shape {x.shape[1:]} per point; the run was trained on "
                           f"{tuple(model.data_shape)}")
+    check_same_data(cfg, x, data.y, "report", run)
+    metrics = read_json(run / METRICS) if (run / METRICS).is_file() else None  # a damaged file: one line, now
     target = Path(out) if out is not None else run / "report"
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create {target}: {e.strerror}") from None
 
-    records = _records(run)
+    records = read_history(run, upto=cfg["checkpoint_epoch"])  # a torn last line dropped
     idata = to_inference_data(model, x, y=data.y, history=records, num_samples=num_samples,
                               max_points=max_points, seed=seed)
     save_netcdf(idata, target / "posterior.nc")
     written = _figures(model, idata, records, target, projection, seed, f"{cfg['model']} on {cfg['data']}")
 
-    metrics = read_json(run / METRICS) if (run / METRICS).is_file() else None
-    if metrics is None:  # an unfinished run: measure it now
+    incomplete = completion(cfg, metrics)
+    if metrics is None or incomplete:  # an unfinished run: measure it now
         with eval_mode(model):
-            metrics = evaluate(model, torch.as_tensor(x), data.y)
+            metrics = {**evaluate(model, torch.as_tensor(x), data.y), "complete": not incomplete,
+                       "epochs": cfg["checkpoint_epoch"], **({"stopped": incomplete} if incomplete else {})}
+    cfg = {k: v for k, v in cfg.items() if k != "checkpoint_epoch"}
     (target / "summary.md").write_text(_summary(run, cfg, metrics, idata, written))
     return target
 
@@ -141,6 +137,8 @@ def _summary(run: Path, cfg: dict, metrics: dict, idata, figures: list) -> str:
     estimate = post.attrs.get("estimate", "")
     lines = [f"# Report: {run.name}", "",
              f"`{cfg['model']}` on `{cfg['data']}` (split `{cfg.get('split', 'all')}`), K = {cfg.get('clusters')}.", "",
+             *([f"**Incomplete**: {metrics.get('stopped')}; the metrics are those of its last checkpoint.", ""]
+               if metrics.get("complete") is False else []),
              "## Metrics", "", "| metric | value | definition |", "| --- | --- | --- |"]
     for key, value in metrics.items():
         if key in ("definitions", "pretrain") or isinstance(value, dict):

@@ -124,7 +124,9 @@ def test_non_finite_loss_exits_non_zero_and_keeps_last_good_checkpoint(tmp_path,
     err = capsys.readouterr().err.strip()
     assert rc == 1 and "\n" not in err
     assert "epoch 1, step 1" in err and "last good checkpoint (epoch 0)" in err
-    assert (out / "checkpoint.pt").is_file() and not (out / "metrics.json").exists()
+    assert (out / "checkpoint.pt").is_file()
+    stopped = json.loads((out / "metrics.json").read_text())  # the run is marked incomplete, not evaluated
+    assert stopped["complete"] is False and stopped["epochs"] == 0 and "non-finite" in stopped["stopped"]
 
 
 def test_console_script_reports_one_line_without_traceback(tmp_path):

@@ -16,7 +16,7 @@ from pyro_mixvae.evaluation import evaluate
 from pyro_mixvae.infer.collapse import CollapseWatch
 from pyro_mixvae.infer.pretrain import encode_means
 from pyro_mixvae.metrics import acc
-from pyro_mixvae.infer.train import TrainConfig, fit, make_scheduler, seed_everything
+from pyro_mixvae.infer.train import TrainConfig, WarmupStepDecay, fit, seed_everything
 from pyro_mixvae.models import build
 from pyro_mixvae.nets import resolve_likelihood
 from pyro_mixvae.synthetic import guide_example, load_table, make_separated_blobs
@@ -24,30 +24,31 @@ from pyro_mixvae.synthetic import guide_example, load_table, make_separated_blob
 MODELS = ("vade", "gmvae", "vib-gmm", "factorial")
 
 
+def _rates(schedule, steps_per_epoch, steps):
+    seen = []
+    for t in range(steps):
+        seen.append(schedule.optimizer.param_groups[0]["lr"])
+        schedule.step()
+        if (t + 1) % steps_per_epoch == 0:
+            schedule.end_epoch()
+    return seen
+
+
 def test_warm_up_and_step_decay_follow_the_formula():
     """lr 1e-2, warm-up 4 steps, 3 steps per epoch, x0.5 every 2 epochs, written out by hand."""
-    param = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.SGD([param], lr=1e-2)
-    sched = make_scheduler(opt, steps_per_epoch=3, lr_decay=0.5, lr_step=2, lr_warmup=4)
-    seen = []
-    for _ in range(13):
-        seen.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    seen = _rates(WarmupStepDecay(opt, 1e-2, lr_decay=0.5, lr_step=2, lr_warmup=4), 3, 13)
     expected = [0.25, 0.5, 0.75, 1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.25]
     assert seen == pytest.approx([1e-2 * e for e in expected])
 
 
-def test_no_warm_up_is_the_step_decay_alone():
-    param = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.SGD([param], lr=1.0)
-    sched = make_scheduler(opt, steps_per_epoch=2, lr_decay=0.9, lr_step=1, lr_warmup=0)
-    seen = []
-    for _ in range(6):
-        seen.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    assert seen == pytest.approx([1, 1, 0.9, 0.9, 0.81, 0.81])
+def test_no_warm_up_is_the_step_decay_alone_and_the_state_resumes():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    schedule = WarmupStepDecay(opt, 1.0, lr_decay=0.9, lr_step=1, lr_warmup=0)
+    assert _rates(schedule, 2, 6) == pytest.approx([1, 1, 0.9, 0.9, 0.81, 0.81])
+    other = WarmupStepDecay(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=5.0), 1.0, 0.9, 1, 0)
+    other.load_state_dict(schedule.state_dict())
+    assert other.optimizer.param_groups[0]["lr"] == pytest.approx(0.729)
 
 
 def test_pretraining_starts_the_guide_as_wide_as_the_components():

@@ -19,7 +19,12 @@ before the optimizer applies it, with a :class:`~pyro_mixvae.errors.NonFiniteLos
 the epoch and step; the last good checkpoint stays on disk. On CUDA the loss is read on the host
 only every :data:`SYNC_EVERY` steps, at the last step of an epoch and as the epoch's sum, so that
 the device is not waited for at every step: there the run stops at the first check after the
-loss went bad, and the epoch's checkpoint is not written.
+loss went bad, and the epoch's checkpoint is not written. The last update of an epoch is seen by
+no later loss, so after it -- before the epoch's metrics and checkpoint -- the parameters, buffers
+and the last batch's responsibilities are checked too (:func:`_all_finite`, also after
+pretraining): every checkpoint written evaluates. An epoch's history line and checkpoint are
+written with SIGINT / SIGTERM held back (:func:`~.checkpoint.deferred_signals`), so that an
+interrupt leaves them consistent; on resume a history line past the checkpoint, or torn, is dropped.
 
 Under ``torchrun`` (several processes) the same loop trains data-parallel: each rank its shard,
 gradients averaged, the conjugate statistics summed, rank 0 alone writing
@@ -46,14 +51,14 @@ from ..nets import eval_mode
 from . import distributed
 from .collapse import CollapseWatch
 from .compiled import compiled_loss
-from .checkpoint import CHECKPOINT, atomic_write, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import CHECKPOINT, atomic_write, deferred_signals, rng_state, save_checkpoint, set_rng_state
 
 HISTORY = "history.jsonl"
 SYNC_EVERY = 50  # on CUDA, steps between two host reads of the loss (the non-finite check)
 
 
 # VaDE Sect. 4.2: Adam, lr 0.002 decayed x0.9 every 10 epochs, batches of 100
-# plus a linear warm-up of the learning rate over the first lr_warmup steps (make_scheduler)
+# plus a linear warm-up of the learning rate over the first lr_warmup steps (WarmupStepDecay)
 TRAIN_DEFAULTS = {"batch_size": 100, "lr": 2e-3, "lr_decay": 0.9, "lr_step": 10, "lr_warmup": 100, "num_particles": 1}
 # a model's default pretraining lasts at least this many optimizer steps: on a small data set its
 # default epochs are too few steps for the autoencoder to separate the groups (TrainConfig.for_model)
@@ -151,22 +156,48 @@ def make_optimizer(params, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
-def make_scheduler(optimizer, steps_per_epoch: int, lr_decay: float, lr_step: int, lr_warmup: int):
-    """The learning rate of optimizer step t = 0, 1, ... (stepped once per optimizer step).
+class WarmupStepDecay:
+    """The learning rate of every step: a linear warm-up, then VaDE's step decay (Sect. 4.2).
 
-    ``lr_t = lr * min(1, (t + 1) / lr_warmup) * lr_decay ** floor(e / lr_step)``, e = t // steps_per_epoch
-    the epoch (from 0): VaDE's step decay (x0.9 every 10 epochs, Sect. 4.2) after a linear warm-up.
+    ``lr_t = lr * min(1, (t + 1) / lr_warmup) * lr_decay ** floor(e / lr_step)`` for the optimizer's
+    step t = 0, 1, ... taken in epoch e = 0, 1, ... (``lr_warmup = 0``: no warm-up). :meth:`step`
+    follows each optimizer step, :meth:`end_epoch` each epoch; the state is the two counters.
+
     The warm-up is there because Adam's first steps are ``lr * sign(g)`` in every coordinate
-    whatever the gradient's size (its moment estimates hold one draw): in a wide network that moves
-    every code at once by far more than a mixture component's width, and a clustering that the
-    pretraining and the mixture start got right is lost in the first few steps
-    (``experiments/results/robustness.md``).
+    whatever the gradient's size (its moment estimates hold one draw): in a wide network that
+    moves every code at once by more than a mixture component's width, and a clustering that the
+    pretraining and the mixture start got right can be lost in the first steps (``docs/robustness.md``).
     """
-    def factor(t: int) -> float:
-        warm = min(1.0, (t + 1) / lr_warmup) if lr_warmup > 0 else 1.0
-        return warm * lr_decay ** ((t // steps_per_epoch) // lr_step)
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    def __init__(self, optimizer, lr: float, lr_decay: float, lr_step: int, lr_warmup: int):
+        self.optimizer = optimizer
+        self.lr, self.lr_decay, self.lr_step, self.lr_warmup = float(lr), float(lr_decay), int(lr_step), int(lr_warmup)
+        self.steps = 0
+        self.epochs = 0
+        self.apply()
+
+    def rate(self) -> float:
+        warm = min(1.0, (self.steps + 1) / self.lr_warmup) if self.lr_warmup > 0 else 1.0
+        return self.lr * warm * self.lr_decay ** (self.epochs // self.lr_step)
+
+    def apply(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.rate()
+
+    def step(self) -> None:
+        self.steps += 1
+        self.apply()
+
+    def end_epoch(self) -> None:
+        self.epochs += 1
+        self.apply()
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "epochs": self.epochs}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps, self.epochs = int(state["steps"]), int(state["epochs"])
+        self.apply()
 
 
 def svi_step(model, loss_fn, optimizer, x: torch.Tensor, num_data: int, observed: Optional[dict] = None,
@@ -268,7 +299,7 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     optimizer = make_optimizer(model.parameters(), cfg.lr)
     ddp.attach(optimizer, n, cfg.batch_size)  # [distributed] gradients averaged across ranks before each step
     steps_per_epoch = ddp.steps_per_epoch(n, cfg.batch_size)
-    scheduler = make_scheduler(optimizer, steps_per_epoch, cfg.lr_decay, cfg.lr_step, cfg.lr_warmup)
+    scheduler = WarmupStepDecay(optimizer, cfg.lr, cfg.lr_decay, cfg.lr_step, cfg.lr_warmup)
     generator = torch.Generator().manual_seed(cfg.seed)
     # the loss is traced (infer/compiled.py) if asked, else where the model allows it (jit=None), but
     # not for an ELBO object passed in (it may not be static) nor with validation (graphs do not validate)
@@ -294,23 +325,28 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
         if ddp.is_main and (ckpt_path is None or not ckpt_path.exists()):
             raise ConfigError(f"cannot resume: no {CHECKPOINT} in {out_dir}")
         state = ddp.load_checkpoint(ckpt_path)  # [distributed] read on rank 0, sent to all; world size checked
-        model.load_state_dict(state["model"])
-        model.load_extra_state(state["model_extra"])
+        from ..runs import load_parameters, read_history  # (runs imports this module)
+
+        load_parameters(model, state, ckpt_path)  # a different architecture is one line, not a size mismatch
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        changed = _apply_changed_schedule(optimizer, scheduler, cfg, state["config"])
         pyro.get_param_store().set_state(state["param_store"])
         generator.set_state(state["generator"])
         set_rng_state(ddp.rank_rng_state(state))  # [distributed] this rank's own stream
         start = state["epoch"] + 1
         history.pretrain = state["extra"].get("pretrain", {})
-        history.records = _read_history(out, upto=state["epoch"]) if ddp.is_main else []
+        history.records = read_history(out, upto=state["epoch"]) if ddp.is_main else []  # a torn line dropped
     else:
+        changed = {}
         seed_everything(cfg.seed)
         if cfg.pretrain_epochs > 0 and ddp.is_main:  # [distributed] once, on rank 0, then broadcast
             t0 = time.perf_counter()
             history.pretrain = model.pretrain(x, cfg.pretrain_epochs, cfg.batch_size, cfg.seed, progress=progress,
                                               **observed)
             history.pretrain["seconds"] = time.perf_counter() - t0
+            if not _all_finite(model, x[:cfg.batch_size]):
+                raise NonFiniteLossError("the parameters became non-finite in pretraining; nothing was saved")
             history.pretrain.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), y))
         history.pretrain = ddp.broadcast_state(model, history.pretrain)  # [distributed] rank 0's state to all
         ddp.seed_ranks(cfg.seed)  # [distributed] each rank its own RNG stream for the guide's draws
@@ -327,10 +363,10 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     bar = tqdm(total=(cfg.epochs - start + 1) * steps_per_epoch, desc=f"{model.name} SVI",
                disable=not (progress and ddp.is_main), dynamic_ncols=True)
 
-    def non_finite(where: str, epoch: int) -> NonFiniteLossError:
+    def non_finite(where: str, epoch: int, what: str = "the loss") -> NonFiniteLossError:
         bar.close()
         kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {out}" if out else ""
-        return NonFiniteLossError(f"the loss became non-finite {where}{kept}; try a lower --lr")
+        return NonFiniteLossError(f"{what} became non-finite {where}{kept}; try a lower --lr")
 
     model.train()
     with pyro.validation_enabled(cfg.validate), ddp.training():  # [distributed] conjugate statistics summed
@@ -360,16 +396,23 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
             total, terms = ddp.reduce_epoch(total, terms, n)  # [distributed] over all ranks' points
             if not torch.isfinite(total):  # a step left unchecked on CUDA went bad: keep the last good checkpoint
                 raise non_finite(f"during epoch {epoch}", epoch)
+            # the last step's update, before metrics and the checkpoint; all ranks agree [distributed]
+            if not ddp.all_finite(torch.tensor(0.0 if _all_finite(model, xb) else math.nan, device=device)):
+                raise non_finite(f"at epoch {epoch}, step {step}", epoch, "the parameters")
+            scheduler.end_epoch()
             record = {"epoch": epoch, objective_key: -float(total) / n, "lr": optimizer.param_groups[0]["lr"], **scheduled}
+            if changed and epoch == start:
+                record["changed"] = changed  # settings a resume changed (mixvae fit --resume --override)
             record.update({k: float(v) / n for k, v in terms.items()})
             if ddp.is_main and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):  # [distributed] rank 0
                 record.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), y))
             record["seconds"] = time.perf_counter() - t0
             history.records.append(record)
             bar.set_postfix({k: f"{record[k]:.3f}" for k in (objective_key, "acc") if k in record})
-            if out is not None and ddp.is_main:
-                _append_history(out, record)
-            checkpoint(epoch)
+            with deferred_signals():  # the history line and the checkpoint of an epoch are written together
+                if out is not None and ddp.is_main:
+                    _append_history(out, record)
+                checkpoint(epoch)
             watch(epoch, record)
             for cb in callbacks:
                 cb(epoch, record)
@@ -388,9 +431,32 @@ def _write_history(out: Path, records: list) -> None:
     atomic_write(out / HISTORY, lambda f: f.write(text.encode()))
 
 
-def _read_history(out: Path, upto: int) -> list:
-    path = out / HISTORY
-    if not path.exists():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in records if r["epoch"] <= upto]
+def _all_finite(model, xb: torch.Tensor) -> bool:
+    """The non-finite guard after an epoch's last step (and after pretraining), before metrics and the checkpoint.
+
+    Every step's loss was checked before its update, but the last update of an epoch is seen by no
+    later loss: it may leave parameters, buffers or the responsibilities of the batch ``xb``
+    non-finite. Checked here, the checkpoint of every epoch evaluates. The responsibilities are
+    computed under a forked RNG, so the check changes no random stream.
+    """
+    tensors = list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]
+    if not all(bool(torch.isfinite(t).all()) for t in tensors):
+        return False
+    with torch.random.fork_rng(devices=[xb.device] if xb.device.type == "cuda" else []):
+        return bool(torch.isfinite(predict_proba(model, xb)).all())
+
+
+def _apply_changed_schedule(optimizer, scheduler: WarmupStepDecay, cfg: "TrainConfig", saved: dict) -> dict:
+    """On resume, the settings of ``cfg`` that differ from the checkpoint's config, {key: [old, new]}.
+
+    A changed ``lr``, ``lr_decay``, ``lr_step`` or ``lr_warmup`` is applied to the restored schedule,
+    whose counters (steps and epochs done) stay; ``batch_size`` and ``num_particles`` take effect by
+    themselves.
+    """
+    keys = ("lr", "lr_decay", "lr_step", "lr_warmup", "batch_size", "num_particles")
+    changed = {k: [saved.get(k), getattr(cfg, k)] for k in keys if saved.get(k) != getattr(cfg, k)}
+    if any(k in changed for k in ("lr", "lr_decay", "lr_step", "lr_warmup")):
+        scheduler.lr, scheduler.lr_decay = float(cfg.lr), float(cfg.lr_decay)
+        scheduler.lr_step, scheduler.lr_warmup = int(cfg.lr_step), int(cfg.lr_warmup)
+        scheduler.apply()
+    return changed
