@@ -2,8 +2,7 @@
 
 A checkpoint holds everything that the next step of training depends on: the model's
 parameters and buffers (its ``state_dict`` and ``extra_state()``), the optimizer and its
-learning-rate schedule, Pyro's parameter store (for user models that call ``pyro.param``),
-every random number generator in play (Python, NumPy, torch CPU and CUDA, and the
+learning-rate schedule, every random number generator in play (Python, NumPy, torch CPU and CUDA, and the
 generator that shuffles minibatches), the epoch reached and the training config.
 
 It is written to a temporary file in the same directory, flushed and fsync'ed, then renamed
@@ -18,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pyro
 import torch
 
 CHECKPOINT = "checkpoint.pt"
@@ -74,7 +72,6 @@ def save_checkpoint(path, *, model, optimizer, scheduler, epoch: int, generator:
         "construction": model.construction(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "param_store": pyro.get_param_store().get_state(),
         "rng": rng_state(),
         "generator": generator.get_state(),
         "config": config,

@@ -261,7 +261,6 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
         model.load_extra_state(state["model_extra"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        pyro.get_param_store().set_state(state["param_store"])
         generator.set_state(state["generator"])
         set_rng_state(ddp.rank_rng_state(state))  # [distributed] this rank's own stream
         start = state["epoch"] + 1
