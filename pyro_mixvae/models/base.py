@@ -250,6 +250,15 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
         draws = Predictive(model, guide=self.guide, num_samples=1, return_sites=sites)(None, n)
         return self.likelihood.mean(draws["_RETURN"][0]), [draws[site][0] for site in self.cluster_sites]
 
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, num_samples: int = 1, **observed) -> torch.Tensor:
+        """(S, B, *data_shape) posterior-predictive means E[x | z] of the batch ``x``, z ~ q(z | x):
+        ``Predictive(poutine.uncondition(model), guide=guide, num_samples=S)(x, B)`` -- the guide's
+        draws, and the model's observed site left to sample rather than held at ``x``."""
+        draws = Predictive(poutine.uncondition(self.model), guide=self.guide, num_samples=num_samples,
+                           return_sites=("_RETURN",))(x, x.shape[0], **observed)
+        return self.likelihood.mean(draws["_RETURN"])
+
     def zero(self) -> torch.Tensor:
         """A 0-d zero with the parameters' dtype and device (for sites that do not depend on ``x``)."""
         return next(self.parameters()).new_zeros(())
