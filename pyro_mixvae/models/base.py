@@ -37,6 +37,7 @@ need, with the same names everywhere:
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import weakref
 from abc import ABCMeta, abstractmethod
@@ -142,11 +143,26 @@ def announce_params(module: nn.Module, prefix: str) -> None:
     happens outside Pyro's handlers (a plain call) or while ``torch.jit.trace`` records a loss
     (the traced graph takes the module's parameters as its own).
     """
-    if torch.jit.is_tracing() or not am_i_wrapped():
+    if _quiet[0] or torch.jit.is_tracing() or not am_i_wrapped():
         return
     for name, param in module.named_parameters():
         if param.requires_grad:
             _announce(param_with_module_name(prefix, name), param)
+
+
+_quiet = [0]
+
+
+@contextlib.contextmanager
+def param_sites_off():
+    """Within: :func:`announce_params` does nothing. For a loop that hands the module's parameters
+    to its own optimizer (:func:`~pyro_mixvae.infer.fit`, through
+    :func:`~pyro_mixvae.infer.compiled.compiled_loss`), where the param sites would only cost time."""
+    _quiet[0] += 1
+    try:
+        yield
+    finally:
+        _quiet[0] -= 1
 
 
 def _announce(name: str, param: nn.Parameter) -> None:
