@@ -43,7 +43,8 @@ gradient reaches the encoder.
 
 Sampling (eq. 10): ``Predictive(model, guide=guide)`` at ``x = None`` -- pi_i, (mu, alpha) drawn
 from q, then k_i (given, or ~ Cat(pi_i)) and z_i | k_i from the model, so that each point's z_i
-is a draw of eq. 10's Student-t predictive. Evaluation (eq. 11, App. C.2-C.3): :meth:`predictive_bound` with its parts.
+is a draw of eq. 10's Student-t predictive. Evaluation (eq. 11, App. C.2-C.3):
+:meth:`predictive_bound` with its parts.
 """
 from __future__ import annotations
 
@@ -137,12 +138,9 @@ class FactorialMixtureVAE(MixtureVAE):
         loc, scale = self.encoder(x)
         return list(zip(self.blocks(loc), self.blocks(scale ** 2)))
 
-    def _check_labels(self, labels: Optional[torch.Tensor], batch: Optional[int],
-                      generating: bool = False) -> Optional[torch.Tensor]:
+    def _check_labels(self, labels: Optional[torch.Tensor], batch: int) -> Optional[torch.Tensor]:
         if labels is None:
             return None
-        if generating and batch is None:
-            batch = 1
         labels = torch.as_tensor(labels)
         if labels.dim() == 1:
             labels = labels[:, None]
@@ -154,7 +152,7 @@ class FactorialMixtureVAE(MixtureVAE):
     def model(self, x=None, num_data: Optional[int] = None, labels: Optional[torch.Tensor] = None):
         """Eq. 1-2 with r_i enumerated, clamped to the label where ``labels`` gives one (Sect. 2.5);
         generates when ``x`` is None (returns the decoder's output)."""
-        labels = self._check_labels(labels, num_data if x is None else x.shape[0], x is None)
+        labels = self._check_labels(labels, x.shape[0] if x is not None else int(num_data or 1))
         globals_ = []
         for i, mix in enumerate(self.mixtures):
             pi = pyro.sample(f"pi_{i}", dist.Dirichlet(mix.c0))
