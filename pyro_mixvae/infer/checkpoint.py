@@ -2,16 +2,13 @@
 
 A checkpoint holds everything that the next step of training depends on: the model's
 parameters and buffers (its ``state_dict`` and ``extra_state()``), the optimizer and its
-learning-rate schedule, Pyro's parameter store (for user models that call ``pyro.param``),
-every random number generator in play (Python, NumPy, torch CPU and CUDA, and the
+learning-rate schedule, every random number generator in play (Python, NumPy, torch CPU and CUDA, and the
 generator that shuffles minibatches), the epoch reached and the training config.
 
 Every field is a tensor or a plain Python value (dict, list, tuple, str, number, bool, None),
 so the file is read with ``torch.load(weights_only=True)``: a file that holds anything else
 (a pickled object that would run code when loaded) is refused with one line naming it
 (:class:`~pyro_mixvae.errors.RunError`), and so is a file that is not a checkpoint at all.
-The one class allowed besides those are the constraints of ``torch.distributions`` that the
-parameter store keeps beside its values (plain data classes, allow-listed explicitly).
 
 It is written to a temporary file in the same directory, flushed and fsync'ed, then renamed
 over the old one, so an interruption at any moment leaves either the old checkpoint or the
@@ -31,22 +28,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import pyro
 import torch
-from torch.distributions import constraints
 
 from ..errors import RunError
 
 CHECKPOINT = "checkpoint.pt"
 # what every checkpoint holds (load_checkpoint refuses a file without them)
-FIELDS = ("epoch", "model", "model_extra", "construction", "optimizer", "scheduler", "param_store", "rng",
+FIELDS = ("epoch", "model", "model_extra", "construction", "optimizer", "scheduler", "rng",
           "generator", "config", "extra")
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_CONSTRAINT_CLASSES = sorted({c for module in (constraints, pyro.distributions.constraints)
-                              for v in vars(module).values()
-                              for c in ([v] if isinstance(v, type) else [type(v)])
-                              if isinstance(c, type) and issubclass(c, constraints.Constraint)}, key=str)
-torch.serialization.add_safe_globals(_CONSTRAINT_CLASSES)
 
 
 # ----------------------------------------------------------------------------- signals
@@ -162,7 +152,6 @@ def save_checkpoint(path, *, model, optimizer, scheduler, epoch: int, generator:
         "construction": plain(model.construction()),
         "optimizer": optimizer.state_dict(),
         "scheduler": plain(scheduler.state_dict()),
-        "param_store": pyro.get_param_store().get_state(),
         "rng": rng_state(),
         "generator": generator.get_state(),
         "config": plain(config),

@@ -93,7 +93,7 @@ class CompiledLoss:
 
     def __call__(self, x: torch.Tensor, num_data: int, **observed) -> torch.Tensor:
         if not self.model.training:  # the graphs are recorded in training mode (batch normalisation, dropout)
-            return self.elbo.differentiable_loss(self.model.model, self.model.guide, x, num_data, **observed)
+            return _eager_loss(self.elbo, self.model, x, num_data, **observed)
         settings = self._elbo_settings()
         if settings != self._settings:  # a schedule changed s (or eta, ...): the old graphs are stale
             self._graphs.clear()
@@ -125,9 +125,19 @@ class CompiledLoss:
 
 def compiled_loss(elbo, model, enabled: Optional[bool] = None):
     """A :class:`CompiledLoss` when ``enabled`` (None: the model's ``jit_compatible``), else the eager
-    ``lambda x, n, **obs: elbo.differentiable_loss(model.model, model.guide, x, n, **obs)``."""
+    ``lambda x, n, **obs: elbo.differentiable_loss(model.model, model.guide, x, n, **obs)``
+    (run without the programs' param sites, which only stock ``pyro.infer.SVI`` needs)."""
     if enabled is None:
         enabled = bool(getattr(model, "jit_compatible", False))
     if enabled:
         return CompiledLoss(elbo, model)
-    return lambda x, num_data, **observed: elbo.differentiable_loss(model.model, model.guide, x, num_data, **observed)
+    return lambda x, num_data, **observed: _eager_loss(elbo, model, x, num_data, **observed)
+
+
+def _eager_loss(elbo, model, x, num_data, **observed):
+    """The ELBO's loss of the Python programs, without their param sites (the caller's optimizer
+    holds the module's parameters already; :func:`~pyro_mixvae.models.base.param_sites_off`)."""
+    from ..models.base import param_sites_off  # here: models import infer at load time
+
+    with param_sites_off():
+        return elbo.differentiable_loss(model.model, model.guide, x, num_data, **observed)

@@ -1,7 +1,9 @@
 """ELBO subclasses with the extra terms of the GMVAE papers and of VIB-GMM.
 
 :class:`MixtureELBO` is ``TraceEnum_ELBO`` plus three terms that compose (loss = minimised);
-:class:`InformationBottleneckELBO` adds VIB-GMM's weight ``s`` on the KL part (see its docstring):
+:class:`InformationBottleneckELBO` adds VIB-GMM's weight ``s`` on the KL part (see its docstring);
+:class:`AuxiliaryELBO` adds an auxiliary program's weighted log-likelihood (the factorial prior's
+semi-supervised eq. 8):
 
 ===========================  ===============================  =============================================
 term                         paper                            loss added
@@ -65,6 +67,7 @@ import math
 from typing import Optional
 
 import torch
+from pyro import poutine
 from pyro.infer import TraceEnum_ELBO
 from pyro.infer.util import is_identically_zero
 
@@ -352,3 +355,54 @@ class InformationBottleneckELBO(MixtureELBO):
             particle = particle + (self.s - 1.0) * t.total(kl_sampled)
         report.update({"recon": t.reconstruction, "d_vkl": d_vkl, "kl_sampled": kl_sampled})
         return particle, report
+
+
+class AuxiliaryELBO(TraceEnum_ELBO):
+    """``TraceEnum_ELBO`` minus ``weight`` times the log-likelihood of an auxiliary program.
+
+    ``auxiliary`` is a Pyro program called with the model's arguments whose observed sites
+    are the extra term -- Pyro's ss_vae_M2 ``model_classify``, here in the same loss and the
+    same optimizer step rather than in a second SVI object::
+
+        loss = TraceEnum_ELBO loss(model, guide) - weight * sum_obs scale * log p_aux(obs)
+
+    with each observed site's scale (N / B under a subsampled plate) and mask, as in the ELBO.
+    The factorial prior's eq. 8 is this with ``auxiliary`` =
+    :meth:`~pyro_mixvae.models.FactorialMixtureVAE.classify` (the known labels under the
+    mixture's classifier g) and ``weight`` = delta. The auxiliary term has no latent sites, so
+    it is the same for every particle and is added once.
+    """
+
+    def __init__(self, auxiliary, weight: float, **kwargs):
+        if torch.is_tensor(weight):
+            weight = float(weight)
+        if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
+            raise ConfigError(f"the auxiliary weight must be a finite number >= 0; got {weight!r}")
+        super().__init__(**kwargs)
+        self.auxiliary, self.weight = auxiliary, float(weight)
+
+    @property
+    def adds_terms(self) -> bool:
+        """Whether the loss differs from plain ``TraceEnum_ELBO``'s."""
+        return self.weight != 0.0
+
+    def auxiliary_loss(self, *args, **kwargs) -> torch.Tensor:
+        """-weight * the auxiliary program's scaled, masked log-likelihood of its observed sites."""
+        trace = poutine.trace(self.auxiliary).get_trace(*args, **kwargs)
+        trace.compute_log_prob(lambda name, site: site["is_observed"])
+        total = sum((site["log_prob_sum"] for site in trace.nodes.values()
+                     if site["type"] == "sample" and site["is_observed"]), 0.0)
+        return -self.weight * total
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        loss = super().differentiable_loss(model, guide, *args, **kwargs)
+        return loss + self.auxiliary_loss(*args, **kwargs) if self.weight else loss
+
+    def loss(self, model, guide, *args, **kwargs):
+        with torch.no_grad():
+            return float(self.differentiable_loss(model, guide, *args, **kwargs))
+
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        loss.backward()
+        return float(loss.detach())

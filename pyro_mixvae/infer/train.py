@@ -331,7 +331,6 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         changed = _apply_changed_schedule(optimizer, scheduler, cfg, state["config"])
-        pyro.get_param_store().set_state(state["param_store"])
         generator.set_state(state["generator"])
         set_rng_state(ddp.rank_rng_state(state))  # [distributed] this rank's own stream
         start = state["epoch"] + 1

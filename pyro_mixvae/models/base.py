@@ -6,6 +6,22 @@ subclass). Its cluster variable is a sample site with ``infer={"enumerate": "par
 all its parameters live on the module (``nn.Parameter`` or buffers), never in Pyro's global
 parameter store, so several models in one process are independent.
 
+Pyro's own machinery works on the two programs as they are:
+
+* **training** -- every subclass's ``model`` and ``guide`` first announce the module's trainable
+  parameters to Pyro (:func:`announce_params`, a ``pyro.module`` statement that leaves the global
+  parameter store alone, as ``PyroModule`` does under ``module_local_params``), so a stock
+  ``pyro.infer.SVI(m.model, m.guide, pyro.optim.Adam(...), m.make_elbo())`` trains them all,
+  whatever ``pyro.settings`` say; :meth:`MixtureVAE.conjugate_step` after each ``svi.step`` does
+  what SVI cannot (the factorial prior's natural-gradient step);
+* **generation** -- ``model(None, num_data=N)`` generates N points (the observed site samples when
+  ``x`` is None) and returns the decoder's output, so ``pyro.infer.Predictive(m.model,
+  num_samples=S)(None, N)`` draws from the prior, ``Predictive(m.model, guide=m.guide, ...)(None, N)``
+  from the posterior over the global sites (the factorial prior's), and
+  ``Predictive(poutine.uncondition(m.model), guide=m.guide, ...)(x)`` reconstructs ``x``;
+  :meth:`MixtureVAE.sample` is written on that;
+* **drawing** -- ``pyro.render_model(m.model, model_args=(x,))`` (with graphviz, the ``graph`` extra).
+
 Besides the two programs a model provides what the training loop, the estimator and the CLI
 need, with the same names everywhere:
 
@@ -21,12 +37,20 @@ need, with the same names everywhere:
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import weakref
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import pyro
 import torch
+from pyro import poutine
+from pyro.distributions import constraints
+from pyro.infer import Predictive
+from pyro.params.param_store import param_with_module_name
+from pyro.poutine.runtime import am_i_wrapped, effectful
 from torch import nn
 
 from ..errors import ConfigError
@@ -108,6 +132,57 @@ def _convert(kind, raw):
     return kind(raw)
 
 
+def announce_params(module: nn.Module, prefix: str) -> None:
+    """``pyro.module(prefix, module)`` without Pyro's global parameter store.
+
+    One ``param`` statement per trainable parameter, named ``prefix$$$name``, whose value has
+    ``.unconstrained()`` -> the parameter itself: what ``pyro.infer.SVI`` collects and hands to
+    its optimizer, and what ``poutine.trace(param_only=True)`` records. Nothing is stored, so two
+    models never share a parameter -- what ``PyroModule`` does under
+    ``pyro.settings.set(module_local_params=True)``, without depending on that setting. Nothing
+    happens outside Pyro's handlers (a plain call) or while ``torch.jit.trace`` records a loss
+    (the traced graph takes the module's parameters as its own).
+    """
+    if _quiet[0] or torch.jit.is_tracing() or not am_i_wrapped():
+        return
+    for name, param in module.named_parameters():
+        if param.requires_grad:
+            _announce(param_with_module_name(prefix, name), param)
+
+
+_quiet = [0]
+
+
+@contextlib.contextmanager
+def param_sites_off():
+    """Within: :func:`announce_params` does nothing. For a loop that hands the module's parameters
+    to its own optimizer (:func:`~pyro_mixvae.infer.fit`, through
+    :func:`~pyro_mixvae.infer.compiled.compiled_loss`), where the param sites would only cost time."""
+    _quiet[0] += 1
+    try:
+        yield
+    finally:
+        _quiet[0] -= 1
+
+
+def _announce(name: str, param: nn.Parameter) -> None:
+    value = param.detach()  # an alias carries the reference, so the Parameter itself stays picklable
+    value.unconstrained = weakref.ref(param)
+    effectful(lambda *_, **__: value, type="param")(name, value, constraint=constraints.real, name=name)
+
+
+def _announcing(program):
+    """Wrap a model's ``model`` / ``guide`` so that it calls :func:`announce_params` first."""
+
+    @functools.wraps(program)
+    def run(self, *args, **kwargs):
+        announce_params(self, self.name)
+        return program(self, *args, **kwargs)
+
+    run.announces_params = True
+    return run
+
+
 class MixtureVAE(nn.Module, metaclass=ABCMeta):
     """Base class: a mixture-prior VAE written as a pair of Pyro programs.
 
@@ -126,6 +201,8 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
     min_clusters = 1
     default_epochs = 50
     default_pretrain_epochs = 0
+    # the model's enumerated cluster sites (one per factor): what sample() clamps and returns
+    cluster_sites: Sequence[str] = ("c",)
     # training settings that differ from pyro_mixvae.infer.train.TRAIN_DEFAULTS for this model
     train_defaults: Dict[str, Any] = {}
 
@@ -138,22 +215,69 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
         self.likelihood_name = likelihood
         self.hparams = parse_settings(self.name, self.settings, settings)
 
+    def __init_subclass__(cls, **kwargs):
+        """Every subclass's ``model`` and ``guide`` announce the module's parameters to Pyro
+        (:func:`announce_params`), so that stock ``pyro.infer.SVI`` trains them."""
+        super().__init_subclass__(**kwargs)
+        for name in ("model", "guide"):
+            program = cls.__dict__.get(name)
+            if program is not None and not getattr(program, "announces_params", False):
+                setattr(cls, name, _announcing(program))
+
     # -- what the training loop and the estimator call ------------------------------------
     @abstractmethod
-    def model(self, x, num_data: Optional[int] = None):
-        """The generative program p(x, z, c); ``num_data`` is N when ``x`` is a minibatch."""
+    def model(self, x=None, num_data: Optional[int] = None):
+        """The generative program p(x, z, c); ``num_data`` is N when ``x`` is a minibatch.
+
+        With ``x`` None it generates ``num_data`` points (1 if None): the observed site samples.
+        Returns the decoder's output for the drawn z (what :meth:`sample` maps to E[x | z])."""
 
     @abstractmethod
-    def guide(self, x, num_data: Optional[int] = None):
-        """The amortized variational program q(z, ... | x)."""
+    def guide(self, x=None, num_data: Optional[int] = None):
+        """The amortized variational program q(z, ... | x); with ``x`` None only the global sites (if any)."""
 
     @abstractmethod
     def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
         """(N, K) posterior cluster probabilities for a batch of data."""
 
-    @abstractmethod
+    @torch.no_grad()
     def sample(self, n: int, cluster: Optional[int] = None):
-        """(x_mean, c): ``n`` data-space means drawn from the prior (or from cluster ``cluster``)."""
+        """(x_mean, c): ``n`` data-space means E[x | z], z drawn by the generative story (with
+        c = ``cluster`` when given), the global sites from the guide (:meth:`generate`)."""
+        self.check_cluster(cluster)
+        x_mean, clusters = self.generate(n, {self.cluster_sites[0]: cluster})
+        return x_mean, clusters[0]
+
+    @torch.no_grad()
+    def generate(self, n: int, clusters: Optional[Dict[str, Optional[int]]] = None):
+        """``n`` new points by ``pyro.infer.Predictive(model, guide=guide)`` at ``x = None``.
+
+        The guide draws the global sites (one draw for all ``n``; VaDE and GMVAE have none), the
+        model the rest of its story; ``clusters`` {site: k} clamps cluster sites (``poutine.condition``,
+        None = drawn). Returns (E[x | z] (n, *data_shape), [values (n,) of each of ``cluster_sites``]).
+        """
+        model = self.model
+        fixed = {site: k for site, k in (clusters or {}).items() if k is not None}
+        if fixed:
+            device = self.zero().device
+            model = poutine.condition(model, data={site: torch.full((n,), int(k), dtype=torch.long, device=device)
+                                                   for site, k in fixed.items()})
+        sites = ("_RETURN",) + tuple(self.cluster_sites)
+        draws = Predictive(model, guide=self.guide, num_samples=1, return_sites=sites)(None, n)
+        return self.likelihood.mean(draws["_RETURN"][0]), [draws[site][0] for site in self.cluster_sites]
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, num_samples: int = 1, **observed) -> torch.Tensor:
+        """(S, B, *data_shape) posterior-predictive means E[x | z] of the batch ``x``, z ~ q(z | x):
+        ``Predictive(poutine.uncondition(model), guide=guide, num_samples=S)(x, B)`` -- the guide's
+        draws, and the model's observed site left to sample rather than held at ``x``."""
+        draws = Predictive(poutine.uncondition(self.model), guide=self.guide, num_samples=num_samples,
+                           return_sites=("_RETURN",))(x, x.shape[0], **observed)
+        return self.likelihood.mean(draws["_RETURN"])
+
+    def zero(self) -> torch.Tensor:
+        """A 0-d zero with the parameters' dtype and device (for sites that do not depend on ``x``)."""
+        return next(self.parameters()).new_zeros(())
 
     def pretrain(self, x: torch.Tensor, epochs: int, batch_size: int, seed: int, progress: bool = False,
                  **observed) -> dict:
@@ -164,8 +288,21 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
         """Model-specific numbers for ``metrics.json`` (JSON-serialisable). Default: none."""
         return {}
 
+    def conjugate_step(self, x: torch.Tensor, num_data: int, **observed) -> None:
+        """Updates that SVI's gradient step does not make, called after each optimizer step on the
+        same minibatch (the factorial prior's natural-gradient step). Default: nothing.
+
+        Public so that a plain Pyro loop matches :func:`~pyro_mixvae.infer.fit`::
+
+            svi = pyro.infer.SVI(m.model, m.guide, pyro.optim.Adam({"lr": 1e-3}), m.make_elbo())
+            for xb in batches:
+                svi.step(xb, N)
+                m.conjugate_step(xb, N)
+        """
+
     def after_step(self, x: torch.Tensor, num_data: int, **observed) -> None:
-        """Called by the training loop after each optimizer step (conjugate updates). Default: nothing."""
+        """What the training loop calls after each optimizer step: :meth:`conjugate_step`."""
+        self.conjugate_step(x, num_data, **observed)
 
     def make_elbo(self, num_particles: int = 1):
         """The training objective: plain ``TraceEnum_ELBO`` unless a model adds terms from its settings."""
@@ -226,12 +363,15 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
             raise ConfigError(f"cluster {cluster} does not exist: this model has clusters 0..{self.n_clusters - 1}")
 
 
-def data_plate(x: torch.Tensor, num_data: Optional[int] = None):
+def data_plate(x: Optional[torch.Tensor], num_data: Optional[int] = None):
     """The plate over data points: the minibatch ``x`` stands for ``num_data`` points.
 
     The batch is the subsample, so every site inside is scaled by N / B, the unbiased
-    minibatch estimate of the full-data ELBO.
+    minibatch estimate of the full-data ELBO. With ``x`` None (generation) it is a plate of
+    ``num_data`` new points (1 when None), unscaled.
     """
+    if x is None:
+        return pyro.plate("data", 1 if num_data is None else int(num_data))
     batch = x.shape[0]
     size = batch if num_data is None else int(num_data)
     return pyro.plate("data", size, subsample=torch.arange(batch, device=x.device))

@@ -23,9 +23,10 @@ Training (Sect. 2.4, App. E), one minibatch:
 
 1. an SVI step on theta, phi with ``TraceEnum_ELBO``: r_i is summed out exactly (model-side
    enumeration, the collapsed form of (4a)-(4c)) at a draw of the globals from q;
-2. ``after_step``: responsibilities gamma recomputed in closed form (eq. 5-6) from the updated
-   encoder, then one natural-gradient step on q(pi_i), q(mu, alpha) (eq. 7, 13, 14) with
-   rho_tau = (tau0 + tau)^-kappa.
+2. :meth:`~FactorialMixtureVAE.conjugate_step` (public: call it after ``svi.step`` in a plain
+   Pyro loop; ``fit`` calls it too): responsibilities gamma recomputed in closed form (eq. 5-6)
+   from the updated encoder, then one natural-gradient step on q(pi_i), q(mu, alpha)
+   (eq. 7, 13, 14) with rho_tau = (tau0 + tau)^-kappa.
 
 Before that, ``pretrain``: a VAE with an N(0, I) prior and an annealed KL (Sect. 2.4 "in
 practice"), then the prior-initialisation phase (steps 1 and 3 only): a diagonal GMM on the
@@ -34,12 +35,16 @@ full-data coordinate-ascent sweeps (rho = 1).
 
 Semi-supervision (Sect. 2.5): ``labels`` (B, I) with -1 where unknown. A known label clamps
 q(r_i) to a delta -- in the model r_i's distribution becomes a point mass at the label and the
-label's likelihood log pi_{i y} enters as a factor -- and, with ``delta`` > 0, the cross-entropy
-of eq. 8, delta * sum y log g with g the softmax of eq. 5-6's logits computed from the encoder,
-is added to the objective, so its gradient reaches the encoder.
+label's likelihood log pi_{i y} enters as a factor. The cross-entropy of eq. 8, delta * sum y log g
+with g the softmax of eq. 5-6's logits computed from the encoder, is not part of the generative
+story: it is the objective's (:meth:`~FactorialMixtureVAE.make_elbo`), the log-likelihood of the
+auxiliary program :meth:`~FactorialMixtureVAE.classify` (as Pyro's ss_vae_M2 example), so its
+gradient reaches the encoder.
 
-Sampling (eq. 10): z_i | k_i from the Student-t predictive of q(mu, alpha); k_i given or drawn
-from q(pi_i). Evaluation (eq. 11, App. C.2-C.3): :meth:`predictive_bound` with its parts.
+Sampling (eq. 10): ``Predictive(model, guide=guide)`` at ``x = None`` -- pi_i, (mu, alpha) drawn
+from q, then k_i (given, or ~ Cat(pi_i)) and z_i | k_i from the model, so that each point's z_i
+is a draw of eq. 10's Student-t predictive. Evaluation (eq. 11, App. C.2-C.3):
+:meth:`predictive_bound` with its parts.
 """
 from __future__ import annotations
 
@@ -52,7 +57,7 @@ import torch
 from pyro.ops.indexing import Vindex
 from torch import nn
 
-from ..distributions import NormalGamma, student_t_predictive
+from ..distributions import NormalGamma
 from ..errors import ConfigError
 from ..infer.conjugate import DEFAULT_KAPPA, DEFAULT_TAU0, ConjugateMixture, MixtureStats, check_schedule
 from ..infer.distributed import sum_across_ranks
@@ -121,6 +126,7 @@ class FactorialMixtureVAE(MixtureVAE):
         prior = {k: hp[k] for k in ("m0", "s0", "a0", "b0", "c0")}
         self.mixtures = nn.ModuleList(ConjugateMixture(k, D, tau0=hp["tau0"], kappa=hp["kappa"], **prior)
                                       for k in ks)
+        self.cluster_sites = tuple(f"r_{i}" for i in range(I))
 
     # -- pieces ------------------------------------------------------------------------------------
     def blocks(self, t: torch.Tensor) -> list:
@@ -143,46 +149,76 @@ class FactorialMixtureVAE(MixtureVAE):
         return labels.long()
 
     # -- the two programs --------------------------------------------------------------------------
-    def model(self, x, num_data: Optional[int] = None, labels: Optional[torch.Tensor] = None):
-        labels = self._check_labels(labels, x.shape[0])
+    def model(self, x=None, num_data: Optional[int] = None, labels: Optional[torch.Tensor] = None):
+        """Eq. 1-2 with r_i enumerated, clamped to the label where ``labels`` gives one (Sect. 2.5);
+        generates when ``x`` is None (returns the decoder's output)."""
+        labels = self._check_labels(labels, x.shape[0] if x is not None else int(num_data or 1))
         globals_ = []
         for i, mix in enumerate(self.mixtures):
             pi = pyro.sample(f"pi_{i}", dist.Dirichlet(mix.c0))
             xi = pyro.sample(f"xi_{i}", NormalGamma(mix.m0, mix.s0, mix.a0, mix.b0).to_event(2))
             globals_.append((pi, xi))
-        cross_entropy = labels is not None and self.hparams["delta"] > 0
-        blocks = self.encode_blocks(x) if cross_entropy else None
         zs = []
         with data_plate(x, num_data):
             for i, (pi, xi) in enumerate(globals_):
-                K = self.components[i]
                 log_pi = torch.log(pi.clamp(min=torch.finfo(pi.dtype).tiny))
                 logits = log_pi  # (..., K): broadcast over the plate (and any particle dimension)
                 if labels is not None:
-                    y = labels[:, i]
-                    known = y >= 0
-                    onehot = torch.nn.functional.one_hot(y.clamp(min=0), K)
-                    # a point mass at the label (a large negative number, not -inf: validation refuses it)
-                    logits = torch.where(known[:, None], torch.where(onehot.bool(), 0.0, -1e30), logits)
-                    pyro.factor(f"label_{i}", torch.where(known, (log_pi * onehot).sum(-1), 0.0))
-                    if cross_entropy:  # eq. 8: delta * sum_k y_k log g_k, g from eq. 5-6 at the encoder
-                        g = torch.log_softmax(self.mixtures[i].responsibility_logits(*blocks[i]), -1)
-                        ce = g.gather(-1, y.clamp(min=0)[:, None]).squeeze(-1)
-                        pyro.factor(f"cross_entropy_{i}", self.hparams["delta"] * torch.where(known, ce, 0.0))
+                    logits = self._clamp(i, log_pi, labels[:, i])
                 r = pyro.sample(f"r_{i}", dist.Categorical(logits=logits), infer={"enumerate": "parallel"})
                 mu, alpha = Vindex(xi[..., 0])[..., r, :], Vindex(xi[..., 1])[..., r, :]  # broadcasts particles, enumeration
                 zs.append(pyro.sample(f"z_{i}", dist.Normal(mu, alpha.rsqrt()).to_event(1)))
             z = torch.cat(torch.broadcast_tensors(*zs) if len(zs) > 1 else zs, -1)
-            pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
+            out = self.decoder(z)
+            pyro.sample("x", self.likelihood(out), obs=x)
+        return out
 
-    def guide(self, x, num_data: Optional[int] = None, labels: Optional[torch.Tensor] = None):
+    def _clamp(self, i: int, log_pi: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Factor i's logits of r with the known labels ``y`` (>= 0) clamped: a point mass at the label
+        (a large negative number, not -inf: validation refuses it), the label's likelihood
+        log pi_{i y} added as the factor ``label_i``."""
+        known = y >= 0
+        onehot = torch.nn.functional.one_hot(y.clamp(min=0), self.components[i])
+        pyro.factor(f"label_{i}", torch.where(known, (log_pi * onehot).sum(-1), 0.0))
+        return torch.where(known[:, None], torch.where(onehot.bool(), 0.0, -1e30), log_pi)
+
+    def guide(self, x=None, num_data: Optional[int] = None, labels: Optional[torch.Tensor] = None):
+        """q(pi_i) = Dir(c_i), q(mu, alpha) = NormalGamma(m, s, a, b) (the conjugate buffers), and
+        q(z | x) split into the factor blocks; only the globals when ``x`` is None."""
         for i, mix in enumerate(self.mixtures):
             pyro.sample(f"pi_{i}", dist.Dirichlet(mix.c))
             pyro.sample(f"xi_{i}", mix.normal_gamma().to_event(2))
+        if x is None:
+            return
         with data_plate(x, num_data):
             loc, scale = self.encoder(x)
             for i, (loc_i, scale_i) in enumerate(zip(self.blocks(loc), self.blocks(scale))):
                 pyro.sample(f"z_{i}", dist.Normal(loc_i, scale_i).to_event(1))
+
+    def classify(self, x, num_data: Optional[int] = None, labels: Optional[torch.Tensor] = None):
+        """The auxiliary program of eq. 8: each known label y_i observed under g = softmax of eq. 5-6's
+        logits at q(z | x) (the classifier the mixture defines on the encoder), so that its
+        log-likelihood sum_n sum_k y_k log g_k reaches the encoder. Pyro's ss_vae_M2 ``model_classify``;
+        :meth:`make_elbo` adds ``delta`` times its negative log-likelihood to the loss."""
+        labels = self._check_labels(labels, x.shape[0])
+        if labels is None:
+            return
+        blocks = self.encode_blocks(x)
+        with data_plate(x, num_data):
+            for i, (mix, (loc, var)) in enumerate(zip(self.mixtures, blocks)):
+                y = labels[:, i]
+                g = dist.Categorical(logits=mix.responsibility_logits(loc, var))
+                pyro.sample(f"y_{i}", g.mask(y >= 0), obs=y.clamp(min=0))
+
+    def make_elbo(self, num_particles: int = 1):
+        """``TraceEnum_ELBO``; with ``delta`` > 0 :class:`~pyro_mixvae.infer.elbo.AuxiliaryELBO`, which
+        adds delta times :meth:`classify`'s negative log-likelihood of the known labels (eq. 8)."""
+        if self.hparams["delta"] == 0:
+            return super().make_elbo(num_particles)
+        from ..infer.elbo import AuxiliaryELBO
+
+        return AuxiliaryELBO(self.classify, self.hparams["delta"], max_plate_nesting=self.max_plate_nesting,
+                             num_particles=num_particles, vectorize_particles=True)
 
     # -- conjugate updates -------------------------------------------------------------------------
     @torch.no_grad()
@@ -203,8 +239,12 @@ class FactorialMixtureVAE(MixtureVAE):
         return out
 
     @torch.no_grad()
-    def after_step(self, x, num_data, labels: Optional[torch.Tensor] = None, rho: Optional[float] = None) -> None:
-        """Steps 1 and 3 of Sect. 2.4: recompute gamma (eq. 5-6), then the natural-gradient step (eq. 7, 13, 14).
+    def conjugate_step(self, x, num_data, labels: Optional[torch.Tensor] = None, rho: Optional[float] = None) -> None:
+        """Steps 1 and 3 of Sect. 2.4 on the minibatch ``x`` of ``num_data`` points, after an SVI step:
+        gamma recomputed from the updated encoder (eq. 5-6, clamped to ``labels`` where known), then
+        one natural-gradient step on q(pi_i), q(mu, alpha) of every factor (eq. 7, 13, 14) with
+        rho_tau = (tau0 + tau)^-kappa, or ``rho`` when given. What :func:`~pyro_mixvae.infer.fit` calls
+        after each optimizer step; call it after ``svi.step(x, num_data)`` in a plain Pyro loop.
 
         In data-parallel training the statistics are summed across the ranks first (one all-reduce
         for all factors), so that the step is the one on the union of the ranks' batches (eq. 13 / App. D)."""
@@ -288,33 +328,23 @@ class FactorialMixtureVAE(MixtureVAE):
 
     @torch.no_grad()
     def sample(self, n: int, cluster: Optional[int] = None, ks: Optional[Sequence[Optional[int]]] = None):
-        """``n`` data-space means E[x | z], z_i | k_i from the Student-t of eq. 10.
+        """``n`` data-space means E[x | z] by :meth:`generate`: the globals from q (one draw), k_i and
+        z_i | k_i from the model (so z_i from eq. 10's Student-t marginally).
 
-        ``ks`` gives k_i per factor (None: drawn from q(pi_i), pi_i ~ Dir(c_i)); ``cluster`` is
-        shorthand for k_0. Returns (x_mean, k) with k of shape (n, I) (factor 0's column when I = 1).
+        ``ks`` gives k_i per factor (None: drawn from Cat(pi_i)); ``cluster`` is shorthand for k_0.
+        Returns (x_mean, k) with k of shape (n, I) (factor 0's column when I = 1).
         """
         ks = list(ks) if ks is not None else [None] * self.n_factors
         if len(ks) != self.n_factors:
             raise ConfigError(f"ks needs one entry per factor ({self.n_factors}); got {len(ks)}")
         if cluster is not None:
             ks[0] = cluster
-        device = self.mixtures[0].m.device
-        zs, chosen = [], []
-        for i, (mix, k) in enumerate(zip(self.mixtures, ks)):
-            K = self.components[i]
-            if k is None:
-                pi = dist.Dirichlet(mix.c).sample((n,))
-                k_i = dist.Categorical(probs=pi).sample()
-            else:
-                if not 0 <= int(k) < K:
-                    raise ConfigError(f"factor {i} has components 0..{K - 1}; got {k}")
-                k_i = torch.full((n,), int(k), dtype=torch.long, device=device)
-            t = student_t_predictive(mix.normal_gamma())  # batch (K, D)
-            zs.append(t.sample((n,)).gather(1, k_i[:, None, None].expand(n, 1, self.dim)).squeeze(1))
-            chosen.append(k_i)
-        z = torch.cat(zs, -1).to(torch.get_default_dtype())
+        for i, k in enumerate(ks):
+            if k is not None and not 0 <= int(k) < self.components[i]:
+                raise ConfigError(f"factor {i} has components 0..{self.components[i] - 1}; got {k}")
+        x_mean, chosen = self.generate(n, dict(zip(self.cluster_sites, ks)))
         k = torch.stack(chosen, -1)
-        return self.likelihood.mean(self.decoder(z)), (k[:, 0] if self.n_factors == 1 else k)
+        return x_mean, (k[:, 0] if self.n_factors == 1 else k)
 
     # -- pretraining and the prior initialisation (Sect. 2.4, App. E) -------------------------------
     def pretrain(self, x, epochs: int, batch_size: int, seed: int, progress: bool = False,

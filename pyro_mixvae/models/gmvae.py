@@ -312,17 +312,23 @@ class GMVAE(MixtureVAE):
         return [(torch.full((self.n_clusters,), 1.0 / self.n_clusters, device=loc.device), loc[0], scale[0])]
 
     # -- the two programs --------------------------------------------------------------------------
-    def model(self, x, num_data: Optional[int] = None):
-        """Eq. 1a-1d, with c enumerated."""
+    def model(self, x=None, num_data: Optional[int] = None):
+        """Eq. 1a-1d, with c enumerated; generates when ``x`` is None (returns the decoder's output)."""
+        zero = self.zero()
         with data_plate(x, num_data):
-            w = pyro.sample("w", dist.Normal(x.new_zeros(()), 1.0).expand([self.w_dim]).to_event(1))
-            c = pyro.sample("c", dist.Categorical(logits=self.log_prior_c(x)), infer={"enumerate": "parallel"})
+            w = pyro.sample("w", dist.Normal(zero, 1.0).expand([self.w_dim]).to_event(1))
+            c = pyro.sample("c", dist.Categorical(logits=self.log_prior_c(zero)), infer={"enumerate": "parallel"})
             loc, scale = self.components(w)  # (..., B, K, D)
             z = pyro.sample("z", dist.Normal(Vindex(loc)[..., c, :], Vindex(scale)[..., c, :]).to_event(1))
-            pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
+            out = self.decoder(z)
+            pyro.sample("x", self.likelihood(out), obs=x)
+        return out
 
-    def guide(self, x, num_data: Optional[int] = None):
-        """q(z|x) q(w|x), times q(c|x) for the mean-field guide (else c's posterior is p_beta(c|z,w))."""
+    def guide(self, x=None, num_data: Optional[int] = None):
+        """q(z|x) q(w|x), times q(c|x) for the mean-field guide (else c's posterior is p_beta(c|z,w));
+        no global sites: nothing to draw when ``x`` is None."""
+        if x is None:
+            return
         with data_plate(x, num_data):
             z_loc, z_scale, w_loc, w_scale, logits = self.encode(x)
             if logits is not None:
@@ -359,7 +365,7 @@ class GMVAE(MixtureVAE):
             return []
         return [LinearSchedule("eta", self.eta_warmup * self.eta, self.eta, int(self.eta_warmup_epochs))]
 
-    # -- clustering and sampling -------------------------------------------------------------------
+    # -- clustering -------------------------------------------------------------------
     @torch.no_grad()
     def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
         """posterior guide: p_beta(c | z = mu_z(x), w = mu_w(x)) (eq. 3 at the encoder means);
@@ -368,18 +374,3 @@ class GMVAE(MixtureVAE):
         if logits is None:
             logits = self.component_log_prob(z_loc, w_loc)
         return torch.softmax(logits, -1)
-
-    @torch.no_grad()
-    def sample(self, n: int, cluster: Optional[int] = None):
-        """w ~ N(0, I), c ~ Cat(1/K) (or c = ``cluster``), z ~ N(mu_c(w), sigma_c^2(w)), E[x | z]."""
-        self.check_cluster(cluster)
-        device = self.components.net[0].weight.device
-        w = torch.randn(n, self.w_dim, device=device)
-        if cluster is None:
-            c = torch.randint(self.n_clusters, (n,), device=device)
-        else:
-            c = torch.full((n,), int(cluster), dtype=torch.long, device=device)
-        loc, scale = self.components(w)
-        idx = torch.arange(n, device=device)
-        z = dist.Normal(loc[idx, c], scale[idx, c]).sample()
-        return self.likelihood.mean(self.decoder(z)), c

@@ -87,14 +87,20 @@ class VaDE(MixtureVAE):
         return log_pi + dist.Normal(loc, scale).log_prob(z.unsqueeze(-2)).sum(-1)
 
     # -- the two programs -------------------------------------------------------------------
-    def model(self, x, num_data: Optional[int] = None):
+    def model(self, x=None, num_data: Optional[int] = None):
+        """Eq. 4-6, with c enumerated; generates when ``x`` is None (returns the decoder's output)."""
         log_pi, loc, scale = self.mixture()
         with data_plate(x, num_data):
             c = pyro.sample("c", dist.Categorical(logits=log_pi), infer={"enumerate": "parallel"})
             z = pyro.sample("z", dist.Normal(loc[c], scale[c]).to_event(1))
-            pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
+            out = self.decoder(z)
+            pyro.sample("x", self.likelihood(out), obs=x)
+        return out
 
-    def guide(self, x, num_data: Optional[int] = None):
+    def guide(self, x=None, num_data: Optional[int] = None):
+        """q(z | x), eq. 10-11 (no global sites: nothing to draw when ``x`` is None)."""
+        if x is None:
+            return
         with data_plate(x, num_data):
             loc, scale = self.encoder(x)
             pyro.sample("z", dist.Normal(loc, scale).to_event(1))
@@ -109,23 +115,11 @@ class VaDE(MixtureVAE):
         return InformationBottleneckELBO(s=self.hparams["s"], kl="sampled", max_plate_nesting=self.max_plate_nesting,
                                          num_particles=num_particles, vectorize_particles=True)
 
-    # -- clustering and sampling -------------------------------------------------------------
+    # -- clustering -------------------------------------------------------------
     @torch.no_grad()
     def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
         """gamma = p(c | z = mu~(x)), eq. 16 at the encoder mean."""
         return torch.softmax(self.component_log_prob(self.encoder(x)[0]), -1)
-
-    @torch.no_grad()
-    def sample(self, n: int, cluster: Optional[int] = None):
-        """Ancestral samples: c ~ Cat(pi) (or c = ``cluster``), z ~ N(mu_c, sigma_c^2), E[x | z]."""
-        self.check_cluster(cluster)
-        log_pi, loc, scale = self.mixture()
-        if cluster is None:
-            c = dist.Categorical(logits=log_pi).sample((n,))
-        else:
-            c = torch.full((n,), int(cluster), dtype=torch.long, device=loc.device)
-        z = dist.Normal(loc[c], scale[c]).sample()
-        return self.likelihood.mean(self.decoder(z)), c
 
     # -- pretraining (Sect. 4.2) ---------------------------------------------------------------
     def pretrain(self, x, epochs: int, batch_size: int, seed: int, progress: bool = False, **observed) -> dict:
