@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("model", help=f"one of: {', '.join(sorted(MODELS))}")
     f.add_argument("--data", default="digits", help="digits, arcs, mnist, fashion-mnist, svhn, or PATH.npz / PATH.csv")
     f.add_argument("--split", default="all", help="train, test or all (for mnist, fashion-mnist, svhn)")
+    f.add_argument("--download", action="store_true",
+                   help="fetch mnist, fashion-mnist or svhn with torchvision first (into $MIXVAE_DATA_DIR, "
+                        "else ~/.cache/pyro_mixvae/datasets)")
     f.add_argument("--clusters", "-k", type=int, default=None, help="K (default: the number of classes, else 10)")
     f.add_argument("--epochs", type=int, default=None, help="SVI epochs (default: the model's)")
     f.add_argument("--pretrain-epochs", type=int, default=None, help="0 skips pretraining (default: the model's)")
@@ -136,7 +139,7 @@ def _run_fit(args) -> dict:
     settings = parse_settings(args.model, cls.settings, given)
     if args.restarts < 1:
         raise ConfigError(f"--restarts must be >= 1; got {args.restarts}")
-    data = load_dataset(args.data, split=args.split)
+    data = load_dataset(args.data, split=args.split, download=args.download)
     x = as_model_input(data.x)
     likelihood = resolve_likelihood(args.likelihood, x)
     check_data(x, data.y, likelihood=likelihood)
