@@ -103,8 +103,9 @@ def fake_mnist(folder, gz=False, n_train=6, n_test=4):
 
 
 @pytest.fixture
-def no_env(monkeypatch):
+def no_env(monkeypatch, tmp_path):
     monkeypatch.delenv("MIXVAE_DATA_DIR", raising=False)
+    monkeypatch.setattr(data, "DOWNLOAD_DIR", str(tmp_path / "no-downloads"))  # hide files downloaded earlier
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -403,3 +404,21 @@ def test_svhn_bad_files(tmp_path, no_env):
     with pytest.raises(DataError) as e:
         load_dataset("svhn", split="test", data_dir=str(tmp_path))
     assert_one_line_error(e, "test_32x32.mat is not a readable .mat file")
+
+
+def test_cli_download_flag_reaches_torchvision(tmp_path, monkeypatch, capsys):
+    from pyro_mixvae.cli import main
+
+    asked = []
+
+    class Offline:
+        def __init__(self, root, train=True, download=False):
+            asked.append((root, download))
+            raise RuntimeError("no network")
+
+    monkeypatch.setenv("MIXVAE_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(data, "_torchvision_dataset", lambda name: Offline)
+    assert main(["fit", "vade", "--data", "fashion-mnist", "--download", "--out", str(tmp_path / "run")]) == 2
+    assert asked == [(str(tmp_path), True)]
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "fashion-mnist: torchvision could not download it to" in err and "no network" in err
