@@ -309,9 +309,9 @@ def _load_idx_set(name: str, split: str, data_dir: Optional[str], download: bool
     paths = _find_files(files, dirs, allow_gz=True)
     if paths is None:
         raise _missing(name, [f + "[.gz]" for f in files], dirs, _IDX_HOW[name])
-    found = os.path.dirname(paths[files[0]])
-    tv_layout = os.path.basename(found) == "raw" and os.path.basename(os.path.dirname(found)) == _TORCHVISION_CLASS[name]
-    tv_root = os.path.dirname(os.path.dirname(found)) if tv_layout else None
+    found = os.path.dirname(paths[files[0]])  # torchvision's layout: ROOT/MNIST/raw/
+    tv_root, tail = os.path.split(os.path.dirname(found))
+    tv_root = tv_root if os.path.basename(found) == "raw" and tail == _TORCHVISION_CLASS[name] else None
     xs, ys = zip(*(_idx_part(name, p, paths, tv_root) for p in parts))
     x = np.concatenate(xs)[:, None].astype(np.float32) / np.float32(255)
     return _checked(x, np.concatenate(ys).astype(np.int64), name, name)

@@ -233,7 +233,8 @@ class VaDE(MixtureVAEEstimator):
 
     model_name = "vade"
 
-    def __init__(self, n_clusters=10, *, n_init=1, latent_dim=10, hidden=(500, 500, 2000), arch="mlp", likelihood="auto",
+    def __init__(self, n_clusters=10, *, n_init=1, latent_dim=10, hidden=(500, 500, 2000), arch="mlp",
+                 likelihood="auto",
                  epochs=None, pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None,
                  num_particles=None, pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, gmm_assign="tsne", s=1.0,
                  random_state=0, device=None, verbose=False):

@@ -114,7 +114,7 @@ def test_random_state_int_none_and_randomstate():
     a, b = tiny(VaDE, random_state=3).fit(x), tiny(VaDE, random_state=3).fit(x)
     np.testing.assert_array_equal(a.predict_proba(x), b.predict_proba(x))
     assert a.restarts_[0]["seed"] == 3
-    c, d = tiny(VaDE, random_state=np.random.RandomState(1)).fit(x), tiny(VaDE, random_state=np.random.RandomState(1)).fit(x)
+    c, d = (tiny(VaDE, random_state=np.random.RandomState(1)).fit(x) for _ in range(2))
     assert c.restarts_[0]["seed"] == d.restarts_[0]["seed"]
     np.testing.assert_array_equal(c.predict_proba(x), d.predict_proba(x))
     assert tiny(VaDE, random_state=None).fit(x).labels_.shape == (len(x),)
