@@ -76,7 +76,7 @@ def kgrid(data: str, seeds, log2ks=range(7)) -> list:
         for j in log2ks:
             k = 2 ** j
             rec = run_once(f"kgrid-{data}-K{k}-seed{seed}",
-                           lambda: FactorialMixtureVAE(k, seed=seed, device="cpu", **SCALED.get(data, {})),
+                           lambda: FactorialMixtureVAE(k, random_state=seed, device="cpu", **SCALED.get(data, {})),
                            x[train], x[test], {"y": ds.y[train]},
                            lambda est: {"acc_test": hungarian_acc(ds.y[test], est.predict(x[test]))})
             records.append({**rec, "data": data, "K": k, "seed": seed})

@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--data", default=None,
                    help="digits (default), arcs, mnist, fashion-mnist, svhn, or PATH.npz / PATH.csv")
     f.add_argument("--split", default=None, help="train, test or all (default; for mnist, fashion-mnist, svhn)")
+    f.add_argument("--download", action="store_true",
+                   help="fetch mnist, fashion-mnist or svhn with torchvision first (into $MIXVAE_DATA_DIR, "
+                        "else ~/.cache/pyro_mixvae/datasets)")
     f.add_argument("--clusters", "-k", type=int, default=None, help="K (default: the number of classes, else 10)")
     f.add_argument("--epochs", type=int, default=None, help="SVI epochs (default: the model's)")
     f.add_argument("--pretrain-epochs", type=int, default=None, help="0 skips pretraining (default: the model's)")
@@ -168,7 +171,7 @@ def _run_fit(args) -> dict:
             raise ConfigError(f"--guide {args.guide} contradicts --set guide={given['guide']}")
         given["guide"] = args.guide
     settings = parse_settings(args.model, cls.settings, given)
-    data = load_dataset(args.data, split=args.split)
+    data = load_dataset(args.data, split=args.split, download=args.download)
     x = as_model_input(data.x)
     likelihood = resolve_likelihood(args.likelihood, x)
     check_data(x, data.y, likelihood=likelihood)

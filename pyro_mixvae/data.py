@@ -2,7 +2,8 @@
 
 Every loader returns a :class:`Dataset`: ``x`` is float32, images as ``(N, C, H, W)``
 and flat data as ``(N, D)``; ``y`` holds int64 labels or is ``None``. Labels are never
-used for training, only to score the clustering. Nothing is ever downloaded.
+used for training, only to score the clustering. Nothing is downloaded unless asked
+(``download=True``, ``mixvae fit --download``).
 
 Named sets (``load_dataset(name)``):
 
@@ -16,20 +17,28 @@ Named sets (``load_dataset(name)``):
 ``mnist``, ``fashion-mnist``
     The idx files ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
     ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte`` (each may be gzipped,
-    ``.gz``): 60,000 + 10,000 images of 28x28 pixels divided by 255, 10 classes.
+    ``.gz``): 60,000 + 10,000 images of 28x28 pixels divided by 255, 10 classes. Read by
+    torchvision: its ``MNIST`` / ``FashionMNIST`` class (``download=False``) where the files
+    sit unpacked in its layout ``ROOT/MNIST/raw/``, elsewhere its idx readers
+    ``torchvision.datasets.mnist.read_image_file`` / ``read_label_file`` (a ``.gz`` unpacked
+    by its ``extract_archive``).
 ``svhn``
     The Street View House Numbers files ``train_32x32.mat`` and ``test_32x32.mat``:
     colour images ``(N, 3, 32, 32)`` in [0, 1], digits 0-9 (the files' label 10 is 0).
+    Read by torchvision's ``SVHN`` class where a file passes its checksum, else as that
+    class reads it (``scipy.io.loadmat``).
 
 ``split`` is ``"train"``, ``"test"`` or ``"all"`` (train then test, the default). Only
 mnist, fashion-mnist and svhn have a split; digits, arcs and files are returned whole
 whatever the split, as is usual for clustering.
 
 Where files are searched, first match wins (NAME is ``mnist``, ``fashion-mnist`` or
-``svhn``): for ROOT in the ``data_dir`` argument, then ``$MIXVAE_DATA_DIR``:
-``ROOT/NAME/``, ``ROOT/``, and torchvision's layout ``ROOT/MNIST/raw/`` or
-``ROOT/FashionMNIST/raw/``; last ``/usr/share/datasets/NAME/``, where Debian's package
-``dataset-fashion-mnist`` puts Fashion-MNIST (``apt-get install dataset-fashion-mnist``).
+``svhn``): for ROOT in the ``data_dir`` argument, then ``$MIXVAE_DATA_DIR``, then
+:data:`DOWNLOAD_DIR` (``~/.cache/pyro_mixvae/datasets``): ``ROOT/NAME/``, ``ROOT/``, and
+torchvision's layout ``ROOT/MNIST/raw/`` or ``ROOT/FashionMNIST/raw/``; last
+``/usr/share/datasets/NAME/``, where Debian's package ``dataset-fashion-mnist`` puts
+Fashion-MNIST (``apt-get install dataset-fashion-mnist``). ``download=True`` has
+torchvision fetch the files into the first ROOT, in its layout (SVHN in ``ROOT/svhn/``).
 
 Files of your own: a path ending in ``.npz`` (array ``x``, optional integer ``y``) or
 ``.csv`` (numeric columns, optional header row, optional label column named ``label``,
@@ -39,9 +48,8 @@ Files of your own: a path ending in ``.npz`` (array ``x``, optional integer ``y`
 from __future__ import annotations
 
 import csv
-import gzip
 import os
-import struct
+import tempfile
 import zlib
 from dataclasses import dataclass
 from typing import Optional
@@ -54,6 +62,7 @@ DATASETS = ("digits", "arcs", "mnist", "fashion-mnist", "svhn")
 SPLITS = ("train", "test", "all")
 LABEL_COLUMNS = ("label", "y", "class", "target")
 SYSTEM_DIR = "/usr/share/datasets"
+DOWNLOAD_DIR = "~/.cache/pyro_mixvae/datasets"  # where download=True puts files without data_dir / $MIXVAE_DATA_DIR
 
 
 @dataclass
@@ -130,11 +139,14 @@ def _checked(x, y, name, source) -> Dataset:
 
 # --------------------------------------------------------------------------- entry point
 
-def load_dataset(spec: str, *, split: str = "all", data_dir: Optional[str] = None, seed: int = 0) -> Dataset:
+def load_dataset(spec: str, *, split: str = "all", data_dir: Optional[str] = None, seed: int = 0,
+                 download: bool = False) -> Dataset:
     """Load a named set (see :data:`DATASETS`) or a ``.npz`` / ``.csv`` file.
 
     ``split`` ("train", "test", "all") matters for mnist, fashion-mnist and svhn only;
-    ``data_dir`` is searched first for their files; ``seed`` is used by ``arcs`` only.
+    ``data_dir`` is searched first for their files; ``download=True`` first fetches them with
+    torchvision (into ``data_dir``, else $MIXVAE_DATA_DIR, else :data:`DOWNLOAD_DIR`; files
+    already there are kept); ``seed`` is used by ``arcs`` only.
     """
     spec = os.fspath(spec).strip()
     if split not in SPLITS:
@@ -145,9 +157,9 @@ def load_dataset(spec: str, *, split: str = "all", data_dir: Optional[str] = Non
     if name == "arcs":
         return make_arcs(seed=seed)
     if name in ("mnist", "fashion-mnist"):
-        return _load_idx_set(name, split, data_dir)
+        return _load_idx_set(name, split, data_dir, download)
     if name == "svhn":
-        return _load_svhn(split, data_dir)
+        return _load_svhn(split, data_dir, download)
     if name.endswith(".npz"):
         return _load_npz(os.path.expanduser(spec))
     if name.endswith(".csv"):
@@ -199,7 +211,7 @@ def make_arcs(n: int = 10000, seed: int = 0, noise: float = 0.05) -> Dataset:
 
 def _search_dirs(name: str, data_dir: Optional[str], torchvision_dir: Optional[str]) -> list:
     dirs = []
-    for root in (data_dir, os.environ.get("MIXVAE_DATA_DIR")):
+    for root in (data_dir, os.environ.get("MIXVAE_DATA_DIR"), DOWNLOAD_DIR):
         if root:
             root = os.path.expanduser(os.fspath(root))
             dirs += [os.path.join(root, name), root]
@@ -229,102 +241,145 @@ def _missing(name: str, files: list, dirs: list, how: str) -> DataError:
     )
 
 
-# --------------------------------------------------------------------------- idx (MNIST)
+# --------------------------------------------------------------------------- MNIST, Fashion-MNIST (torchvision)
 
 _IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+_TORCHVISION_CLASS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "svhn": "SVHN"}
 _IDX_HOW = {
     "mnist": "put the idx files in $MIXVAE_DATA_DIR/mnist/ (or pass data_dir), "
-    "or download them with torchvision.datasets.MNIST(root, download=True) where you have "
-    "internet and use root as data_dir",
+    "or download them with mixvae fit --download (torchvision.datasets.MNIST) where you have internet",
     "fashion-mnist": "apt-get install dataset-fashion-mnist, or put the idx files in "
-    "$MIXVAE_DATA_DIR/fashion-mnist/ (or pass data_dir), or download them with "
-    "torchvision.datasets.FashionMNIST(root, download=True) where you have internet and "
-    "use root as data_dir",
+    "$MIXVAE_DATA_DIR/fashion-mnist/ (or pass data_dir), or download them with mixvae fit --download "
+    "(torchvision.datasets.FashionMNIST) where you have internet",
 }
 
 
-def read_idx(path: str, ndim: int) -> np.ndarray:
-    """Read an idx file of unsigned bytes (magic 0x0000 08 ``ndim``), gzipped or not."""
+def _torchvision_dataset(name: str):
+    import torchvision.datasets
+
+    return getattr(torchvision.datasets, _TORCHVISION_CLASS[name])
+
+
+def read_idx(path: str, kind: str) -> np.ndarray:
+    """An idx file of images (N, H, W) or labels (N,) as uint8, through torchvision's
+    ``read_image_file`` / ``read_label_file``; a ``.gz`` is unpacked first by torchvision's
+    ``extract_archive`` into a temporary folder."""
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+    from torchvision.datasets.utils import extract_archive
+
+    read = {"images": read_image_file, "labels": read_label_file}[kind]
     try:
-        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
-            raw = f.read()
+        if not path.endswith(".gz"):
+            return read(path).numpy().astype(np.uint8)
+        with tempfile.TemporaryDirectory() as tmp:
+            return read(extract_archive(path, tmp)).numpy().astype(np.uint8)
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"cannot read {path}: {_one_line(e)}") from None
-    magic = raw[:4]
-    if magic != bytes([0, 0, 0x08, ndim]):
-        raise DataError(
-            f"{path} is not an idx file of {ndim}-D unsigned bytes: magic number "
-            f"0x{magic.hex() or '(empty)'}, expected 0x{bytes([0, 0, 8, ndim]).hex()}"
-        )
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path} is truncated: {len(raw)} bytes, shorter than its header")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = header + int(np.prod(dims))
-    if len(raw) != expected:
-        raise DataError(f"{path} has {len(raw)} bytes but its header {dims} needs {expected}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    except (AssertionError, TypeError, ValueError, RuntimeError, IndexError) as e:
+        reason = _one_line(e) or "its header (magic number and sizes) is not that of an idx file of unsigned bytes"
+        raise DataError(f"{path} is not an idx file of {kind}: {reason}") from None
 
 
-def _load_idx_set(name: str, split: str, data_dir: Optional[str]) -> Dataset:
+def _idx_part(name: str, part: str, paths: dict, tv_root: Optional[str]):
+    """(images uint8 (N, 28, 28), labels (N,)) of one split: torchvision's dataset class when the
+    files sit unpacked in its layout (``tv_root``/MNIST/raw/), else its idx readers."""
+    image_path, label_path = (paths[f] for f in _IDX_FILES[part])
+    if tv_root is not None and not image_path.endswith(".gz") and not label_path.endswith(".gz"):
+        try:
+            ds = _torchvision_dataset(name)(tv_root, train=part == "train", download=False)
+        except (AssertionError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            raise DataError(f"{os.path.dirname(image_path)}: torchvision cannot read {name}: {_one_line(e)}") from None
+        images, labels = ds.data.numpy(), ds.targets.numpy()
+    else:
+        images, labels = read_idx(image_path, "images"), read_idx(label_path, "labels")
+    if len(images) != len(labels):
+        raise DataError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels")
+    return images, labels
+
+
+def _load_idx_set(name: str, split: str, data_dir: Optional[str], download: bool = False) -> Dataset:
     parts = ["train", "test"] if split == "all" else [split]
     files = [f for p in parts for f in _IDX_FILES[p]]
-    dirs = _search_dirs(name, data_dir, {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}[name])
+    if download:
+        root = _download_root(data_dir)
+        for part in parts:
+            _download(name, root, train=part == "train")
+    dirs = _search_dirs(name, data_dir, _TORCHVISION_CLASS[name])
     paths = _find_files(files, dirs, allow_gz=True)
     if paths is None:
         raise _missing(name, [f + "[.gz]" for f in files], dirs, _IDX_HOW[name])
-    xs, ys = [], []
-    for p in parts:
-        image_path, label_path = (paths[f] for f in _IDX_FILES[p])
-        images, labels = read_idx(image_path, 3), read_idx(label_path, 1)
-        if len(images) != len(labels):
-            raise DataError(
-                f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels"
-            )
-        xs.append(images)
-        ys.append(labels)
+    found = os.path.dirname(paths[files[0]])  # torchvision's layout: ROOT/MNIST/raw/
+    tv_root, tail = os.path.split(os.path.dirname(found))
+    tv_root = tv_root if os.path.basename(found) == "raw" and tail == _TORCHVISION_CLASS[name] else None
+    xs, ys = zip(*(_idx_part(name, p, paths, tv_root) for p in parts))
     x = np.concatenate(xs)[:, None].astype(np.float32) / np.float32(255)
     return _checked(x, np.concatenate(ys).astype(np.int64), name, name)
+
+
+# --------------------------------------------------------------------------- downloads (torchvision)
+
+def _download_root(data_dir: Optional[str]) -> str:
+    """Where ``download=True`` puts files: ``data_dir``, else $MIXVAE_DATA_DIR, else :data:`DOWNLOAD_DIR`."""
+    return os.path.expanduser(os.fspath(data_dir or os.environ.get("MIXVAE_DATA_DIR") or DOWNLOAD_DIR))
+
+
+def _download(name: str, root: str, train: bool) -> None:
+    """Fetch a named set with torchvision's ``download=True`` into its layout under ``root``."""
+    cls = _torchvision_dataset(name)
+    split = {"split": "train" if train else "test"} if name == "svhn" else {"train": train}
+    try:
+        cls(os.path.join(root, "svhn") if name == "svhn" else root, download=True, **split)
+    except Exception as e:  # torchvision raises RuntimeError, URLError, OSError, ... on a failed download
+        raise DataError(f"{name}: torchvision could not download it to {root}: {_one_line(e)}") from None
 
 
 # --------------------------------------------------------------------------- SVHN
 
 _SVHN_HOW = (
     "put train_32x32.mat and test_32x32.mat in $MIXVAE_DATA_DIR/svhn/ (or pass data_dir), "
-    "or download them with torchvision.datasets.SVHN(root, split, download=True) where you "
-    "have internet and use root as data_dir"
+    "or download them with mixvae fit --download (torchvision.datasets.SVHN) where you have internet"
 )
 
 
-def _load_svhn(split: str, data_dir: Optional[str]) -> Dataset:
+def _svhn_part(path: str, split: str):
+    """(images uint8 (N, 3, 32, 32), labels (N,)) of one .mat file: torchvision's SVHN class when the
+    file passes its checksum, else read as that class reads it (scipy.io.loadmat, X transposed, 10 -> 0)."""
     from scipy.io import loadmat
+    from torchvision.datasets.utils import check_integrity
 
+    cls = _torchvision_dataset("svhn")
+    if check_integrity(path, cls.split_list[split][2]):
+        ds = cls(os.path.dirname(path), split=split, download=False)
+        return ds.data, ds.labels
+    try:
+        mat = loadmat(path)
+    except Exception as e:  # scipy raises several kinds on a bad file
+        raise DataError(f"{path} is not a readable .mat file: {_one_line(e)}") from None
+    if "X" not in mat or "y" not in mat:
+        names = ", ".join(k for k in mat if not k.startswith("__"))
+        raise DataError(f"{path} lacks the arrays X and y (it has: {names or 'nothing'})")
+    images, labels = mat["X"], mat["y"].reshape(-1).astype(np.int64)
+    if images.ndim != 4 or images.shape[2] != 3 or images.shape[3] != len(labels):
+        raise DataError(f"{path}: X has shape {images.shape} and y {len(labels)} labels; "
+                        "expected X of shape (32, 32, 3, N) and N labels")
+    return np.transpose(images, (3, 2, 0, 1)), np.where(labels == 10, 0, labels)
+
+
+def _load_svhn(split: str, data_dir: Optional[str], download: bool = False) -> Dataset:
     parts = ["train", "test"] if split == "all" else [split]
+    if download:
+        root = _download_root(data_dir)
+        for part in parts:
+            _download("svhn", root, train=part == "train")
     files = [f"{p}_32x32.mat" for p in parts]
     dirs = _search_dirs("svhn", data_dir, None)
     paths = _find_files(files, dirs, allow_gz=False)
     if paths is None:
         raise _missing("svhn", files, dirs, _SVHN_HOW)
-    xs, ys = [], []
-    for path in paths.values():
-        try:
-            mat = loadmat(path)
-        except Exception as e:  # scipy raises several kinds on a bad file
-            raise DataError(f"{path} is not a readable .mat file: {_one_line(e)}") from None
-        if "X" not in mat or "y" not in mat:
-            names = ", ".join(k for k in mat if not k.startswith("__"))
-            raise DataError(f"{path} lacks the arrays X and y (it has: {names or 'nothing'})")
-        images, labels = mat["X"], mat["y"].reshape(-1)
-        if images.ndim != 4 or images.shape[2] != 3 or images.shape[3] != len(labels):
-            raise DataError(
-                f"{path}: X has shape {images.shape} and y {len(labels)} labels; "
-                "expected X of shape (32, 32, 3, N) and N labels"
-            )
-        xs.append(images.transpose(3, 2, 0, 1))
-        ys.append(labels % 10)  # label 10 stands for the digit 0
+    xs, ys = zip(*(_svhn_part(paths[f], p) for f, p in zip(files, parts)))
     x = np.concatenate(xs).astype(np.float32) / np.float32(255)
     return _checked(x, np.concatenate(ys).astype(np.int64), "svhn", "svhn")
 

@@ -1,45 +1,88 @@
-"""scikit-learn style estimators around the Pyro models.
+"""scikit-learn estimators around the Pyro models.
 
-``VaDE(n_clusters=10).fit(X)`` then ``predict``, ``predict_proba``, ``sample`` and ``score``,
-with every hyperparameter set in ``__init__`` (so ``get_params``/``set_params``/``clone`` work)
-and everything learned in attributes ending with ``_``:
+``VaDE(n_clusters=10).fit(X)`` then ``predict``, ``predict_proba``, ``sample`` and ``score``.
+The estimators keep scikit-learn's estimator contract and pass its own conformance suite
+(``sklearn.utils.estimator_checks``, run in ``tests/test_estimator_checks.py``):
 
-* ``model_`` — the trained :class:`~pyro_mixvae.models.MixtureVAE` (a torch module);
-* ``history_`` — the per-epoch records of :func:`pyro_mixvae.infer.fit`;
-* ``labels_`` — the assignments of the training data; ``likelihood_`` — the likelihood used;
-* ``restarts_`` — with ``n_init`` > 1, one record per restart (seed, training ELBO, and
-  acc/NMI/ARI when ``y`` was given); the restart with the best training ELBO is kept
-  (``best_restart_``), the labels are never used to choose.
+* every hyperparameter is an ``__init__`` argument stored unchanged (``get_params``,
+  ``set_params``, ``clone``). The model's hyperparameters are exactly the model class's
+  ``settings`` with the same defaults; the training ones are :class:`~pyro_mixvae.infer.train.TrainConfig`'s
+  fields, None meaning the model's default (``tests/test_estimator_checks.py`` fails on drift);
+* ``random_state`` is an int, None or a ``numpy.random.RandomState``
+  (:func:`sklearn.utils.check_random_state`): an int r trains as ``mixvae fit --seed r`` does
+  (restarts with seeds r, r+1, ...), None or a ``RandomState`` draws the first seed from it;
+* ``X`` is validated by scikit-learn (:func:`sklearn.utils.check_array`, its feature-name and
+  feature-count checks): an array of shape (N, D), (N, H, W) or (N, C, H, W) or a DataFrame;
+  sparse, complex, 1-D, empty and non-finite input are refused with scikit-learn's messages.
 
-``X`` is an array of shape (N, D), (N, H, W) or (N, C, H, W). Labels passed as ``y`` to
-``fit`` are never used for training; they only add accuracy/NMI/ARI to ``history_``.
+Everything learned ends with ``_``:
+
+* ``model_`` -- the trained :class:`~pyro_mixvae.models.MixtureVAE` (a torch module), left in
+  evaluation mode; ``history_`` -- the per-epoch records of :func:`pyro_mixvae.infer.fit`;
+* ``labels_`` -- the assignments of the training data; ``likelihood_`` -- the likelihood used;
+* ``n_features_in_`` -- values per point (C * H * W for images), ``data_shape_`` -- the shape of
+  one point as the model sees it, ``feature_names_in_`` -- a DataFrame's column names;
+* ``restarts_`` -- one record per restart (seed, ELBO when ``n_init`` > 1, acc/NMI/ARI when
+  ``y`` was given); the restart with the best training ELBO is kept (``best_restart_``); the
+  labels are never used to choose.
+
+Labels passed as ``y`` to ``fit`` are never used for training; they only add accuracy, NMI and
+ARI to ``history_``. ``score(X)`` is the mean ELBO per point with its Monte-Carlo draws taken
+from a private generator seeded with :data:`SCORE_SEED`: a fitted estimator gives the same
+score for the same data every time, and torch's global random state is left as it was.
 """
 from __future__ import annotations
 
+import numbers
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Optional
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils import check_random_state, check_scalar
+from sklearn.utils.validation import _check_feature_names, _check_n_features, check_array, check_is_fitted
 
 from .data import check_data
-from .errors import ConfigError
 from .evaluation import elbo_per_point
 from .infer.train import TrainConfig, fit, predict_proba, resolve_device, seed_everything
-from .nets import eval_mode
 from .models import get_model_class
-from .nets import resolve_likelihood
+from .nets import eval_mode, resolve_likelihood
 
-_TRAIN_PARAMS = ("epochs", "pretrain_epochs", "batch_size", "lr", "lr_decay", "lr_step", "num_particles", "seed",
-                 "device")
+# the estimators' parameters that are TrainConfig fields (the seed comes from random_state)
+TRAIN_PARAMS = ("epochs", "pretrain_epochs", "batch_size", "lr", "lr_decay", "lr_step", "lr_warmup", "num_particles",
+                "device")
+# the estimators' parameters that are neither model settings nor training settings
+ESTIMATOR_PARAMS = ("n_clusters", "n_init", "likelihood", "random_state", "verbose")
+SCORE_SEED = 0  # seed of the private generator that score() draws its particles from
 
 
 def as_model_input(X) -> np.ndarray:
     """float32 array with images as (N, C, H, W): (N, H, W) gains a channel axis."""
     X = np.asarray(X, dtype=np.float32)
     return X[:, None] if X.ndim == 3 else X
+
+
+def seed_from(random_state) -> int:
+    """An int seed: ``random_state`` itself when it is an int, else a draw from it (None: NumPy's global RNG)."""
+    rng = check_random_state(random_state)  # refuses anything but None, an int or a RandomState
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state)
+    return int(rng.randint(np.iinfo(np.int32).max))
+
+
+@contextmanager
+def private_torch_rng(seed: int, device):
+    """Run the block on torch's RNG seeded with ``seed``, then restore the global state (``torch.random.fork_rng``)."""
+    cuda = torch.device(device).type == "cuda"
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if cuda else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def _on_cuda(device) -> bool:
+    return str(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
 
 
 class MixtureVAEEstimator(ClusterMixin, BaseEstimator):
@@ -53,76 +96,130 @@ class MixtureVAEEstimator(ClusterMixin, BaseEstimator):
             if name not in ("self", "__class__"):
                 setattr(self, name, value)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True  # (N, H, W) images; (N, C, H, W) ones too
+        # on CUDA the order of floating-point atomic adds varies from run to run, so the same
+        # random_state gives slightly different fits there; on CPU a fit is reproducible
+        tags.non_deterministic = _on_cuda(self.device)
+        return tags
+
+    # -- input ---------------------------------------------------------------------------------
+    def _validate(self, X, reset: bool) -> np.ndarray:
+        """``X`` checked as scikit-learn checks it, as float32 model input (N, D) or (N, C, H, W).
+
+        ``reset=True`` (in ``fit``) records ``feature_names_in_``, ``n_features_in_`` and
+        ``data_shape_``; otherwise ``X`` is checked against them.
+        """
+        _check_feature_names(self, X, reset=reset)
+        X = check_array(X, accept_sparse=False, allow_nd=True, dtype=np.float32, ensure_min_samples=2 if reset else 1,
+                        estimator=self, input_name="X")
+        if X.ndim > 4:
+            raise ValueError(f"X has shape {X.shape}; expected (N, D), (N, H, W) or (N, C, H, W)")
+        X = np.require(as_model_input(X), requirements="W")  # torch refuses to share a read-only array
+        _check_n_features(self, X.reshape(len(X), -1), reset=reset)
+        if reset:
+            self.data_shape_ = tuple(X.shape[1:])
+        elif tuple(X.shape[1:]) != tuple(self.data_shape_):
+            raise ValueError(f"X has shape {X.shape[1:]} per point, but {type(self).__name__} was fitted on "
+                             f"{tuple(self.data_shape_)}")
+        return X
+
+    def _tensor(self, X) -> torch.Tensor:
+        """Checked ``X`` (see :meth:`_validate`) as a tensor on the model's device."""
+        check_is_fitted(self, "model_")
+        return self._as_tensor(self._validate(X, reset=False))
+
+    def _as_tensor(self, X: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(X, device=self._device)
+
+    # -- training --------------------------------------------------------------------------------
     def _model_settings(self) -> dict:
         cls = get_model_class(self.model_name)
         return {k: getattr(self, k) for k in cls.settings if hasattr(self, k)}
 
-    def _train_config(self) -> TrainConfig:
-        return TrainConfig(**{k: getattr(self, k) for k in _TRAIN_PARAMS})
-
-    def _tensor(self, X) -> torch.Tensor:
-        X = as_model_input(X)
-        check_data(X)
-        if X.shape[1:] != tuple(self.model_.data_shape):
-            raise ConfigError(f"X has shape {X.shape[1:]} per point; this model was fitted on {tuple(self.model_.data_shape)}")
-        return torch.as_tensor(X, device=self._device)
+    def _seeds(self, n_init: int) -> list:
+        first = seed_from(self.random_state)
+        return [first + i for i in range(n_init)]
 
     def fit(self, X, y=None):
-        """Train on ``X`` by SVI (after the model's pretraining); ``y`` is only used for reporting."""
-        X = as_model_input(X)
+        """Train on ``X`` by SVI (after the model's pretraining); ``y`` is only used for reporting.
+
+        With ``n_init`` > 1 the model is trained from seeds s, s + 1, ... and the one with the
+        best ELBO on ``X`` is kept (the labels are never used to choose).
+        """
+        X = self._validate(X, reset=True)
         self.likelihood_ = resolve_likelihood(self.likelihood, X)
+        y = None if y is None else np.asarray(y)
         check_data(X, y, likelihood=self.likelihood_)
-        if not 1 <= self.n_clusters <= len(X):
-            raise ConfigError(f"n_clusters must be between 1 and the number of points ({len(X)}); got {self.n_clusters}")
-        n_init = getattr(self, "n_init", 1)
-        if int(n_init) != n_init or n_init < 1:
-            raise ConfigError(f"n_init must be an integer >= 1; got {n_init!r}")
-        config = self._train_config().check()
+        cls = get_model_class(self.model_name)
+        check_scalar(self.n_clusters, "n_clusters", numbers.Integral, min_val=cls.min_clusters, max_val=len(X))
+        check_scalar(self.n_init, "n_init", numbers.Integral, min_val=1)
+        config = TrainConfig(**{k: getattr(self, k) for k in TRAIN_PARAMS}).check()
         self._device = resolve_device(config.device)
-        self.restarts_ = []
-        best = None
-        for i in range(int(n_init)):  # seeds seed, seed+1, ...; the best training ELBO is kept (labels unused)
-            seed = self.seed + i
-            seed_everything(seed)
-            model = get_model_class(self.model_name)(X.shape[1:], self.n_clusters, self.likelihood_,
-                                                     **self._model_settings())
-            history = fit(model, X, None if y is None else np.asarray(y), config=replace(config, seed=seed),
-                          observed=self._observed(X, model), progress=self.verbose)
-            elbo = elbo_per_point(model, torch.as_tensor(X, device=self._device)) if n_init > 1 else None
-            self.restarts_.append({"seed": seed, "elbo": elbo, **{k: history.last()[k] for k in ("acc", "nmi", "ari")
-                                                                   if k in history.last()}})
+        self.restarts_, best = [], None
+        for i, seed in enumerate(self._seeds(int(self.n_init))):
+            model, history = self._fit_one(X, y, replace(config, seed=seed))
+            elbo = self._mean_elbo(model, self._as_tensor(X)) if self.n_init > 1 else None
+            scores = {k: history.last()[k] for k in ("acc", "nmi", "ari") if k in history.last()}
+            self.restarts_.append({"seed": seed, "elbo": elbo, **scores})
             if best is None or elbo > best[0]:
                 best = (elbo, model, history, i)
         _, self.model_, self.history_, self.best_restart_ = best
-        self.labels_ = self.predict(X)
+        self.model_.eval()
+        self._set_labels(self._as_tensor(X))
         return self
+
+    def _fit_one(self, X: np.ndarray, y, config: TrainConfig):
+        """One model trained with ``config.seed``: (model, history)."""
+        seed_everything(config.seed)
+        model = get_model_class(self.model_name)(X.shape[1:], self.n_clusters, self.likelihood_,
+                                                 **self._model_settings())
+        history = fit(model, X, y, config=config, observed=self._observed(X, model), progress=self.verbose)
+        return model, history
 
     def _observed(self, X, model) -> dict:
         """Per-point tensors ``model`` observes besides X (the factorial model's partial labels)."""
         return {}
 
+    def _set_labels(self, x: torch.Tensor) -> None:
+        self.labels_ = predict_proba(self.model_, x).argmax(1).cpu().numpy()
+
+    def _mean_elbo(self, model, x: torch.Tensor, num_particles: int = 10) -> float:
+        with private_torch_rng(SCORE_SEED, x.device):
+            return elbo_per_point(model, x, num_particles=num_particles)
+
+    # -- fitted ------------------------------------------------------------------------------------
     def predict_proba(self, X) -> np.ndarray:
         """(N, K) cluster posteriors p(c | x) (for VaDE, eq. 16 at the encoder mean)."""
-        check_is_fitted(self, "model_")
-        return predict_proba(self.model_, self._tensor(X)).cpu().numpy()
+        x = self._tensor(X)
+        return predict_proba(self.model_, x).cpu().numpy()
 
     def predict(self, X) -> np.ndarray:
         """Hard assignments: the most probable cluster of each point."""
         return self.predict_proba(X).argmax(1)
 
     def score(self, X, y=None, num_particles: int = 10) -> float:
-        """Mean ELBO per data point of ``X`` in nats (higher is better)."""
-        check_is_fitted(self, "model_")
-        return elbo_per_point(self.model_, self._tensor(X), num_particles=num_particles)
+        """Mean ELBO per data point of ``X`` in nats (higher is better), ``num_particles`` draws of
+        the guide from a private generator seeded with :data:`SCORE_SEED` (deterministic; torch's
+        global random state is untouched). ``y`` is ignored."""
+        x = self._tensor(X)
+        return self._mean_elbo(self.model_, x, num_particles)
 
-    def sample(self, n: int, cluster: Optional[int] = None):
+    def sample(self, n: int, cluster: Optional[int] = None, random_state=None):
         """``n`` data-space means E[x | z] with z from the prior, or from cluster ``cluster``.
 
         Returns ``(X_new, c)``: X_new has the data's shape per point, ``c`` the clusters drawn.
+        ``random_state`` None draws from torch's global RNG; an int or ``RandomState`` from a
+        private generator seeded from it (:func:`seed_from`).
         """
         check_is_fitted(self, "model_")
-        self.model_.eval()
-        x, c = self.model_.sample(int(n), cluster)
+        with eval_mode(self.model_):
+            if random_state is None:
+                x, c = self.model_.sample(int(n), cluster)
+            else:
+                with private_torch_rng(seed_from(random_state), self._device):
+                    x, c = self.model_.sample(int(n), cluster)
         return x.cpu().numpy(), c.cpu().numpy()
 
 
@@ -137,10 +234,11 @@ class VaDE(MixtureVAEEstimator):
 
     model_name = "vade"
 
-    def __init__(self, n_clusters=10, *, n_init=1, latent_dim=10, hidden=(500, 500, 2000), arch="mlp", likelihood="auto",
-                 epochs=None, pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None,
+    def __init__(self, n_clusters=10, *, n_init=1, latent_dim=10, hidden=(500, 500, 2000), arch="mlp",
+                 likelihood="auto",
+                 epochs=None, pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None,
                  num_particles=None, pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, gmm_assign="tsne", s=1.0,
-                 seed=0, device=None, verbose=False):
+                 random_state=0, device=None, verbose=False):
         self._keep_params(locals())
 
 
@@ -155,10 +253,11 @@ class GMVAE(MixtureVAEEstimator):
     ``eta_warmup * eta`` and lower it linearly to ``eta`` (default for the fc120 nets with the
     mean-field guide: 5 over 90 epochs; elsewhere off). ``arch="auto"`` picks the papers' nets
     from the data's shape; ``latent_dim``, ``w_dim``, ``hidden`` and ``beta_hidden`` left at
-    None take the architecture's defaults. No pretraining; the training defaults are the CLI's
-    (Adam, lr 0.002 decayed x0.9 every 10 epochs, batches of 100) and ``epochs=None`` takes the
-    model's default (200 for the fc120 nets of 2-D data, with the decay every 20 epochs; else
-    50), so that ``GMVAE(8, guide=...).fit(X)`` trains as ``mixvae fit gmvae`` does.
+    None take the architecture's defaults. ``pretrain_epochs=None`` takes the model's default (an
+    autoencoder and a GMM start for the mlp and conv nets, none for fc120); the training defaults
+    are the CLI's (Adam, lr 0.002 decayed x0.9 every 10 epochs after a warm-up, batches of 100) and
+    ``epochs=None`` takes the model's default (200 for the fc120 nets of 2-D data, with the decay
+    every 20 epochs; else 50), so that ``GMVAE(8, guide=...).fit(X)`` trains as ``mixvae fit gmvae`` does.
     """
 
     model_name = "gmvae"
@@ -166,8 +265,9 @@ class GMVAE(MixtureVAEEstimator):
     def __init__(self, n_clusters=10, *, n_init=1, guide="posterior", eta=1.0, alpha=0.0, lam=0.0, eta_warmup=None,
                  eta_warmup_epochs=None, arch="auto",
                  latent_dim=None, w_dim=None, hidden=None, beta_hidden=None, likelihood="auto", epochs=None,
-                 pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, num_particles=None, seed=0,
-                 device=None, verbose=False):
+                 pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None,
+                 num_particles=None, pretrain_lr=1e-3, gmm_restarts=10, gmm_assign="tsne",
+                 random_state=0, device=None, verbose=False):
         self._keep_params(locals())
 
 
@@ -185,8 +285,8 @@ class VIBGMM(MixtureVAEEstimator):
 
     def __init__(self, n_clusters=10, *, n_init=1, s_min=0.1, s_max=1.0, s_step=0.1, s_every=2, kl="hershey-olsen",
                  latent_dim=10, hidden=(500, 500, 2000), arch="mlp", likelihood="auto", epochs=None,
-                 pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, num_particles=None,
-                 pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, gmm_assign="tsne", seed=0, device=None,
+                 pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None, num_particles=None,
+                 pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, gmm_assign="tsne", random_state=0, device=None,
                  verbose=False):
         self._keep_params(locals())
 
@@ -198,18 +298,19 @@ class FactorialMixtureVAE(MixtureVAEEstimator):
     latent dimensions, factor i a mixture of ``components[i]`` Gaussians with conjugate
     Normal-Gamma / Dirichlet globals updated by natural gradients. ``fit(X, y=None, labels=L)``
     takes partial labels L (N,) or (N, I) with -1 where unknown (semi-supervision, weight
-    ``delta`` on eq. 8's cross-entropy); ``y`` is only used for reporting. ``predict`` returns
-    one assignment per factor, (N, I) (or (N,) when I = 1); ``predict_proba`` a list of (N, K_i)
-    arrays (one array when I = 1).
+    ``delta`` on eq. 8's cross-entropy); ``y`` is only used for reporting. ``predict``,
+    ``predict_proba`` and ``labels_`` are factor 0's -- (N,) and (N, K_1), whatever I, so that
+    scikit-learn's scorers work; :meth:`predict_factors` (N, I), :meth:`predict_proba_factors`
+    [(N, K_i)] and ``factor_labels_`` (N, I) give every factor.
     """
 
     model_name = "factorial"
 
     def __init__(self, n_clusters=10, *, n_init=1, factors=1, components=(), dim=10, delta=0.0, tau0=2000.0, kappa=0.7,
                  m0=0.0, s0=1.0, a0=0.01, b0=0.01, c0=1.0, hidden=(500, 500, 2000), arch="mlp", likelihood="auto",
-                 epochs=None, pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None,
-                 num_particles=None, pretrain_lr=1e-3, gmm_restarts=10, prior_init_iters=20, seed=0, device=None,
-                 verbose=False):
+                 epochs=None, pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None,
+                 num_particles=None, pretrain_lr=1e-3, pretrain_kl=0.01, gmm_restarts=10, prior_init_iters=20,
+                 random_state=0, device=None, verbose=False):
         self._keep_params(locals())
 
     def fit(self, X, y=None, labels=None):
@@ -227,17 +328,19 @@ class FactorialMixtureVAE(MixtureVAEEstimator):
 
         return {"labels": load_partial_labels_array(self._labels_for_fit, len(X), model.components)}
 
-    def predict_proba(self, X):
-        check_is_fitted(self, "model_")
-        x = self._tensor(X)
-        with eval_mode(self.model_):
-            gammas = [torch.cat(parts) for parts in zip(*(self.model_.factor_responsibilities(xb)
-                                                           for xb in x.split(1000)))]
-        out = [g.cpu().numpy() for g in gammas]
-        return out[0] if len(out) == 1 else out
+    def _set_labels(self, x: torch.Tensor) -> None:
+        super()._set_labels(x)
+        self.factor_labels_ = np.stack([p.argmax(1) for p in self._factor_proba(x)], axis=1)
 
-    def predict(self, X) -> np.ndarray:
-        proba = self.predict_proba(X)
-        if isinstance(proba, list):
-            return np.stack([p.argmax(1) for p in proba], axis=1)
-        return proba.argmax(1)
+    def _factor_proba(self, x: torch.Tensor) -> list:
+        with torch.no_grad(), eval_mode(self.model_):
+            parts = zip(*(self.model_.factor_responsibilities(xb) for xb in x.split(1000)))
+            return [torch.cat(p).cpu().numpy() for p in parts]
+
+    def predict_proba_factors(self, X) -> list:
+        """[(N, K_i)]: q(r_i | x) of every factor i (eq. 5-6); ``predict_proba`` is factor 0's."""
+        return self._factor_proba(self._tensor(X))
+
+    def predict_factors(self, X) -> np.ndarray:
+        """(N, I) assignments, one column per factor; ``predict`` is column 0."""
+        return np.stack([p.argmax(1) for p in self.predict_proba_factors(X)], axis=1)

@@ -49,17 +49,40 @@ def _image(x: np.ndarray) -> np.ndarray:
     return img[..., 0] if img.shape[-1] == 1 else img
 
 
+GRID_PAD = 2  # pixels between the images of a grid
+
+
+def image_grid(images: np.ndarray, nrow: int) -> np.ndarray:
+    """(N, C, H, W) in [0, 1] -> one image, ``nrow`` images per row, laid out by ``torchvision.utils.make_grid``
+    (GRID_PAD white pixels between them); row r of images starts at pixel GRID_PAD + r * (H + GRID_PAD)."""
+    from torchvision.utils import make_grid  # imported here: torchvision adds to every start-up of the CLI
+
+    grid = make_grid(torch.as_tensor(np.asarray(images, dtype=np.float32)).clamp(0, 1), nrow=nrow,
+                     padding=GRID_PAD, pad_value=1.0)
+    return _image(grid.numpy())
+
+
+def _show_grid(ax, images: np.ndarray, nrow: int) -> None:
+    ax.imshow(image_grid(images, nrow), cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+
+
+def _grid_ticks(n: int, size: int) -> list:
+    """Pixel centres of ``n`` consecutive rows (or columns) of images of ``size`` pixels in an :func:`image_grid`."""
+    return [GRID_PAD + i * (size + GRID_PAD) + size / 2 for i in range(n)]
+
+
 def sample_figure(x: np.ndarray, clusters: np.ndarray, path, title: str = "") -> None:
     """Save samples ``x`` (N, C, H, W) as an image grid, or (N, D >= 2) as a scatter, to ``path``."""
     n = len(x)
     if x.ndim == 4:
         cols = math.ceil(math.sqrt(n))
         rows = math.ceil(n / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 0.9 + 0.4), squeeze=False)
-        for i, ax in enumerate(axes.flat):
-            ax.axis("off")
-            if i < n:
-                ax.imshow(_image(x[i]), cmap="gray", vmin=0, vmax=1)
+        fig, ax = plt.subplots(figsize=(cols * 0.9, rows * 0.9 + 0.4))
+        _show_grid(ax, x, cols)
     else:
         flat = x.reshape(n, -1)
         fig, ax = plt.subplots(figsize=(5, 5))
@@ -154,13 +177,11 @@ def cluster_samples_figure(x_cluster: np.ndarray, path, n: int = 8, title: str =
     n, K = x_cluster.shape[:2]
     clusters = [k for k in range(K) if np.isfinite(x_cluster[:, k]).all()]
     if x_cluster.ndim == 5:
-        fig, axes = plt.subplots(len(clusters), n, figsize=(n * 0.8, len(clusters) * 0.8 + 0.4), squeeze=False)
-        for row, k in enumerate(clusters):
-            for j in range(n):
-                axes[row, j].imshow(_image(x_cluster[j, k]), cmap="gray", vmin=0, vmax=1)
-                axes[row, j].set_xticks([])
-                axes[row, j].set_yticks([])
-            axes[row, 0].set_ylabel(str(k), fontsize=7, rotation=0, labelpad=8)
+        fig, ax = plt.subplots(figsize=(n * 0.8, len(clusters) * 0.8 + 0.4))
+        rows = np.swapaxes(x_cluster[:, clusters], 0, 1)  # (clusters, n, C, H, W): one row per cluster
+        _show_grid(ax, rows.reshape(-1, *rows.shape[2:]), n)
+        ax.set_yticks(_grid_ticks(len(clusters), rows.shape[-2]), [str(k) for k in clusters], fontsize=7)
+        ax.set_ylabel("cluster", fontsize=8)
     elif x_cluster.shape[-1] == 2:
         cmap = plt.get_cmap("tab10")
         fig, ax = plt.subplots(figsize=(5, 5))
@@ -229,20 +250,22 @@ def factor_grid_figure(model, path, seed: int = 0, title: str = "") -> None:
     k1, k2 = model.components[0], model.components[1]
     rest = [None] * (len(model.components) - 2)
     torch.manual_seed(seed)
-    fig, axes = plt.subplots(k2, k1, figsize=(k1 * 0.8 + 0.5, k2 * 0.8 + 0.5), squeeze=False)
-    for b in range(k2):
-        for a in range(k1):
-            x = model.sample(1, ks=[a, b, *rest])[0][0].cpu().numpy()
-            ax = axes[b, a]
-            if x.ndim == 3:
-                ax.imshow(_image(x), cmap="gray", vmin=0, vmax=1)
-            else:
-                ax.plot(x.reshape(-1), lw=0.8)
+    x = np.stack([model.sample(1, ks=[a, b, *rest])[0][0].cpu().numpy() for b in range(k2) for a in range(k1)])
+    if x.ndim == 4:  # images: row b holds k2 = b, column a holds k1 = a
+        fig, ax = plt.subplots(figsize=(k1 * 0.8 + 0.5, k2 * 0.8 + 0.5))
+        _show_grid(ax, x, k1)
+        ax.set_xticks(_grid_ticks(k1, x.shape[-1]), [f"k1={a}" for a in range(k1)], fontsize=6)
+        ax.set_yticks(_grid_ticks(k2, x.shape[-2]), [f"k2={b}" for b in range(k2)], fontsize=6)
+    else:  # flat data: one panel per (k1, k2)
+        fig, axes = plt.subplots(k2, k1, figsize=(k1 * 0.8 + 0.5, k2 * 0.8 + 0.5), squeeze=False)
+        for i, ax in enumerate(axes.flat):
+            ax.plot(x[i].reshape(-1), lw=0.8)
             ax.set_xticks([])
             ax.set_yticks([])
-            if b == k2 - 1:
-                ax.set_xlabel(f"k1={a}", fontsize=6)
-        axes[b, 0].set_ylabel(f"k2={b}", fontsize=6)
+        for a in range(k1):
+            axes[-1, a].set_xlabel(f"k1={a}", fontsize=6)
+        for b in range(k2):
+            axes[b, 0].set_ylabel(f"k2={b}", fontsize=6)
     _save(fig, path, title or "one sample per (k1, k2) (Student-t predictive, eq. 10)")
 
 

@@ -103,8 +103,9 @@ def fake_mnist(folder, gz=False, n_train=6, n_test=4):
 
 
 @pytest.fixture
-def no_env(monkeypatch):
+def no_env(monkeypatch, tmp_path):
     monkeypatch.delenv("MIXVAE_DATA_DIR", raising=False)
+    monkeypatch.setattr(data, "DOWNLOAD_DIR", str(tmp_path / "no-downloads"))  # hide files downloaded earlier
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -148,7 +149,12 @@ def test_idx_bad_magic(tmp_path, no_env):
     path.write_bytes(bytes(raw))
     with pytest.raises(DataError) as e:
         load_dataset("mnist", split="train", data_dir=str(tmp_path))
-    assert_one_line_error(e, "magic number", "train-images-idx3-ubyte")
+    assert_one_line_error(e, "train-images-idx3-ubyte is not an idx file of images")
+    raw[2], raw[3] = 0x08, 0x07  # 7 dimensions
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError) as e:
+        load_dataset("mnist", split="train", data_dir=str(tmp_path))
+    assert_one_line_error(e, "train-images-idx3-ubyte is not an idx file of images", "magic number")
 
 
 def test_idx_truncated_and_mismatched(tmp_path, no_env):
@@ -157,14 +163,14 @@ def test_idx_truncated_and_mismatched(tmp_path, no_env):
     path.write_bytes(path.read_bytes()[:-5])
     with pytest.raises(DataError) as e:
         load_dataset("mnist", split="test", data_dir=str(tmp_path))
-    assert_one_line_error(e, "t10k-images-idx3-ubyte", "bytes")
+    assert_one_line_error(e, "t10k-images-idx3-ubyte is not an idx file of images", "invalid for input of size")
     write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(5))  # 6 images, 5 labels
     with pytest.raises(DataError) as e:
         load_dataset("mnist", split="train", data_dir=str(tmp_path))
     assert_one_line_error(e, "6 images", "5 labels")
     (tmp_path / "x.gz").write_bytes(b"not gzip at all")
     with pytest.raises(DataError) as e:
-        read_idx(str(tmp_path / "x.gz"), 1)
+        read_idx(str(tmp_path / "x.gz"), "labels")
     assert_one_line_error(e, "cannot read")
 
 
@@ -195,6 +201,57 @@ def test_fashion_mnist_system(no_env):
     d = load_dataset("fashion-mnist", split="test")
     assert d.x.shape == (10000, 1, 28, 28) and d.n_classes == 10
     assert in_unit_interval(d.x)
+    # against the idx layout read by hand: 16 header bytes before the images, 8 before the labels
+    with gzip.open(os.path.join(FASHION, "t10k-images-idx3-ubyte.gz")) as f:
+        images = np.frombuffer(f.read(), dtype=np.uint8, offset=16).reshape(10000, 28, 28)
+    with gzip.open(os.path.join(FASHION, "t10k-labels-idx1-ubyte.gz")) as f:
+        labels = np.frombuffer(f.read(), dtype=np.uint8, offset=8)
+    np.testing.assert_array_equal(d.x[:, 0], images / np.float32(255))
+    np.testing.assert_array_equal(d.y, labels)
+
+
+def test_torchvision_layout_is_read_by_its_dataset_class(tmp_path, no_env, monkeypatch):
+    parts = fake_mnist(tmp_path / "MNIST" / "raw")
+    import torchvision.datasets
+
+    built = []
+
+    class MNIST(torchvision.datasets.MNIST):  # torchvision's layout is named after the class
+        def __init__(self, root, train=True, download=False):
+            built.append((root, train, download))
+            super().__init__(root, train=train, download=download)
+
+    monkeypatch.setattr(data, "_torchvision_dataset", lambda name: MNIST)
+    d = load_dataset("mnist", data_dir=str(tmp_path))
+    assert built == [(str(tmp_path), True, False), (str(tmp_path), False, False)]
+    np.testing.assert_array_equal(d.x[:6, 0], parts["train"][0] / np.float32(255))
+    assert d.y.tolist() == parts["train"][1].tolist() + parts["t10k"][1].tolist()
+
+
+def test_download_uses_torchvision_into_the_data_dir(tmp_path, no_env, monkeypatch):
+    import torchvision.datasets
+
+    calls = []
+
+    class MNIST(torchvision.datasets.MNIST):  # no network in tests: the download writes small files
+        def __init__(self, root, train=True, download=False):
+            calls.append((root, train, download))
+            if download:
+                fake_mnist(tmp_path / "MNIST" / "raw")
+            super().__init__(root, train=train, download=False)
+
+    monkeypatch.setattr(data, "_torchvision_dataset", lambda name: MNIST)
+    assert load_dataset("mnist", split="train", data_dir=str(tmp_path), download=True).n == 6
+    assert calls == [(str(tmp_path), True, True), (str(tmp_path), True, False)]
+
+    class Offline:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried http://..., got: no network")
+
+    monkeypatch.setattr(data, "_torchvision_dataset", lambda name: Offline)
+    with pytest.raises(DataError) as e:
+        load_dataset("svhn", split="test", data_dir=str(tmp_path / "new"), download=True)
+    assert_one_line_error(e, "svhn: torchvision could not download it to", "no network")
 
 
 # ------------------------------------------------------------------ SVHN
@@ -347,3 +404,21 @@ def test_svhn_bad_files(tmp_path, no_env):
     with pytest.raises(DataError) as e:
         load_dataset("svhn", split="test", data_dir=str(tmp_path))
     assert_one_line_error(e, "test_32x32.mat is not a readable .mat file")
+
+
+def test_cli_download_flag_reaches_torchvision(tmp_path, monkeypatch, capsys):
+    from pyro_mixvae.cli import main
+
+    asked = []
+
+    class Offline:
+        def __init__(self, root, train=True, download=False):
+            asked.append((root, download))
+            raise RuntimeError("no network")
+
+    monkeypatch.setenv("MIXVAE_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(data, "_torchvision_dataset", lambda name: Offline)
+    assert main(["fit", "vade", "--data", "fashion-mnist", "--download", "--out", str(tmp_path / "run")]) == 2
+    assert asked == [(str(tmp_path), True)]
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "fashion-mnist: torchvision could not download it to" in err and "no network" in err

@@ -150,9 +150,9 @@ def test_estimator_predicts_one_assignment_per_factor_and_takes_partial_labels(b
     labels[::3, 0] = y[::3]
     est = FactorialEstimator(3, factors=2, components=(3, 2), dim=2, hidden=(16,), epochs=2, pretrain_epochs=2,
                              delta=1.0).fit(x, labels=labels)
-    pred = est.predict(x)
+    pred = est.predict_factors(x)
     assert pred.shape == (len(x), 2) and pred[:, 0].max() < 3 and pred[:, 1].max() < 2
-    proba = est.predict_proba(x)
+    proba = est.predict_proba_factors(x)
     assert [p.shape for p in proba] == [(len(x), 3), (len(x), 2)]
     with pytest.raises(Exception):
         FactorialEstimator(3, factors=2, components=(3, 2), dim=2, hidden=(16,), epochs=1,

@@ -243,10 +243,12 @@ def test_bad_settings_are_refused(bad):
     assert "\n" not in str(err.value)
 
 
-def test_one_cluster_is_refused():
-    assert get_model_class("gmvae").min_clusters == 2
-    with pytest.raises(ConfigError, match="at least 2"):
-        GMVAE((2,), 1, "gaussian")
+def test_one_cluster_is_a_plain_vae():
+    """K = 1: c is constant, so the bound is the VAE's with the beta-net's one component as z's prior."""
+    m = GMVAE((2,), 1, "gaussian")
+    x = torch.randn(5, 2)
+    assert torch.allclose(m.responsibilities(x), torch.ones(5, 1))
+    assert torch.isfinite(m.make_elbo().differentiable_loss(m.model, m.guide, x, 5))
 
 
 # ----------------------------------------------------------------------------- estimator and CLI

@@ -103,10 +103,10 @@ def test_shapes_of_guide_responsibilities_and_samples():
 def test_estimator_api_and_two_estimators_are_independent():
     x, y = _blobs(seed=1)
     kw = dict(hidden=(16, 16), latent_dim=2, epochs=3, pretrain_epochs=3, batch_size=30, device="cpu")
-    a = VaDEEstimator(3, seed=0, **kw).fit(x, y)
+    a = VaDEEstimator(3, random_state=0, **kw).fit(x, y)
     before = {k: v.clone() for k, v in a.model_.state_dict().items()}
     pa = a.predict_proba(x)
-    b = VaDEEstimator(3, seed=1, lr=1e-2, **kw).fit(x)  # trained after a, in the same process
+    b = VaDEEstimator(3, random_state=1, lr=1e-2, **kw).fit(x)  # trained after a, in the same process
     for k, v in a.model_.state_dict().items():
         assert torch.equal(v, before[k]), k
     np.testing.assert_array_equal(a.predict_proba(x), pa)

@@ -80,19 +80,20 @@ def encode_means(encoder, x: torch.Tensor, batch_size: int = 1000) -> torch.Tens
 
 @torch.no_grad()
 def init_guide_scale(encoder, component_variances: torch.Tensor) -> None:
-    """Start q(z | x) as wide as the mixture's components: sigma~^2(x) = mean_c sigma_c^2, for every x.
+    """Start q(z | x) no wider than the narrowest mixture component: sigma~^2(x) = min_c sigma_c^2, for every x.
 
     The autoencoder trains only the encoder's mean, so its log-variance head is still at its
     random start (sigma~ near 1) when SVI begins, however tight the components fitted on the
     codes are. By the law of total variance the posterior of z given x is on average no wider
-    than the prior component it belongs to, E[Var(z | x, c)] <= sigma_c^2, so the components'
-    variance is the widest sensible start. The head's weights are zeroed and its bias set to
-    the per-dimension mean of log sigma_c^2 over components (``encoder.log_var``, a linear layer,
-    emits log sigma~^2, VaDE eq. 10).
+    than the prior component it belongs to, E[Var(z | x, c)] <= sigma_c^2; the narrowest
+    component bounds that for every point whichever component it belongs to (a start that merges
+    two groups into one wide component must not widen q for the others). The head's weights are
+    zeroed and its bias set to the per-dimension minimum of log sigma_c^2 over components
+    (``encoder.log_var``, a linear layer, emits log sigma~^2, VaDE eq. 10).
     """
     head = encoder.log_var
     head.weight.zero_()
-    head.bias.copy_(torch.log(component_variances.mean(0)).to(head.bias))
+    head.bias.copy_(torch.log(component_variances.min(0).values).to(head.bias))
 
 
 GMM_FITS = ("diag", "full", "tsne")

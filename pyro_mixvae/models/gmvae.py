@@ -151,7 +151,6 @@ class GMVAE(MixtureVAE):
 
     name = "gmvae"
     jit_compatible = True
-    min_clusters = 2
     default_pretrain_epochs = 0
     settings = {
         "guide": Setting(str, "posterior", "posterior: q(c|z,w) = p_beta(c|z,w) (min-information paper); "
