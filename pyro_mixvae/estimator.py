@@ -229,7 +229,7 @@ class VaDE(MixtureVAEEstimator):
     See :class:`pyro_mixvae.models.VaDE` for the model; the training defaults follow the
     paper's Sect. 4.2 (Adam, lr 0.002 decayed x0.9 every 10 epochs, batches of 100, an
     autoencoder pretraining then a GMM to initialise the prior). The GMM is fitted on a t-SNE
-    embedding of the codes (``gmm_assign="tsne"``); ``"diag"`` fits the paper's GMM on the codes.
+    embedding of the codes (``gmm_assign="auto"``); ``"diag"`` fits the paper's GMM on the codes.
     """
 
     model_name = "vade"
@@ -237,7 +237,7 @@ class VaDE(MixtureVAEEstimator):
     def __init__(self, n_clusters=10, *, n_init=1, latent_dim=10, hidden=(500, 500, 2000), arch="mlp",
                  likelihood="auto",
                  epochs=None, pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None,
-                 num_particles=None, pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, gmm_assign="tsne", s=1.0,
+                 num_particles=None, pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, gmm_assign="auto", s=1.0,
                  random_state=0, device=None, verbose=False):
         self._keep_params(locals())
 
@@ -266,7 +266,7 @@ class GMVAE(MixtureVAEEstimator):
                  eta_warmup_epochs=None, arch="auto",
                  latent_dim=None, w_dim=None, hidden=None, beta_hidden=None, likelihood="auto", epochs=None,
                  pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None,
-                 num_particles=None, pretrain_lr=1e-3, gmm_restarts=10, gmm_assign="tsne",
+                 num_particles=None, pretrain_lr=1e-3, gmm_restarts=10, gmm_assign="auto",
                  random_state=0, device=None, verbose=False):
         self._keep_params(locals())
 
@@ -286,7 +286,7 @@ class VIBGMM(MixtureVAEEstimator):
     def __init__(self, n_clusters=10, *, n_init=1, s_min=0.1, s_max=1.0, s_step=0.1, s_every=2, kl="hershey-olsen",
                  latent_dim=10, hidden=(500, 500, 2000), arch="mlp", likelihood="auto", epochs=None,
                  pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None, num_particles=None,
-                 pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, gmm_assign="tsne", random_state=0, device=None,
+                 pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, gmm_assign="auto", random_state=0, device=None,
                  verbose=False):
         self._keep_params(locals())
 

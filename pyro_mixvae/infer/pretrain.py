@@ -96,11 +96,28 @@ def init_guide_scale(encoder, component_variances: torch.Tensor) -> None:
     head.bias.copy_(torch.log(component_variances.min(0).values).to(head.bias))
 
 
-GMM_FITS = ("diag", "full", "tsne")
+GMM_FITS = ("auto", "diag", "full", "tsne")
 # assign="tsne": the embedding is fitted on at most this many codes (a random subset beyond it);
 # the initialisation needs only each component's moments, which a subset estimates well
 TSNE_MAX_POINTS = 5000
 TSNE_DIM = 3
+# assign="auto": the t-SNE start when the clusters hold, on average, at least this many times t-SNE's
+# perplexity (its neighbourhoods span about 3 x perplexity points); else the GMM on the codes
+TSNE_MIN_POINTS_PER_PERPLEXITY = 3
+TSNE_PERPLEXITY = 30.0
+
+
+def resolve_gmm_fit(assign: str, n_points: int, n_clusters: int) -> str:
+    """``auto`` -> ``tsne`` when N / K >= TSNE_MIN_POINTS_PER_PERPLEXITY * TSNE_PERPLEXITY (90 points per
+    cluster), else ``diag``; any other value unchanged.
+
+    t-SNE's affinities reach about 3 x perplexity neighbours of every point; a cluster smaller than
+    that shares its neighbourhoods with others, and the embedding can split or merge it
+    (``docs/robustness.md``: a start of acc 0.745 where the GMM on the codes scored 1.0).
+    """
+    if assign != "auto":
+        return assign
+    return "tsne" if n_points >= TSNE_MIN_POINTS_PER_PERPLEXITY * TSNE_PERPLEXITY * n_clusters else "diag"
 
 
 def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1, assign: str = "diag"):
@@ -130,6 +147,7 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     """
     if assign not in GMM_FITS:
         raise ValueError(f"assign must be one of {GMM_FITS}; got {assign!r}")
+    assign = resolve_gmm_fit(assign, len(z), n_clusters)
     z = np.asarray(z, dtype=np.float64)
     reg = 1e-4
     if assign == "diag":
@@ -163,7 +181,7 @@ def _tsne_responsibilities(z: np.ndarray, n_clusters: int, seed: int, n_init: in
     (``experiments/results/tsne_init.md``).
     """
     # scikit-learn's perplexity (default 30) must stay below the number of points: a third of a small set
-    perplexity = min(30.0, max(1.0, (len(z) - 1) / 3))
+    perplexity = min(TSNE_PERPLEXITY, max(1.0, (len(z) - 1) / 3))
     dim = min(TSNE_DIM, z.shape[1])  # the PCA start needs as many code dimensions
     embedded = TSNE(dim, init="pca", perplexity=perplexity, random_state=seed).fit_transform(z)
     embedded = embedded.astype(np.float64)

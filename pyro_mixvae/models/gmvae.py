@@ -176,7 +176,8 @@ class GMVAE(MixtureVAE):
                                      "mean-field guide, else 0)", _epochs_or_none),
         "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
         "gmm_restarts": Setting(int, 10, "restarts of the GMM on the codes that starts the components", positive),
-        "gmm_assign": Setting(str, "tsne", "GMM whose responsibilities start the components (as VaDE's)",
+        "gmm_assign": Setting(str, "auto", "GMM whose responsibilities start the components: as VaDE's "
+                              "(auto: tsne when the clusters hold 90 points on average, else diag)",
                               one_of(GMM_FITS)),
     }
 

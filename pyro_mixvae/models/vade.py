@@ -52,9 +52,10 @@ class VaDE(MixtureVAE):
         "pretrain_noise": Setting(float, 0.0, "input dropout rate of the denoising autoencoder pretraining",
                                   lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
         "gmm_restarts": Setting(int, 10, "restarts of the GMM that initialises pi, mu_c, sigma_c", positive),
-        "gmm_assign": Setting(str, "tsne", "GMM whose responsibilities initialise pi, mu_c, sigma_c: tsne (a full "
-                              "GMM on a t-SNE embedding of the codes, then their diagonal moments), diag, or "
-                              "full (full covariance on standardised codes, then their diagonal moments)",
+        "gmm_assign": Setting(str, "auto", "GMM whose responsibilities initialise pi, mu_c, sigma_c: tsne (a full "
+                              "GMM on a t-SNE embedding of the codes, then their diagonal moments), diag, "
+                              "full (full covariance on standardised codes, then their diagonal moments), or "
+                              "auto: tsne when the clusters hold 90 points on average, else diag",
                               one_of(GMM_FITS)),
         "s": Setting(float, 1.0, "weight of the KL part: the s-generalised bound of vib-gmm eq. 9 (1 = VaDE)",
                      non_negative),
