@@ -1,32 +1,43 @@
-"""Posterior analysis: a trained model as ArviZ data.
+"""Posterior analysis: a trained model as ArviZ data that ArviZ's functions accept.
 
-:func:`to_inference_data` turns any model of the package (or one of your own that provides the
-hooks of :class:`~pyro_mixvae.models.base.MixtureVAE`) and a data set into ArviZ data built with
+:func:`to_inference_data` turns any model of the package (or one of your own with the hooks of
+:class:`~pyro_mixvae.models.base.MixtureVAE`) and a data set into ArviZ data built with
 ``arviz.from_dict``, with the groups
 
 ==========================  ===================================================================
 group                       what it holds (dims after ``chain``, ``draw``)
 ==========================  ===================================================================
-``posterior``               the global latent sites, per factor. Drawn from the guide's q where
-                            the globals are random variables (the factorial prior: ``pi`` ~
-                            q(pi_i) = Dir(c_i), (``mu``, ``alpha``) ~ q(xi_i) = NormalGamma);
-                            their point values as one draw where they are parameters (VaDE and
-                            VIB-GMM ``pi``, ``mu_c``, ``sigma_c``; GMVAE the beta-net's
-                            components at w = 0). The group attribute ``estimate`` says which.
-                            Dims ``([factor,] cluster[, latent_dim])``.
-``posterior_predictive``    ``x_cluster (cluster, *data dims)``: E[x | z] with z drawn from
-                            cluster k (of factor 0) -- ``model.sample(S, cluster=k)``.
-``observed_data``           ``x (obs, *data dims)``.
-``constant_data``           ``labels (obs)`` when the data have labels (never used in training).
+``posterior``               genuine draws only. The guide's global sites where it has a q over
+                            them (the factorial prior: ``pi_i`` ~ Dir(c_i) over ``cluster_i``; a
+                            NormalGamma site ``xi_i`` as its parts ``mu_i``, ``alpha_i`` over
+                            ``(cluster_i, latent_dim)``: one variable per factor, so unequal K_i
+                            need no padding), and the local latents of the guide, q(z | x) (and
+                            q(w | x) for GMVAE), for the first ``local_points`` points (``z``
+                            over ``(local_obs, z_dim)``). S = ``num_samples`` draws.
+``constant_data``           global parameters that are point values (VaDE, VIB-GMM: ``pi``,
+                            ``mu_c``, ``sigma_c``; GMVAE: its beta-net's components at w = 0),
+                            named in the attribute ``point_estimates``; ``labels (obs)`` when
+                            the data have labels (never used in training).
+``log_likelihood``          ``x (obs)``: the importance-weighted log p(x_n | theta_g)
+                            (:func:`pyro_mixvae.evaluation.importance_log_likelihood`) per draw
+                            theta_g of the posterior's globals (the same draws), or one draw
+                            where the globals are point values.
+``posterior_predictive``    ``x (obs, *data dims)``: x_rep ~ p(x | z), z ~ q(z | x_n) (stock
+                            ``pyro.infer.Predictive``), ``ppc_samples`` draws.
+``observed_data``           ``x (obs, *data dims)``: the same name and dims (``az.plot_ppc``).
+``cluster_predictive``      ``x_cluster (cluster, *data dims)``: E[x | z], z drawn from cluster k
+                            (of factor 0) -- ``model.sample(S, cluster=k)``.
 ``cluster_posterior``       per point, no draws: ``responsibilities (obs, [factor,] cluster)``
                             = q(c | x), ``assignment (obs[, factor])`` = argmax, ``entropy``
-                            = -sum_k q log q in nats, ``z_loc (obs, [factor,] latent_dim)`` = E q(z|x).
+                            = -sum_k q log q in nats, ``z_loc (obs, [factor,] latent_dim)`` = E q(z|x)
+                            (NaN where a factor has fewer clusters than the widest).
 ``training_history``        one variable per column of ``history.jsonl``, dim ``epoch``.
 ==========================  ===================================================================
 
-The ``factor`` dim appears only for models with several factors; when the factors have
-different K_i, ``cluster`` has max K_i entries and the missing ones are NaN. ``obs`` holds the
-indices of the points in the data (a random subset when ``max_points`` is smaller than N).
+``az.summary``, ``az.plot_posterior``, ``az.plot_ppc`` run on every model; ``az.loo``,
+``az.waic`` and ``az.compare`` need several draws of the globals, i.e. the factorial prior
+(for the others compare held-out log-likelihoods: :mod:`pyro_mixvae.selection`). ``obs`` holds
+the indices of the points in the data (a random subset when ``max_points`` is smaller than N).
 
 ArviZ 0.2x (an ``InferenceData``) and ArviZ >= 1.0 (an ``xarray.DataTree``) are both
 supported: :func:`save_netcdf` and :func:`load_inference_data` write and read either.

@@ -108,6 +108,13 @@ def _split_sites(trace):
     return [s for s in sites if not _in_data_plate(s)], [s for s in sites if _in_data_plate(s)]
 
 
+def draw_globals(model, x, num_draws: int) -> dict:
+    """{site: (G, 1, 1, *event)} draws of the guide's global sites (outside the data plate); {} if none."""
+    with pyro.validation_enabled(False):
+        trace = _guide_trace(model, x[:1], "global_draws", num_draws, -3)
+    return {s["name"]: s["value"] for s in _split_sites(trace)[0]}
+
+
 def _log_weights(model, x, global_values: dict, num_samples: int) -> torch.Tensor:
     """(G, S, B) log w = log p(x, z | theta_g) - log q(z | x), every enumerated site summed out.
 
@@ -131,7 +138,7 @@ def _log_weights(model, x, global_values: dict, num_samples: int) -> torch.Tenso
 @torch.no_grad()
 def importance_log_likelihood(model, x: torch.Tensor, *, num_samples: int = DEFAULT_IW_SAMPLES,
                               num_draws: int = DEFAULT_GLOBAL_DRAWS, batch_size: int = 200,
-                              chunk: int = 50, seed: int = 0) -> LogLikelihood:
+                              chunk: int = 50, seed: int = 0, global_values: Optional[dict] = None) -> LogLikelihood:
     """Importance-weighted (IWAE) estimates of log p(x_n) per point, in evaluation mode.
 
     For S draws z_s ~ q(z | x_n) of the guide's local sites,
@@ -144,7 +151,8 @@ def importance_log_likelihood(model, x: torch.Tensor, *, num_samples: int = DEFA
     factorial prior's pi_i, xi_i), ``num_draws`` draws theta_g ~ q are shared by all points and
     ``marginal`` is log (1/(G S)) sum_{g,s} w_gs, a bound on log E_q(theta) p(x_n | theta);
     elsewhere the globals are the model's parameters and G = 1. The z_s are shared across
-    the theta_g (one decoder pass per z_s). The global RNG is left as it was.
+    the theta_g (one decoder pass per z_s). ``global_values`` (site -> (G, 1, 1, *event) tensor, as
+    :func:`draw_globals` returns) gives the draws to use instead. The global RNG is left as it was.
 
     For a Bernoulli likelihood on x in [0, 1] that is not binary, p(x | z) is the cross-entropy
     form, not a normalised density; estimates compare models with the same likelihood only.
@@ -154,8 +162,8 @@ def importance_log_likelihood(model, x: torch.Tensor, *, num_samples: int = DEFA
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []), \
             eval_mode(model), pyro.validation_enabled(False):
         torch.manual_seed(seed)
-        global_trace = _guide_trace(model, x[:1], "global_draws", num_draws, -3)
-        global_values = {s["name"]: s["value"] for s in _split_sites(global_trace)[0]}
+        if global_values is None:
+            global_values = draw_globals(model, x, num_draws)
         parts = []
         for xb in x.split(batch_size):
             sizes = [min(chunk, num_samples - i) for i in range(0, num_samples, chunk)]

@@ -298,3 +298,34 @@ def arviz_figures(idata, posterior_path, forest_path, max_clusters: int = 6, max
         save_arviz_figure(az.plot_forest(small, var_names=list(small.data_vars)), forest_path)
         written.append(forest_path)
     return written
+
+
+def selection_figure(table: list, path, chosen=None, title: str = "") -> None:
+    """``mixvae select``: held-out log-likelihood (error bars: paired SE against the best), stability
+    (mean pairwise ARI of restarts, error bars: its SE) and, where measured, effective components, against K."""
+    panels = [("heldout_ll", "paired_se", "held-out log p(x) per point (nats)"),
+              ("stability", "stability_se", "stability: mean pairwise ARI of restarts")]
+    if any("effective_components" in r for r in table):
+        panels.append(("effective_components", None, "effective components (factor 0)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), layout="constrained", squeeze=False)
+    models = list(dict.fromkeys(r["model"] for r in table))
+    for ax, (key, err, label) in zip(axes[0], panels):
+        for j, m in enumerate(models):
+            rows = sorted((r for r in table if r["model"] == m and key in r), key=lambda r: r["k"])
+            if not rows:
+                continue
+            ks = np.array([r["k"] for r in rows]) + 0.06 * (j - (len(models) - 1) / 2)
+            yerr = [r[err] for r in rows] if err else None
+            ax.errorbar(ks, [r[key] for r in rows], yerr=yerr, marker="o", ms=4, capsize=3, label=m)
+        if key == "effective_components":
+            lim = [min(r["k"] for r in table), max(r["k"] for r in table)]
+            ax.plot(lim, lim, color="0.6", ls=":", lw=1, label="= K")
+        if chosen is not None:
+            ax.axvline(chosen["k"], color="k", ls="--", lw=0.8, label=f"chosen K = {chosen['k']}")
+        ax.set_xlabel("K")
+        ax.set_title(label, fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
