@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run_dir")
     r.add_argument("--out", default=None, help="report folder (default: RUN_DIR/report)")
     r.add_argument("--num-samples", type=int, default=100, help="draws of the global sites and per cluster")
-    r.add_argument("--max-points", type=int, default=10000, help="points kept in posterior.nc and the figures")
+    r.add_argument("--max-points", type=int, default=2000, help="points kept in posterior.nc and the figures")
+    r.add_argument("--iw-samples", type=int, default=100, help="importance samples per point for log_likelihood (0: none)")
     r.add_argument("--projection", default="pca", help="pca or tsne: how a latent space above 2-D is drawn")
     r.add_argument("--seed", type=int, default=0)
 
@@ -296,7 +297,7 @@ def _run_report(args) -> None:
     from .report import write_report
 
     out = write_report(args.run_dir, args.out, num_samples=args.num_samples, max_points=args.max_points,
-                       seed=args.seed, projection=args.projection)
+                       seed=args.seed, projection=args.projection, iw_samples=args.iw_samples)
     print(f"wrote {out}")
 
 
@@ -312,7 +313,8 @@ def _add_select_parser(sub) -> None:
     s.add_argument("--holdout", type=float, default=0.2, help="fraction of the points held out")
     s.add_argument("--se-factor", type=float, default=2.0,
                    help="reported (and the rule with one restart): within this many SE of the best log-likelihood")
-    s.add_argument("--min-stability", type=float, default=0.9, help="stable: mean pairwise ARI of restarts >= this")
+    s.add_argument("--stability-tie", type=float, default=0.02,
+                   help="the most stable: mean pairwise ARI of restarts within this of the highest")
     s.add_argument("--iw-samples", type=int, default=100, help="importance samples per held-out point")
     for flag in ("--epochs", "--pretrain-epochs", "--batch-size"):
         s.add_argument(flag, type=int, default=None, help="as for fit")
@@ -352,7 +354,7 @@ def _run_select(args) -> None:
     out = Path(args.out or f"runs/select-{Path(args.data).stem}")
     selection = select_n_clusters(data.x, _k_grid(args.clusters), models=models, restarts=args.restarts,
                                   holdout=args.holdout, se_factor=args.se_factor,
-                                  min_stability=args.min_stability, settings=settings, config=config,
+                                  stability_tie=args.stability_tie, settings=settings, config=config,
                                   likelihood=args.likelihood, iw_samples=args.iw_samples, seed=args.seed,
                                   out_dir=out, y=data.y, progress=not args.quiet)
     report = write_selection(selection, out, args.command_line)

@@ -93,10 +93,10 @@ def _enumerated(site) -> bool:
     return site["type"] == "sample" and site["infer"].get("enumerate") == "parallel"
 
 
-def _guide_trace(model, x, plate_name: str, size: int, dim: int):
+def _guide_trace(guide, x, plate_name: str, size: int, dim: int):
     """The guide with ``size`` vectorised draws in a plate at ``dim``; its enumerated sites (a
     mean-field q(c|x)) are left out: the model sums the clusters out itself."""
-    guide = poutine.block(model.guide, hide_fn=_enumerated)
+    guide = poutine.block(guide, hide_fn=_enumerated)
     with pyro.plate(plate_name, size, dim=dim):
         return poutine.trace(guide).get_trace(x)
 
@@ -111,7 +111,7 @@ def _split_sites(trace):
 def draw_globals(model, x, num_draws: int) -> dict:
     """{site: (G, 1, 1, *event)} draws of the guide's global sites (outside the data plate); {} if none."""
     with pyro.validation_enabled(False):
-        trace = _guide_trace(model, x[:1], "global_draws", num_draws, -3)
+        trace = _guide_trace(model.guide, x[:1], "global_draws", num_draws, -3)
     return {s["name"]: s["value"] for s in _split_sites(trace)[0]}
 
 
@@ -122,7 +122,7 @@ def _log_weights(model, x, global_values: dict, num_samples: int) -> torch.Tenso
     (conditioned at dim -3); enumeration starts at dim -4, so the model's sites broadcast to
     (*enum, G, S, B) and the discrete sites are summed out by brute force (logsumexp over the
     enumeration dims of the joint)."""
-    local_trace = _guide_trace(model, x, "iw_samples", num_samples, -2)
+    local_trace = _guide_trace(model.guide, x, "iw_samples", num_samples, -2)
     _, local = _split_sites(local_trace)
     values = {**global_values, **{s["name"]: s["value"] for s in local}}
     enum_model = poutine.enum(poutine.condition(model.model, data=values), first_available_dim=-4)

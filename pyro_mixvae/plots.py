@@ -9,12 +9,15 @@ Each function draws one figure from plain arrays (most of them read from the Arv
   cluster, with the 2-sigma ellipses of the components N(loc_k, diag scale_k^2) (projected by PCA:
   W^T diag(scale_k^2) W; none under t-SNE, which is not linear);
 * :func:`cluster_samples_figure` -- a row of E[x | z] per cluster, z drawn from that cluster;
-* :func:`confusion_figure` -- the contingency table of clusters against labels;
+* :func:`confusion_figure` -- the contingency table of clusters against labels, in the order of the
+  Hungarian matching (:func:`hungarian_order`);
 * :func:`collapse_figure` -- cluster usage (points per cluster, mean responsibility, prior weight)
   and the histogram of the assignment entropy -sum_k q_k log q_k (log K = uniform);
 * :func:`factor_grid_figure` -- factorial prior: one sample per (k_1, k_2) (the paper's Fig. 1);
 * :func:`kl_figure` -- factorial prior: KL[z_i] and KL[r_i] per factor (App. C.2-C.3);
-* :func:`arviz_figures` -- ArviZ's posterior and forest plots of the global sites.
+* :func:`arviz_figures` -- ArviZ's posterior plot of genuine draws and its posterior predictive check;
+* :func:`selection_figure` -- ``mixvae select``: held-out log-likelihood, stability and effective
+  components against K.
 """
 from __future__ import annotations
 
@@ -37,9 +40,13 @@ MAX_SCATTER = 5000
 
 
 def _save(fig, path, title: str = "") -> None:
+    """Save; a figure made with the constrained layout keeps its title right above the panels (no blank band)."""
     if title:
-        fig.suptitle(title, fontsize=9, y=1.0 + 0.25 / fig.get_figheight())
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+        fig.suptitle(title, fontsize=9)
+    if fig.get_layout_engine() is None:
+        fig.savefig(path, dpi=90, bbox_inches="tight")
+    else:
+        fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
@@ -85,7 +92,7 @@ def training_figure(records: list, path, title: str = "") -> None:
     panels = [(k, [k]) for k in main + terms] + ([("scores against labels", scores)] if scores else [])
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False, layout="constrained")
     for ax, (name, keys) in zip(axes.flat, panels):
         for k in keys:
             pts = [(e, r[k]) for e, r in zip(epochs, records) if r.get(k) is not None]
@@ -97,7 +104,6 @@ def training_figure(records: list, path, title: str = "") -> None:
             ax.legend(fontsize=7)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
-    fig.tight_layout()
     _save(fig, path, title)
 
 
@@ -127,7 +133,7 @@ def latent_figure(z: np.ndarray, assignment: np.ndarray, loc: np.ndarray, scale:
         z, assignment = z[keep], assignment[keep]
     xy, w, centre = _project(np.asarray(z, dtype=float), projection, seed)
     cmap = plt.get_cmap("tab10")
-    fig, ax = plt.subplots(figsize=(6, 5.5))
+    fig, ax = plt.subplots(figsize=(6, 5.5), layout="constrained")
     ax.scatter(xy[:, 0], xy[:, 1], s=3, c=[cmap(int(k) % 10) for k in assignment], alpha=0.6)
     used = set(np.asarray(assignment).tolist())
     if w is not None:
@@ -178,24 +184,37 @@ def cluster_samples_figure(x_cluster: np.ndarray, path, n: int = 8, title: str =
     _save(fig, path, title or "E[x | z], z drawn from each cluster (one row per cluster)")
 
 
-def confusion_figure(labels: np.ndarray, assignment: np.ndarray, path, title: str = "") -> None:
-    """Counts of points per (cluster, label)."""
+def hungarian_order(labels: np.ndarray, assignment: np.ndarray) -> tuple:
+    """(classes, clusters ordered so that cluster i is matched to class i by the Hungarian matching that
+    defines ACC; unmatched clusters last, by size) and the contingency table in that order."""
+    from scipy.optimize import linear_sum_assignment
+
     from .metrics import contingency
 
-    table = contingency(labels, assignment)
+    table = contingency(labels, assignment)  # (clusters, classes)
     classes, clusters = np.unique(labels), np.unique(assignment)
-    fig, ax = plt.subplots(figsize=(0.45 * len(classes) + 2.5, 0.4 * len(clusters) + 2))
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    matched = [r for _, r in sorted(zip(cols, rows))]
+    rest = sorted(set(range(len(clusters))) - set(matched), key=lambda r: -table[r].sum())
+    order = matched + rest
+    return classes, clusters[order], table[order]
+
+
+def confusion_figure(labels: np.ndarray, assignment: np.ndarray, path, title: str = "") -> None:
+    """Counts of points per (cluster, label), clusters ordered by the Hungarian matching (the diagonal is ACC's)."""
+    classes, clusters, table = hungarian_order(labels, assignment)
+    fig, ax = plt.subplots(figsize=(0.45 * len(classes) + 2.5, 0.4 * len(clusters) + 2), layout="constrained")
     im = ax.imshow(table, cmap="Blues")
     ax.set_xticks(range(len(classes)), [str(c) for c in classes], fontsize=7)
     ax.set_yticks(range(len(clusters)), [str(c) for c in clusters], fontsize=7)
     ax.set_xlabel("label")
-    ax.set_ylabel("assigned cluster")
+    ax.set_ylabel("assigned cluster (Hungarian order)")
     if table.size <= 400:
         for (i, j), v in np.ndenumerate(table):
             ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=6,
                     color="white" if v > table.max() / 2 else "black")
     fig.colorbar(im, ax=ax, label="points")
-    _save(fig, path, title or "clusters against labels")
+    _save(fig, path, title or "clusters against labels (diagonal: the matching of ACC)")
 
 
 def collapse_figure(responsibilities: np.ndarray, path, prior_weights=None, title: str = "") -> None:
@@ -205,21 +224,21 @@ def collapse_figure(responsibilities: np.ndarray, path, prior_weights=None, titl
     share = np.bincount(gamma.argmax(1), minlength=K) / len(gamma)
     safe = np.where(gamma > 0, gamma, 1.0)
     entropy = -(gamma * np.log(safe)).sum(1)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5), layout="constrained")
     idx = np.arange(K)
     a.bar(idx - 0.2, share, 0.4, label="share of points assigned")
     a.bar(idx + 0.2, gamma.mean(0), 0.4, label="mean responsibility")
     if prior_weights is not None:
         a.scatter(idx, prior_weights, color="k", marker="_", s=200, label="prior weight pi")
     a.set_xlabel("cluster")
+    a.set_xticks(idx)
     a.set_title(f"cluster usage: {int((share > 0).sum())} of {K} clusters used", fontsize=9)
-    a.legend(fontsize=7)
-    b.hist(entropy, bins=30)
+    a.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)
+    b.hist(entropy, bins=30, range=(0.0, max(math.log(K), float(entropy.max()))))
     b.axvline(math.log(K), color="k", ls="--", label="log K (uniform)")
     b.set_xlabel("assignment entropy (nats)")
     b.set_title("entropy of q(c | x) per point", fontsize=9)
-    b.legend(fontsize=7)
-    fig.tight_layout()
+    b.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
     _save(fig, path, title)
 
 
@@ -229,7 +248,7 @@ def factor_grid_figure(model, path, seed: int = 0, title: str = "") -> None:
     k1, k2 = model.components[0], model.components[1]
     rest = [None] * (len(model.components) - 2)
     torch.manual_seed(seed)
-    fig, axes = plt.subplots(k2, k1, figsize=(k1 * 0.8 + 0.5, k2 * 0.8 + 0.5), squeeze=False)
+    fig, axes = plt.subplots(k2, k1, figsize=(k1 * 0.8 + 0.5, k2 * 0.8 + 0.5), squeeze=False, layout="constrained")
     for b in range(k2):
         for a in range(k1):
             x = model.sample(1, ks=[a, b, *rest])[0][0].cpu().numpy()
@@ -250,13 +269,13 @@ def kl_figure(parts: dict, path, title: str = "") -> None:
     """Grouped bars: each KL part (e.g. KL[z_i], KL[r_i]) per factor, nats per point."""
     names = list(parts)
     factors = len(parts[names[0]])
-    fig, ax = plt.subplots(figsize=(1.2 * factors * len(names) + 2, 3.5))
+    fig, ax = plt.subplots(figsize=(1.2 * factors * len(names) + 2, 3.5), layout="constrained")
     width = 0.8 / len(names)
     for j, name in enumerate(names):
         ax.bar(np.arange(factors) + (j - (len(names) - 1) / 2) * width, parts[name], width, label=name)
     ax.set_xticks(range(factors), [f"factor {i}" for i in range(factors)])
     ax.set_ylabel("nats per point")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     _save(fig, path, title or "KL[z_i] and KL[r_i] per factor (App. C.2-C.3)")
 
 
@@ -270,34 +289,32 @@ def save_arviz_figure(result, path) -> None:
     plt.close(fig)
 
 
-def arviz_figures(idata, posterior_path, forest_path, max_clusters: int = 6, max_dims: int = 2) -> list:
-    """ArviZ's posterior plot (``plot_posterior``; ``plot_dist`` in ArviZ >= 1) of the global sites over the
-    first clusters, and its forest plot; returns the paths written."""
+def arviz_figures(idata, posterior_path, ppc_path, max_clusters: int = 6, max_points: int = 2) -> list:
+    """ArviZ's posterior plot (``plot_posterior``; ``plot_dist`` in ArviZ >= 1) of genuine draws -- the
+    global mixture weights where the guide has a q over them, else q(z | x) of the first points -- and
+    ``plot_ppc`` of the posterior predictive against the data; returns the paths written."""
     from .analysis import _arviz, group
 
     az = _arviz()
     post = group(idata, "posterior")
-    if "factor" in post.dims:
-        post = post.isel(factor=0)
-    finite = np.isfinite(post[list(post.data_vars)[0]].values)  # factor 0's clusters (the rest is NaN padding)
-    k = int(finite.reshape(finite.shape[:2] + (post.sizes["cluster"], -1)).all(axis=(0, 1, 3)).sum())
-    sel = {"cluster": slice(0, max(1, min(k, max_clusters)))}
-    if "latent_dim" in post.dims:
-        sel["latent_dim"] = slice(0, max_dims)
-    small = post.isel(sel)
+    weights = [v for v in post.data_vars if v == "pi" or v.startswith("pi_")]
+    if weights:
+        name = weights[0]
+        small = post[[name]].isel({post[name].dims[-1]: slice(0, max_clusters)})
+    else:
+        name = "z" if "z" in post else list(post.data_vars)[0]
+        small = post[[name]].isel(local_obs=slice(0, max_points))
+        small = small.isel({d: slice(0, 3) for d in small[name].dims if d.endswith("_dim")})
     plot_posterior = getattr(az, "plot_posterior", None) or az.plot_dist
-    written = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        names = ["pi"] if "pi" in small else list(small.data_vars)[:1]
-        # point values are one draw: a histogram shows them (a density estimate of one value cannot)
-        kind = {"kind": "hist"} if small.sizes["draw"] == 1 and plot_posterior is getattr(az, "plot_posterior", None) \
-            else {}
-        save_arviz_figure(plot_posterior(small, var_names=names, **kind), posterior_path)
-        written.append(posterior_path)
-        save_arviz_figure(az.plot_forest(small, var_names=list(small.data_vars)), forest_path)
-        written.append(forest_path)
-    return written
+        save_arviz_figure(plot_posterior(small, var_names=[name]), posterior_path)
+        axes = az.plot_ppc(idata, num_pp_samples=min(20, group(idata, "posterior_predictive").sizes["draw"]))
+        if not hasattr(axes, "savefig"):  # arviz 0.2x: matplotlib axes
+            np.ravel(axes)[0].set_title("posterior predictive: x_rep ~ p(x | z), z ~ q(z | x), all features pooled",
+                                        fontsize=9)
+        save_arviz_figure(axes, ppc_path)
+    return [posterior_path, ppc_path]
 
 
 def selection_figure(table: list, path, chosen=None, title: str = "") -> None:

@@ -16,8 +16,9 @@ measures, without labels,
 * ``effective_components`` (the factorial prior): the mean over restarts of the components whose
   Dirichlet pseudo-count exceeds the prior's by more than one point (factor 0).
 
-The rule (:func:`choose`): among the stable candidates (stability >= ``min_stability``, default
-0.9: restarts agree on the clustering), the one with the best held-out log-likelihood. The
+The rule (:func:`choose`): among the most stable candidates (stability within ``stability_tie``,
+default 0.02, of the highest: the restarts agree on the clustering as well as anywhere on the
+grid), the one with the best held-out log-likelihood. The
 likelihood alone tends to keep rising with K (more components describe each group's shape in
 latent space), so it is not trusted to stop by itself; stability alone favours merges that every
 restart makes (small K). Each candidate's
@@ -45,7 +46,7 @@ from .models import get_model_class
 from .models.base import parse_settings
 from .nets import resolve_likelihood
 
-MIN_STABILITY = 0.9
+STABILITY_TIE = 0.02
 CANDIDATES = "candidates"
 
 
@@ -161,9 +162,9 @@ def _name(row) -> str:
     return f"{row['model']} K={row['k']}"
 
 
-def choose(rows: list, se_factor: float = 2.0, min_stability: float = MIN_STABILITY) -> tuple:
-    """(chosen row, reason), without labels: among the stable candidates (mean pairwise ARI of restarts
-    >= ``min_stability``; if none, the most stable one) the best held-out log-likelihood. With one
+def choose(rows: list, se_factor: float = 2.0, stability_tie: float = STABILITY_TIE) -> tuple:
+    """(chosen row, reason), without labels: among the most stable candidates (mean pairwise ARI of
+    restarts within ``stability_tie`` of the highest) the best held-out log-likelihood. With one
     restart (no stability): the smallest K within ``se_factor`` SE of the best held-out log-likelihood."""
     best = max(rows, key=lambda r: r["heldout_ll"])
     plausible = [r for r in rows if r["ll_diff"] <= se_factor * r["diff_se"]]
@@ -172,13 +173,10 @@ def choose(rows: list, se_factor: float = 2.0, min_stability: float = MIN_STABIL
     if any(np.isnan(r["stability"]) for r in rows):
         chosen = min(plausible, key=lambda r: (r["k"], r["ll_diff"]))
         return chosen, f"{_name(chosen)}: {said}; one restart per candidate (no stability): the smallest of those K."
-    stable = [r for r in rows if r["stability"] >= min_stability]
-    if stable:
-        why = f"stable (mean pairwise ARI of restarts >= {min_stability:g}): " + ", ".join(
-            f"{_name(r)} ({r['stability']:.3f})" for r in stable)
-    else:
-        stable = [max(rows, key=lambda r: r["stability"])]
-        why = f"no candidate reaches stability {min_stability:g}; the most stable: {_name(stable[0])} ({stable[0]['stability']:.3f})"
+    top = max(r["stability"] for r in rows)
+    stable = [r for r in rows if r["stability"] >= top - stability_tie]
+    why = (f"the most stable (mean pairwise ARI of restarts within {stability_tie:g} of the highest, {top:.3f}): "
+           + ", ".join(f"{_name(r)} ({r['stability']:.3f})" for r in stable))
     chosen = max(stable, key=lambda r: r["heldout_ll"])
     gap = "" if chosen is best else f" ({chosen['ll_diff']:.3f} +- {chosen['diff_se']:.3f} nats below the best)"
     return chosen, (f"{_name(chosen)}: {why}; of these the best held-out log-likelihood{gap}. For comparison, "
@@ -201,7 +199,7 @@ def _check(ks, models, restarts: int, n: int) -> list:
 
 def select_n_clusters(X, ks: Sequence[int] = tuple(range(2, 11)), *, models: Sequence[str] = ("vade",),
                       restarts: int = 3, holdout: float = 0.2, se_factor: float = 2.0,
-                      min_stability: float = MIN_STABILITY, settings: Optional[dict] = None,
+                      stability_tie: float = STABILITY_TIE, settings: Optional[dict] = None,
                       config: Optional[TrainConfig] = None, likelihood: str = "auto", iw_samples: int = 100,
                       global_draws: int = DEFAULT_GLOBAL_DRAWS, seed: int = 0, out_dir=None, y=None,
                       progress: bool = True) -> Selection:
@@ -229,7 +227,7 @@ def select_n_clusters(X, ks: Sequence[int] = tuple(range(2, 11)), *, models: Seq
         done[m, k, r] = _candidate(job, m, k, r)
     rows = [_row(m, k, [done[m, k, r] for r in range(restarts)], y) for m in models for k in ks]
     _add_paired_se(rows)
-    chosen, reason = choose(rows, se_factor, min_stability)
+    chosen, reason = choose(rows, se_factor, stability_tie)
     table = [{key: v for key, v in row.items() if key != "pointwise"} for row in rows]
     return Selection(table, {key: v for key, v in chosen.items() if key != "pointwise"}, reason, len(held))
 
