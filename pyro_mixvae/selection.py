@@ -144,7 +144,8 @@ def _row(model_name: str, k: int, runs: list, y) -> dict:
 
 def _add_paired_se(rows: list) -> None:
     """Per row: the difference to the best held-out log-likelihood and its standard error, paired twice:
-    over the held-out points (``paired_se`` = sqrt(var_n(d_n) / N), d_n averaged over restarts) and over
+    over the held-out points (``paired_se`` = sqrt(var_n(d_n) / N), d_n averaged over restarts; N times it
+    is ``az.compare``'s ``dse``) and over
     the restarts (restart r of every candidate starts from seed + r, so the pretraining is shared:
     sqrt(var_r(d_r) / R), d_r averaged over points); ``diff_se`` combines the two."""
     best = max(rows, key=lambda r: r["heldout_ll"])
@@ -152,7 +153,7 @@ def _add_paired_se(rows: list) -> None:
         r = min(len(best["pointwise"]), len(row["pointwise"]))
         d = best["pointwise"][:r] - row["pointwise"][:r]  # (R, N)
         row["ll_diff"] = float(best["heldout_ll"] - row["heldout_ll"])
-        points = float(d.mean(0).std(ddof=1) / np.sqrt(d.shape[1])) if d.shape[1] > 1 else 0.0
+        points = float(d.mean(0).std() / np.sqrt(d.shape[1]))  # ddof 0, as az.compare
         restarts = float(d.mean(1).std(ddof=1) / np.sqrt(r)) if r > 1 else 0.0
         row["paired_se"] = points
         row["diff_se"] = float(np.sqrt(points ** 2 + restarts ** 2))
