@@ -318,10 +318,11 @@ def arviz_figures(idata, posterior_path, ppc_path, max_clusters: int = 6, max_po
 
 
 def selection_figure(table: list, path, chosen=None, title: str = "") -> None:
-    """``mixvae select``: held-out log-likelihood (error bars: paired SE against the best), stability
-    (mean pairwise ARI of restarts, error bars: its SE) and, where measured, effective components, against K."""
-    panels = [("heldout_ll", "paired_se", "held-out log p(x) per point (nats)"),
-              ("stability", "stability_se", "stability: mean pairwise ARI of restarts")]
+    """``mixvae select``: held-out log-likelihood (error bars: the SE of its difference to the best, paired over
+    points and restarts), stability (mean pairwise ARI of restarts, error bars: its SE) and, where measured,
+    effective components, against K."""
+    panels = [("heldout_ll", "diff_se", "held-out log p(x) per point (nats)\nbars: SE of the difference to the best"),
+              ("stability", "stability_se", "stability: mean pairwise ARI of restarts\nbars: SE over pairs")]
     if any("effective_components" in r for r in table):
         panels.append(("effective_components", None, "effective components (factor 0)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), layout="constrained", squeeze=False)

@@ -1,4 +1,5 @@
 """ArviZ export, figures and ``mixvae report`` on a run of every model type; ArviZ's own functions on them."""
+import json
 import warnings
 
 import matplotlib.image
@@ -167,3 +168,18 @@ def test_report_refuses_what_is_not_a_run_directory(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("mixvae: error:") and "\n" not in err and "run directory" in err
+
+
+def test_evaluate_reports_held_out_log_likelihood(reports, tmp_path, capsys):
+    """``mixvae evaluate RUN --data HELD_OUT``: the importance-weighted log p(x) with its standard errors."""
+    rng = np.random.default_rng(5)
+    x = np.clip(rng.uniform(0.1, 0.9, size=(30, 12)), 0, 1).astype(np.float32)
+    np.savez(tmp_path / "held_out.npz", x=x)
+    capsys.readouterr()
+    assert main(["evaluate", str(reports["factorial"]), "--data", str(tmp_path / "held_out.npz"),
+                 "--iw-samples", "20"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["iw_samples"] == 20 and np.isfinite(out["log_likelihood"])
+    assert 0 < out["log_likelihood_mc_se"] < out["log_likelihood_se"] < 5
+    assert out["log_likelihood"] >= out["elbo"] - 3 * out["log_likelihood_mc_se"]
+    assert main(["evaluate", str(reports["vade"]), "--iw-samples", "-1"]) == 2
