@@ -129,7 +129,7 @@ def _numpy(t) -> np.ndarray:
 @torch.no_grad()
 def to_inference_data(model, data, *, y=None, history=None, num_samples: int = 100,
                       max_points: Optional[int] = None, seed: int = 0, batch_size: int = 1000,
-                      iw_samples: int = DEFAULT_IW_SAMPLES, ppc_samples: int = 20, local_points: int = 100):
+                      iw_samples: int = DEFAULT_IW_SAMPLES, ppc_samples: int = 10, local_points: int = 100):
     """ArviZ data of a trained ``model`` (or estimator) on ``data``; see the module docstring.
 
     :param data: a :class:`~pyro_mixvae.data.Dataset`, an array or a tensor of shape (N, ...).

@@ -309,7 +309,11 @@ def arviz_figures(idata, posterior_path, ppc_path, max_clusters: int = 6, max_po
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         save_arviz_figure(plot_posterior(small, var_names=[name]), posterior_path)
-        axes = az.plot_ppc(idata, num_pp_samples=min(20, group(idata, "posterior_predictive").sizes["draw"]))
+        draws = group(idata, "posterior_predictive").sizes["draw"]
+        if hasattr(az, "plot_ppc"):  # arviz 0.2x
+            axes = az.plot_ppc(idata, num_pp_samples=min(20, draws))
+        else:  # pragma: no cover - arviz >= 1 (arviz_plots), not installed here
+            axes = az.plot_ppc_dist(idata)
         if not hasattr(axes, "savefig"):  # arviz 0.2x: matplotlib axes
             np.ravel(axes)[0].set_title("posterior predictive: x_rep ~ p(x | z), z ~ q(z | x), all features pooled",
                                         fontsize=9)
