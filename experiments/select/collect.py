@@ -1,4 +1,5 @@
-"""Collect experiments/select/runs/*/selection.json into experiments/results/select.json and print a summary.
+"""Collect experiments/select/runs/*/selection.json into experiments/results/select.json, and
+experiments/results/select.md (results_header.md, then one table per run); print a summary.
 
     python experiments/select/collect.py
 """
@@ -24,7 +25,25 @@ def main():
               f"most stable K={stab['k']} ({stab['stability']:.3f})")
     target = ROOT.parent / "results" / "select.json"
     target.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {target}")
+    md = ROOT.parent / "results" / "select.md"
+    md.write_text((ROOT / "results_header.md").read_text() + "".join(_table(n, r) for n, r in out.items()))
+    print(f"wrote {target} and {md}")
+
+
+def _table(name: str, run: dict) -> str:
+    eff = any("effective_components" in r for r in run["table"])
+    lines = ["", f"### {name}", "", f"`{run['command']}`", "",
+             f"Chosen K = {run['chosen_k']}; the best held-out log-likelihood is at K = {run['best_heldout_ll_k']}.",
+             f"{run['heldout_points']} held-out points. Rule's reason: {run['reason']}", "",
+             "| K | held-out log p(x) | below the best (+- SE) | stability (ARI of restarts) | clusters used | "
+             + ("effective components | " if eff else "") + "ARI vs labels (not used) |",
+             "| --- | --- | --- | --- | --- | " + ("--- | " if eff else "") + "--- |"]
+    for r in run["table"]:
+        mark = " (chosen)" if r["k"] == run["chosen_k"] else ""
+        lines.append(f"| {r['k']}{mark} | {r['heldout_ll']:.3f} | {r['ll_diff']:.3f} +- {r['diff_se']:.3f} | "
+                     f"{r['stability']:.3f} +- {r['stability_se']:.3f} | {r['clusters_used']:.2f} | "
+                     + (f"{r['effective_components']:.2f} | " if eff else "") + f"{r.get('ari_labels', float('nan')):.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
