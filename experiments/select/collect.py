@@ -21,12 +21,15 @@ def main():
                                  "reason": sel["reason"], "heldout_points": sel["heldout_points"],
                                  "table": [{k: r[k] for k in KEEP if k in r} for r in sel["table"]]}
         stab = max(sel["table"], key=lambda r: r["stability"])
+        out[path.parent.name]["most_stable_k"] = f"{stab['k']} ({stab['stability']:.3f})"
         print(f"{path.parent.name:28s} chosen K={sel['chosen']['k']:<3} best held-out ll K={best['k']:<3} "
               f"most stable K={stab['k']} ({stab['stability']:.3f})")
     target = ROOT.parent / "results" / "select.json"
     target.write_text(json.dumps(out, indent=1) + "\n")
     md = ROOT.parent / "results" / "select.md"
-    md.write_text((ROOT / "results_header.md").read_text() + "".join(_table(n, r) for n, r in out.items()))
+    rows = "\n".join(f"| {n} | {r['chosen_k']} | {r['best_heldout_ll_k']} | {r['most_stable_k']} |" for n, r in out.items())
+    header = (ROOT / "results_header.md").read_text().replace("SUMMARY_ROWS", rows)
+    md.write_text(header + "".join(_table(n, r) for n, r in out.items()))
     print(f"wrote {target} and {md}")
 
 
