@@ -313,8 +313,9 @@ def _add_select_parser(sub) -> None:
     s.add_argument("--holdout", type=float, default=0.2, help="fraction of the points held out")
     s.add_argument("--se-factor", type=float, default=2.0,
                    help="reported (and the rule with one restart): within this many SE of the best log-likelihood")
-    s.add_argument("--stability-tie", type=float, default=0.02,
-                   help="the most stable: mean pairwise ARI of restarts within this of the highest")
+    s.add_argument("--stability-tie", type=float, default=0.0,
+                   help="candidates whose stability (mean pairwise ARI of restarts) is within this of the highest "
+                        "are ranked by held-out log-likelihood")
     s.add_argument("--iw-samples", type=int, default=100, help="importance samples per held-out point")
     for flag in ("--epochs", "--pretrain-epochs", "--batch-size"):
         s.add_argument(flag, type=int, default=None, help="as for fit")

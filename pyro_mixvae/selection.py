@@ -16,9 +16,9 @@ measures, without labels,
 * ``effective_components`` (the factorial prior): the mean over restarts of the components whose
   Dirichlet pseudo-count exceeds the prior's by more than one point (factor 0).
 
-The rule (:func:`choose`): among the most stable candidates (stability within ``stability_tie``,
-default 0.02, of the highest: the restarts agree on the clustering as well as anywhere on the
-grid), the one with the best held-out log-likelihood. The
+The rule (:func:`choose`): the most stable candidate (the restarts agree on the clustering best),
+the held-out log-likelihood deciding between candidates whose stability is within
+``stability_tie`` of the highest (default 0: exact ties, e.g. several K at ARI 1). The
 likelihood alone tends to keep rising with K (more components describe each group's shape in
 latent space), so it is not trusted to stop by itself; stability alone favours merges that every
 restart makes (small K). Each candidate's
@@ -46,7 +46,7 @@ from .models import get_model_class
 from .models.base import parse_settings
 from .nets import resolve_likelihood
 
-STABILITY_TIE = 0.02
+STABILITY_TIE = 0.0
 CANDIDATES = "candidates"
 
 

@@ -33,6 +33,9 @@ def test_rule_takes_the_best_likelihood_among_the_most_stable():
     assert chosen["k"] == 4 and "K=4" in reason and "K=7" in reason  # the best likelihood is named too
     rows = _rows([-12.0, -11.0, -10.0], [0.95, 0.99, 0.7], rng)
     assert choose(rows)[0]["k"] == 3
+    # a tolerance on stability lets the likelihood decide between nearly equally stable candidates
+    rows = _rows([-12.0, -11.0, -10.0, -9.0], [0.5, 1.0, 0.6, 0.99], rng)
+    assert choose(rows)[0]["k"] == 3 and choose(rows, stability_tie=0.02)[0]["k"] == 5
     one_restart = _rows([-12.0, -10.0, -10.0, -9.99], [np.nan] * 4, rng)  # no stability: smallest plausible K
     assert choose(one_restart)[0]["k"] == 3
 
