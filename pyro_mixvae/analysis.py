@@ -1,32 +1,43 @@
-"""Posterior analysis: a trained model as ArviZ data.
+"""Posterior analysis: a trained model as ArviZ data that ArviZ's functions accept.
 
-:func:`to_inference_data` turns any model of the package (or one of your own that provides the
-hooks of :class:`~pyro_mixvae.models.base.MixtureVAE`) and a data set into ArviZ data built with
+:func:`to_inference_data` turns any model of the package (or one of your own with the hooks of
+:class:`~pyro_mixvae.models.base.MixtureVAE`) and a data set into ArviZ data built with
 ``arviz.from_dict``, with the groups
 
 ==========================  ===================================================================
 group                       what it holds (dims after ``chain``, ``draw``)
 ==========================  ===================================================================
-``posterior``               the global latent sites, per factor. Drawn from the guide's q where
-                            the globals are random variables (the factorial prior: ``pi`` ~
-                            q(pi_i) = Dir(c_i), (``mu``, ``alpha``) ~ q(xi_i) = NormalGamma);
-                            their point values as one draw where they are parameters (VaDE and
-                            VIB-GMM ``pi``, ``mu_c``, ``sigma_c``; GMVAE the beta-net's
-                            components at w = 0). The group attribute ``estimate`` says which.
-                            Dims ``([factor,] cluster[, latent_dim])``.
-``posterior_predictive``    ``x_cluster (cluster, *data dims)``: E[x | z] with z drawn from
-                            cluster k (of factor 0) -- ``model.sample(S, cluster=k)``.
-``observed_data``           ``x (obs, *data dims)``.
-``constant_data``           ``labels (obs)`` when the data have labels (never used in training).
+``posterior``               genuine draws only. The guide's global sites where it has a q over
+                            them (the factorial prior: ``pi_i`` ~ Dir(c_i) over ``cluster_i``; a
+                            NormalGamma site ``xi_i`` as its parts ``mu_i``, ``alpha_i`` over
+                            ``(cluster_i, latent_dim)``: one variable per factor, so unequal K_i
+                            need no padding), and the local latents of the guide, q(z | x) (and
+                            q(w | x) for GMVAE), for the first ``local_points`` points (``z``
+                            over ``(local_obs, z_dim)``). S = ``num_samples`` draws.
+``constant_data``           global parameters that are point values (VaDE, VIB-GMM: ``pi``,
+                            ``mu_c``, ``sigma_c``; GMVAE: its beta-net's components at w = 0),
+                            named in the attribute ``point_estimates``; ``labels (obs)`` when
+                            the data have labels (never used in training).
+``log_likelihood``          ``x (obs)``: the importance-weighted log p(x_n | theta_g)
+                            (:func:`pyro_mixvae.evaluation.importance_log_likelihood`) per draw
+                            theta_g of the posterior's globals (the same draws), or one draw
+                            where the globals are point values.
+``posterior_predictive``    ``x (obs, *data dims)``: x_rep ~ p(x | z), z ~ q(z | x_n) (stock
+                            ``pyro.infer.Predictive``), ``ppc_samples`` draws.
+``observed_data``           ``x (obs, *data dims)``: the same name and dims (``az.plot_ppc``).
+``cluster_predictive``      ``x_cluster (cluster, *data dims)``: E[x | z], z drawn from cluster k
+                            (of factor 0) -- ``model.sample(S, cluster=k)``.
 ``cluster_posterior``       per point, no draws: ``responsibilities (obs, [factor,] cluster)``
                             = q(c | x), ``assignment (obs[, factor])`` = argmax, ``entropy``
-                            = -sum_k q log q in nats, ``z_loc (obs, [factor,] latent_dim)`` = E q(z|x).
+                            = -sum_k q log q in nats, ``z_loc (obs, [factor,] latent_dim)`` = E q(z|x)
+                            (NaN where a factor has fewer clusters than the widest).
 ``training_history``        one variable per column of ``history.jsonl``, dim ``epoch``.
 ==========================  ===================================================================
 
-The ``factor`` dim appears only for models with several factors; when the factors have
-different K_i, ``cluster`` has max K_i entries and the missing ones are NaN. ``obs`` holds the
-indices of the points in the data (a random subset when ``max_points`` is smaller than N).
+``az.summary``, ``az.plot_posterior``, ``az.plot_ppc`` run on every model; ``az.loo``,
+``az.waic`` and ``az.compare`` need several draws of the globals, i.e. the factorial prior
+(for the others compare held-out log-likelihoods: :mod:`pyro_mixvae.selection`). ``obs`` holds
+the indices of the points in the data (a random subset when ``max_points`` is smaller than N).
 
 ArviZ 0.2x (an ``InferenceData``) and ArviZ >= 1.0 (an ``xarray.DataTree``) are both
 supported: :func:`save_netcdf` and :func:`load_inference_data` write and read either.
@@ -42,15 +53,23 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import pyro
+import pyro.distributions as dist
+import pyro.poutine as poutine
 import torch
+from pyro.infer import Predictive
 
+from .distributions import NormalGamma
 from .errors import ConfigError
+from .evaluation import DEFAULT_IW_SAMPLES, _enumerated, _guide_trace, _split_sites, draw_globals, importance_log_likelihood
 from .infer.train import History
 from .nets import eval_mode
 from .plots import sample_figure  # noqa: F401  (re-exported: ``mixvae sample`` draws it)
 
 POINT_ESTIMATE = "point values of parameters (one draw, not a posterior distribution)"
 DRAWS_ESTIMATE = "draws from the guide's variational posterior q"
+LOCAL_ESTIMATE = ("draws of the local latents from q(z | x) only; the global parameters are point values "
+                  "(constant_data)")
 
 
 def _arviz():
@@ -109,21 +128,26 @@ def _numpy(t) -> np.ndarray:
 
 @torch.no_grad()
 def to_inference_data(model, data, *, y=None, history=None, num_samples: int = 100,
-                      max_points: Optional[int] = None, seed: int = 0, batch_size: int = 1000):
+                      max_points: Optional[int] = None, seed: int = 0, batch_size: int = 1000,
+                      iw_samples: int = DEFAULT_IW_SAMPLES, ppc_samples: int = 10, local_points: int = 100):
     """ArviZ data of a trained ``model`` (or estimator) on ``data``; see the module docstring.
 
     :param data: a :class:`~pyro_mixvae.data.Dataset`, an array or a tensor of shape (N, ...).
     :param y: labels (default: ``data.y`` when ``data`` is a Dataset).
     :param history: a :class:`~pyro_mixvae.infer.History` or its records (default: an estimator's).
-    :param num_samples: S, the draws of the global sites (when they have a q) and per cluster.
+    :param num_samples: S, the posterior draws (globals where they have a q, local latents) and per cluster.
     :param max_points: keep a random subset of this many points (``obs`` records which).
+    :param iw_samples: importance samples per point and draw for ``log_likelihood`` (0: no such group).
+    :param ppc_samples: draws of ``posterior_predictive``.
+    :param local_points: the first points of ``obs`` whose q(z | x) draws go into ``posterior``.
     :param seed: seeds the draws and the subset; the global RNG is left as it was.
     """
     az = _arviz()
     model, records = _unwrap(model, history)
     x, y = _as_arrays(data, y)
-    if num_samples < 1:
-        raise ConfigError(f"num_samples must be >= 1; got {num_samples}")
+    if min(num_samples, ppc_samples, local_points) < 1 or iw_samples < 0:
+        raise ConfigError(f"num_samples, ppc_samples and local_points must be >= 1 and iw_samples >= 0; got "
+                          f"{num_samples}, {ppc_samples}, {local_points}, {iw_samples}")
     obs = np.arange(len(x))
     if max_points is not None and len(x) > max_points:
         obs = np.sort(np.random.default_rng(seed).choice(len(x), int(max_points), replace=False))
@@ -132,67 +156,137 @@ def to_inference_data(model, data, *, y=None, history=None, num_samples: int = 1
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), eval_mode(model):
         torch.manual_seed(seed)
         xt = torch.as_tensor(x, device=device)
-        gammas = [torch.cat(parts) for parts in
-                  zip(*(model.factor_responsibilities(xb) for xb in xt.split(batch_size)))]
-        z_loc = torch.cat([model.latent_means(xb) for xb in xt.split(batch_size)])
-        globals_ = model.global_posterior(num_samples)
-        components = model.prior_components()
-        n_clusters = gammas[0].shape[1]
-        predictive = torch.stack([model.sample(num_samples, cluster=k)[0] for k in range(n_clusters)], 1)
-
-    factors = len(gammas)
-    k_max = max(g.shape[1] for g in gammas)
-    lead = ["factor"] if factors > 1 else []
-    coords = {"cluster": np.arange(k_max), "obs": obs}
-    if factors > 1:
-        coords["factor"] = np.arange(factors)
-    dims, posterior = {}, {}
-    for name in globals_[0]:
-        per_factor = [_numpy(g[name]) for g in globals_]
-        value = _stack_factors(per_factor, k_max)
-        posterior[name] = value[None]  # one chain
-        extra = per_factor[0].ndim - 2
-        dims[name] = lead + ["cluster"] + (["latent_dim"] if extra == 1 else [f"{name}_dim_{i}" for i in range(extra)])
-    coords["latent_dim"] = np.arange(components[0][1].shape[-1])  # kept only where a variable uses it
-
+        draws = _draws(model, xt, obs, num_samples, ppc_samples, local_points, iw_samples, seed)
+        cluster_posterior = _cluster_posterior(model, xt, obs, batch_size)
     ddims = data_dims(x.shape[1:])
+    groups, dims, coords = draws["groups"], draws["dims"], draws["coords"]
+    groups["observed_data"] = {"x": x}
     dims["x"] = ["obs"] + ddims
-    dims["x_cluster"] = ["cluster"] + ddims
-    dims["labels"] = ["obs"]
-    pp = _numpy(predictive).reshape((num_samples, n_clusters) + x.shape[1:])
-    if k_max > n_clusters:  # factor 0 has fewer components than the widest factor
-        pad = np.full((num_samples, k_max - n_clusters) + x.shape[1:], np.nan, dtype=pp.dtype)
-        pp = np.concatenate([pp, pad], 1)
-    groups = {"posterior": posterior, "posterior_predictive": {"x_cluster": pp[None]}, "observed_data": {"x": x}}
+    coords["obs"] = obs
     if y is not None:
-        groups["constant_data"] = {"labels": y}
-    estimate = POINT_ESTIMATE if model.globals_are_point_values else DRAWS_ESTIMATE
-    root = {"model": model.name, "n_clusters": int(model.n_clusters), "factors": factors,
+        groups.setdefault("constant_data", {})["labels"] = y
+        dims["labels"] = ["obs"]
+    root = {"model": model.name, "n_clusters": int(model.n_clusters), "factors": len(model.prior_components()),
             "likelihood": str(model.likelihood_name), "data_shape": list(x.shape[1:]),
-            "global_sites": " ".join(posterior), "estimate": estimate, "num_samples": int(num_samples)}
-    group_attrs = {"posterior": {"estimate": estimate, "global_sites": " ".join(posterior)},
-                   "posterior_predictive": {"x_cluster": "E[x | z], z drawn from cluster k (of factor 0)"}}
-    idata = _from_dict(az, groups, coords, dims, root, group_attrs)
-
-    gamma = _stack_factors([_numpy(g) for g in gammas], k_max)  # (N, [I,] K): N plays the role of S
-    filled = np.nan_to_num(gamma, nan=0.0)
-    entropy = -(np.where(filled > 0, filled * np.log(np.where(filled > 0, filled, 1.0)), 0.0)).sum(-1)
-    blocks = [c[1].shape[-1] for c in components]
-    z = _numpy(z_loc)
-    if factors > 1 and len(set(blocks)) == 1 and z.shape[1] == sum(blocks):
-        z = z.reshape(len(z), factors, blocks[0])
-    zdims = ["obs"] + lead + ["latent_dim"] if z.ndim == 2 + (factors > 1) else ["obs", "z_dim"]
-    cluster_posterior = _dataset(
-        {"responsibilities": (["obs"] + lead + ["cluster"], gamma),
-         "assignment": (["obs"] + lead, filled.argmax(-1)),
-         "entropy": (["obs"] + lead, entropy),
-         "z_loc": (zdims, z)},
-        {k: v for k, v in coords.items() if k != "latent_dim" or "latent_dim" in zdims},
-        {"responsibilities": "q(c | x) per point (the model's responsibilities)", "entropy_units": "nats"})
+            "estimate": draws["estimate"], "num_samples": int(num_samples)}
+    idata = _from_dict(az, groups, coords, dims, root, draws["attrs"])
+    _add_group(idata, "cluster_predictive", _cluster_predictive(model, num_samples, ddims))
     _add_group(idata, "cluster_posterior", cluster_posterior)
     if records:
         _add_group(idata, "training_history", _history_dataset(records))
     return idata
+
+
+def _draws(model, xt, obs, num_samples, ppc_samples, local_points, iw_samples, seed) -> dict:
+    """The groups with draws: posterior, constant_data (point values), log_likelihood, posterior_predictive."""
+    n_local = min(local_points, len(xt))
+    global_values = draw_globals(model, xt, num_samples)
+    trace = _local_draws(model, xt[:n_local], num_samples, global_values)
+    groups, dims, coords = {"posterior": {}}, {}, {"local_obs": obs[:n_local]}
+    chains = _chains(num_samples)
+    for name, value in global_values.items():
+        _add_global(groups["posterior"], dims, name, value, trace.nodes[name]["fn"], chains)
+    for site in _split_sites(trace)[1]:
+        groups["posterior"][site["name"]] = _numpy(site["value"]).reshape((chains, -1, n_local, site["value"].shape[-1]))
+        dims[site["name"]] = ["local_obs", f"{site['name']}_dim"]
+    estimate = DRAWS_ESTIMATE if global_values else LOCAL_ESTIMATE
+    attrs = {"posterior": {"estimate": estimate, "global_sites": " ".join(global_values),
+                           "local_sites": " ".join(s["name"] for s in _split_sites(trace)[1])}}
+    if not global_values:  # the globals are parameters: their point values, outside posterior
+        groups["constant_data"] = _point_values(model, dims)
+        attrs["constant_data"] = {"estimate": POINT_ESTIMATE, "point_estimates": " ".join(groups["constant_data"])}
+    if iw_samples > 0:
+        ll = importance_log_likelihood(model, xt, num_samples=iw_samples, seed=seed,
+                                       global_values=global_values or None)
+        groups["log_likelihood"] = {"x": ll.pointwise.reshape((chains if global_values else 1, -1, len(xt)))}
+        attrs["log_likelihood"] = {"x": f"importance-weighted log p(x_n | theta_g), {iw_samples} samples of "
+                                        "q(z | x) per point and draw; one draw where the globals are point values",
+                                   "iw_samples": int(iw_samples)}
+    groups["posterior_predictive"] = {"x": _replicates(model, xt, ppc_samples)[None]}
+    attrs["posterior_predictive"] = {"x": "x_rep ~ p(x | z), z ~ q(z | x_n) (pyro.infer.Predictive)"}
+    return {"groups": groups, "dims": dims, "coords": coords, "attrs": attrs, "estimate": estimate}
+
+
+def _local_draws(model, x, num_samples: int, global_values: dict):
+    """A trace of the guide with S draws on ``x`` (plate dim -3); its globals replaced by ``global_values``."""
+    guide = poutine.condition(model.guide, data=global_values) if global_values else model.guide
+    with pyro.validation_enabled(False):
+        return _guide_trace(guide, x, "posterior_draws", num_samples, -3)
+
+
+def _chains(num_samples: int) -> int:
+    """The S independent draws from q split into 4 (or 2) "chains", so that ArviZ's split R-hat is defined."""
+    return next(c for c in (4, 2, 1) if num_samples % c == 0 and num_samples // c >= 4 or c == 1)
+
+
+def _add_global(posterior: dict, dims: dict, name: str, value, fn, chains: int) -> None:
+    """A global site's draws; a NormalGamma site (``xi_i``: [..., 0] mu, [..., 1] alpha) as ``mu_i``, ``alpha_i``."""
+    value = _numpy(value)
+    value = value.reshape((chains, -1) + value.shape[3:])
+    suffix = name.rsplit("_", 1)[-1] if "_" in name else ""
+    cluster = f"cluster_{suffix}" if suffix.isdigit() else "cluster"
+    base = getattr(fn, "base_dist", fn)
+    if isinstance(base, NormalGamma):
+        for j, part in enumerate(("mu", "alpha")):
+            key = f"{part}_{suffix}" if suffix else part
+            posterior[key] = value[..., j]
+            dims[key] = [cluster, "latent_dim"]
+        return
+    posterior[name] = value
+    dims[name] = ([cluster] if isinstance(base, dist.Dirichlet) else []) + \
+        [f"{name}_dim_{i}" for i in range(value.ndim - 2 - isinstance(base, dist.Dirichlet))]
+
+
+def _point_values(model, dims: dict) -> dict:
+    """constant_data: pi, mu_c, sigma_c of :meth:`prior_components` (factor 0: point-value models have one)."""
+    pi, loc, scale = (_numpy(t).astype(np.float64) for t in model.prior_components()[0])
+    dims.update({"pi": ["cluster"], "mu_c": ["cluster", "latent_dim"], "sigma_c": ["cluster", "latent_dim"]})
+    return {"pi": pi, "mu_c": loc, "sigma_c": scale}
+
+
+def _replicates(model, xt, ppc_samples: int) -> np.ndarray:
+    """(S, N, *data shape) x_rep ~ p(x | z), z ~ q(z | x_n): stock ``Predictive`` on the unconditioned model."""
+    guide = poutine.block(model.guide, hide_fn=_enumerated)
+    predictive = Predictive(poutine.uncondition(model.model), guide=guide, num_samples=ppc_samples,
+                            parallel=True, return_sites=["x"])
+    with pyro.validation_enabled(False):
+        parts = [predictive(xb)["x"] for xb in xt.split(1000)]
+    return _numpy(torch.cat(parts, 1)).reshape((ppc_samples, len(xt)) + tuple(xt.shape[1:]))
+
+
+def _cluster_predictive(model, num_samples: int, ddims: list):
+    """``x_cluster (chain, draw, cluster, *data dims)``: E[x | z], z drawn from cluster k of factor 0."""
+    K = model.n_clusters
+    pp = torch.stack([model.sample(num_samples, cluster=k)[0] for k in range(K)], 1)
+    pp = _numpy(pp)
+    pp = pp.reshape((1, num_samples, K) + pp.shape[2:])
+    return _dataset({"x_cluster": (["chain", "draw", "cluster"] + ddims, pp)},
+                    {"chain": [0], "draw": np.arange(num_samples), "cluster": np.arange(K)},
+                    {"x_cluster": "E[x | z], z drawn from cluster k (of factor 0)"})
+
+
+def _cluster_posterior(model, xt, obs, batch_size: int):
+    """Responsibilities, assignment, entropy and E q(z|x) per point (no draws)."""
+    gammas = [torch.cat(parts) for parts in
+              zip(*(model.factor_responsibilities(xb) for xb in xt.split(batch_size)))]
+    z = _numpy(torch.cat([model.latent_means(xb) for xb in xt.split(batch_size)]))
+    components = model.prior_components()
+    factors, k_max = len(gammas), max(g.shape[1] for g in gammas)
+    lead = ["factor"] if factors > 1 else []
+    gamma = _stack_factors([_numpy(g) for g in gammas], k_max)  # (N, [I,] K), NaN padded: N plays the role of S
+    filled = np.nan_to_num(gamma, nan=0.0)
+    entropy = -(np.where(filled > 0, filled * np.log(np.where(filled > 0, filled, 1.0)), 0.0)).sum(-1)
+    blocks = [c[1].shape[-1] for c in components]
+    if factors > 1 and len(set(blocks)) == 1 and z.shape[1] == sum(blocks):
+        z = z.reshape(len(z), factors, blocks[0])
+    zdims = ["obs"] + lead + ["latent_dim"] if z.ndim == 2 + (factors > 1) else ["obs", "z_dim"]
+    coords = {"obs": obs, "cluster": np.arange(k_max), "factor": np.arange(factors)}
+    return _dataset(
+        {"responsibilities": (["obs"] + lead + ["cluster"], gamma),
+         "assignment": (["obs"] + lead, filled.argmax(-1)),
+         "entropy": (["obs"] + lead, entropy),
+         "z_loc": (zdims, z)},
+        coords, {"responsibilities": "q(c | x) per point (the model's responsibilities)", "entropy_units": "nats"})
 
 
 def _from_dict(az, groups, coords, dims, root_attrs, group_attrs):
@@ -201,7 +295,11 @@ def _from_dict(az, groups, coords, dims, root_attrs, group_attrs):
     coords = {k: v for k, v in coords.items() if k in used}
     if "posterior" in inspect.signature(az.from_dict).parameters:  # arviz < 1: InferenceData
         kwargs = {f"{g}_attrs": {**root_attrs, **a} for g, a in group_attrs.items()}
-        return az.from_dict(**groups, coords=coords, dims=dims, attrs=root_attrs, **kwargs)
+        idata = az.from_dict(**groups, coords=coords, dims=dims, attrs=root_attrs, **kwargs)
+        for g, a in group_attrs.items():  # from_dict takes no attrs for some groups (constant_data)
+            if g in idata.groups():
+                idata[g].attrs.update(a)
+        return idata
     attrs = {"/": root_attrs, **{g: {**root_attrs, **a} for g, a in group_attrs.items() if g in groups}}
     return az.from_dict(groups, coords=coords, dims=dims, attrs=attrs)  # arviz >= 1: DataTree
 
@@ -272,5 +370,5 @@ def load_inference_data(path):
     return data.load() if hasattr(data, "load") else data
 
 
-__all__ = ["DRAWS_ESTIMATE", "POINT_ESTIMATE", "data_dims", "group", "load_inference_data", "sample_figure",
+__all__ = ["DRAWS_ESTIMATE", "LOCAL_ESTIMATE", "POINT_ESTIMATE", "data_dims", "group", "load_inference_data", "sample_figure",
            "save_netcdf", "to_inference_data"]

@@ -6,7 +6,8 @@
                      [--out DIR] [--resume [--override key=value]...] [--guide NAME] [--set key=value]...
                      [--distributed]
     torchrun --nproc_per_node N -m pyro_mixvae fit ...      (data-parallel; see the README)
-    mixvae evaluate DIR [--data DATA]
+    mixvae evaluate DIR [--data DATA] [--iw-samples S]
+    mixvae select --data DATA [--models vade,gmvae] [--clusters 2-10] [--restarts R] [--holdout F] [--out DIR]
     mixvae sample DIR --n N [--cluster k] --out FILE.png
     mixvae report DIR [--out DIR/report] [--num-samples S] [--max-points N] [--projection pca|tsne]
 
@@ -129,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", default=None, help="data to evaluate on (default: the run's)")
     e.add_argument("--split", default=None)
     e.add_argument("--device", default="cpu")
+    e.add_argument("--iw-samples", type=int, default=100,
+                   help="importance samples per point for the held-out log p(x) (0: skip); pass held-out data with "
+                        "--data / --split")
 
     s = sub.add_parser("sample", help="draw samples from a trained model into an image")
     s.add_argument("run_dir")
@@ -141,9 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run_dir")
     r.add_argument("--out", default=None, help="report folder (default: RUN_DIR/report)")
     r.add_argument("--num-samples", type=int, default=100, help="draws of the global sites and per cluster")
-    r.add_argument("--max-points", type=int, default=10000, help="points kept in posterior.nc and the figures")
+    r.add_argument("--max-points", type=int, default=2000, help="points kept in posterior.nc and the figures")
+    r.add_argument("--iw-samples", type=int, default=100, help="importance samples per point for log_likelihood (0: none)")
     r.add_argument("--projection", default="pca", help="pca or tsne: how a latent space above 2-D is drawn")
     r.add_argument("--seed", type=int, default=0)
+
+    _add_select_parser(sub)
 
     t = sub.add_parser("settings", help="list a model's --set keys")
     t.add_argument("model")
@@ -432,7 +439,9 @@ def _run_evaluate(args) -> dict:
     if (name, split) == (cfg["data"], cfg.get("split", "all")):  # the run's own data: they must not have changed
         check_same_data(cfg, x, data.y, "evaluate", args.run_dir)
     check_data(x, data.y, likelihood=model.likelihood_name)
-    metrics = evaluate(model, torch.as_tensor(x, device=torch.device(args.device)), data.y)
+    if args.iw_samples < 0:
+        raise ConfigError(f"--iw-samples must be >= 0; got {args.iw_samples}")
+    metrics = evaluate(model, torch.as_tensor(x, device=torch.device(args.device)), data.y, iw_samples=args.iw_samples)
     note = completion(cfg, _stored_metrics(Path(args.run_dir)))
     metrics.update({"dataset": name, "model": cfg["model"], "epochs": cfg["checkpoint_epoch"], "complete": not note})
     print(json.dumps(metrics, indent=2, sort_keys=True))
@@ -473,8 +482,72 @@ def _run_report(args) -> None:
         raise ConfigError(f"{args.run_dir} is not a run directory")
     with run_lock(args.run_dir, "report", required=False):  # a read-only run may be reported elsewhere (--out)
         out = write_report(args.run_dir, args.out, num_samples=args.num_samples, max_points=args.max_points,
-                       seed=args.seed, projection=args.projection)
+                       seed=args.seed, projection=args.projection,
+                           iw_samples=args.iw_samples)
     print(f"wrote {out}")
+
+
+# ----------------------------------------------------------------------------- select
+def _add_select_parser(sub) -> None:
+    s = sub.add_parser("select", help="choose K (and the model) without labels: held-out log-likelihood and "
+                                      "stability across restarts")
+    s.add_argument("--data", default="digits", help="as for fit")
+    s.add_argument("--split", default="all")
+    s.add_argument("--models", default="vade", help="comma-separated models (default vade)")
+    s.add_argument("--clusters", "-k", default="2-10", help="the K grid: 2-10 or 2,4,8")
+    s.add_argument("--restarts", type=int, default=3, help="seeds per candidate (stability needs >= 2)")
+    s.add_argument("--holdout", type=float, default=0.2, help="fraction of the points held out")
+    s.add_argument("--se-factor", type=float, default=2.0,
+                   help="reported (and the rule with one restart): within this many SE of the best log-likelihood")
+    s.add_argument("--stability-tie", type=float, default=0.0,
+                   help="candidates whose stability (mean pairwise ARI of restarts) is within this of the highest "
+                        "are ranked by held-out log-likelihood")
+    s.add_argument("--iw-samples", type=int, default=100, help="importance samples per held-out point")
+    for flag in ("--epochs", "--pretrain-epochs", "--batch-size"):
+        s.add_argument(flag, type=int, default=None, help="as for fit")
+    s.add_argument("--lr", type=float, default=None, help="as for fit")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default=None)
+    s.add_argument("--likelihood", default="auto", choices=LIKELIHOODS)
+    s.add_argument("--set", dest="settings", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting for every model that has it, repeatable")
+    s.add_argument("--out", default=None, help="output folder, resumable (default runs/select-DATA)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _k_grid(text: str) -> list:
+    try:
+        if "-" in text:
+            lo, hi = (int(v) for v in text.split("-", 1))
+            return list(range(lo, hi + 1))
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--clusters expects a range like 2-10 or a list like 2,4,8; got {text!r}") from None
+
+
+def _run_select(args) -> None:
+    """``mixvae select``: :func:`pyro_mixvae.selection.select_n_clusters` and its report."""
+    from .selection import select_n_clusters, write_selection
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    given = dict(args.settings)
+    unknown = [key for key in given if not any(key in get_model_class(m).settings for m in models)]
+    if unknown:
+        raise ConfigError(f"setting {unknown[0]!r} belongs to none of the models {', '.join(models)}")
+    settings = {m: {k: v for k, v in given.items() if k in get_model_class(m).settings} for m in models}
+    config = TrainConfig(epochs=args.epochs, pretrain_epochs=args.pretrain_epochs, batch_size=args.batch_size,
+                         lr=args.lr, device=args.device)
+    data = load_dataset(args.data, split=args.split)
+    out = Path(args.out or f"runs/select-{Path(args.data).stem}")
+    selection = select_n_clusters(data.x, _k_grid(args.clusters), models=models, restarts=args.restarts,
+                                  holdout=args.holdout, se_factor=args.se_factor,
+                                  stability_tie=args.stability_tie, settings=settings, config=config,
+                                  likelihood=args.likelihood, iw_samples=args.iw_samples, seed=args.seed,
+                                  out_dir=out, y=data.y, progress=not args.quiet)
+    report = write_selection(selection, out, args.command_line)
+    print(selection.to_frame().drop(columns=["model"] if len(models) == 1 else []).to_string(index=False))
+    print(selection.reason)
+    print(f"wrote {report}")
 
 
 def _run_settings(args) -> None:
@@ -531,8 +604,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with _signal_handlers():
         try:
             args = build_parser().parse_args(argv)
+            args.command_line = "mixvae " + " ".join(sys.argv[1:] if argv is None else argv)
             {"fit": _run_fit, "evaluate": _run_evaluate, "sample": _run_sample, "report": _run_report,
-             "settings": _run_settings}[args.command](args)
+             "select": _run_select, "settings": _run_settings}[args.command](args)
         except SystemExit:
             raise
         except BaseException as e:  # a signal may surface as another exception (a traced graph's RuntimeError)

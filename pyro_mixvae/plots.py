@@ -9,12 +9,15 @@ Each function draws one figure from plain arrays (most of them read from the Arv
   cluster, with the 2-sigma ellipses of the components N(loc_k, diag scale_k^2) (projected by PCA:
   W^T diag(scale_k^2) W; none under t-SNE, which is not linear);
 * :func:`cluster_samples_figure` -- a row of E[x | z] per cluster, z drawn from that cluster;
-* :func:`confusion_figure` -- the contingency table of clusters against labels;
+* :func:`confusion_figure` -- the contingency table of clusters against labels, in the order of the
+  Hungarian matching (:func:`hungarian_order`);
 * :func:`collapse_figure` -- cluster usage (points per cluster, mean responsibility, prior weight)
   and the histogram of the assignment entropy -sum_k q_k log q_k (log K = uniform);
 * :func:`factor_grid_figure` -- factorial prior: one sample per (k_1, k_2) (the paper's Fig. 1);
 * :func:`kl_figure` -- factorial prior: KL[z_i] and KL[r_i] per factor (App. C.2-C.3);
-* :func:`arviz_figures` -- ArviZ's posterior and forest plots of the global sites.
+* :func:`arviz_figures` -- ArviZ's posterior plot of genuine draws and its posterior predictive check;
+* :func:`selection_figure` -- ``mixvae select``: held-out log-likelihood, stability and effective
+  components against K.
 """
 from __future__ import annotations
 
@@ -37,9 +40,13 @@ MAX_SCATTER = 5000
 
 
 def _save(fig, path, title: str = "") -> None:
+    """Save; a figure made with the constrained layout keeps its title right above the panels (no blank band)."""
     if title:
-        fig.suptitle(title, fontsize=9, y=1.0 + 0.25 / fig.get_figheight())
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+        fig.suptitle(title, fontsize=9)
+    if fig.get_layout_engine() is None:
+        fig.savefig(path, dpi=90, bbox_inches="tight")
+    else:
+        fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
@@ -108,7 +115,7 @@ def training_figure(records: list, path, title: str = "") -> None:
     panels = [(k, [k]) for k in main + terms] + ([("scores against labels", scores)] if scores else [])
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False, layout="constrained")
     for ax, (name, keys) in zip(axes.flat, panels):
         for k in keys:
             pts = [(e, r[k]) for e, r in zip(epochs, records) if r.get(k) is not None]
@@ -120,7 +127,6 @@ def training_figure(records: list, path, title: str = "") -> None:
             ax.legend(fontsize=7)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
-    fig.tight_layout()
     _save(fig, path, title)
 
 
@@ -150,7 +156,7 @@ def latent_figure(z: np.ndarray, assignment: np.ndarray, loc: np.ndarray, scale:
         z, assignment = z[keep], assignment[keep]
     xy, w, centre = _project(np.asarray(z, dtype=float), projection, seed)
     cmap = plt.get_cmap("tab10")
-    fig, ax = plt.subplots(figsize=(6, 5.5))
+    fig, ax = plt.subplots(figsize=(6, 5.5), layout="constrained")
     ax.scatter(xy[:, 0], xy[:, 1], s=3, c=[cmap(int(k) % 10) for k in assignment], alpha=0.6)
     used = set(np.asarray(assignment).tolist())
     if w is not None:
@@ -199,24 +205,37 @@ def cluster_samples_figure(x_cluster: np.ndarray, path, n: int = 8, title: str =
     _save(fig, path, title or "E[x | z], z drawn from each cluster (one row per cluster)")
 
 
-def confusion_figure(labels: np.ndarray, assignment: np.ndarray, path, title: str = "") -> None:
-    """Counts of points per (cluster, label)."""
+def hungarian_order(labels: np.ndarray, assignment: np.ndarray) -> tuple:
+    """(classes, clusters ordered so that cluster i is matched to class i by the Hungarian matching that
+    defines ACC; unmatched clusters last, by size) and the contingency table in that order."""
+    from scipy.optimize import linear_sum_assignment
+
     from .metrics import contingency
 
-    table = contingency(labels, assignment)
+    table = contingency(labels, assignment)  # (clusters, classes)
     classes, clusters = np.unique(labels), np.unique(assignment)
-    fig, ax = plt.subplots(figsize=(0.45 * len(classes) + 2.5, 0.4 * len(clusters) + 2))
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    matched = [r for _, r in sorted(zip(cols, rows))]
+    rest = sorted(set(range(len(clusters))) - set(matched), key=lambda r: -table[r].sum())
+    order = matched + rest
+    return classes, clusters[order], table[order]
+
+
+def confusion_figure(labels: np.ndarray, assignment: np.ndarray, path, title: str = "") -> None:
+    """Counts of points per (cluster, label), clusters ordered by the Hungarian matching (the diagonal is ACC's)."""
+    classes, clusters, table = hungarian_order(labels, assignment)
+    fig, ax = plt.subplots(figsize=(0.45 * len(classes) + 2.5, 0.4 * len(clusters) + 2), layout="constrained")
     im = ax.imshow(table, cmap="Blues")
     ax.set_xticks(range(len(classes)), [str(c) for c in classes], fontsize=7)
     ax.set_yticks(range(len(clusters)), [str(c) for c in clusters], fontsize=7)
     ax.set_xlabel("label")
-    ax.set_ylabel("assigned cluster")
+    ax.set_ylabel("assigned cluster (Hungarian order)")
     if table.size <= 400:
         for (i, j), v in np.ndenumerate(table):
             ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=6,
                     color="white" if v > table.max() / 2 else "black")
     fig.colorbar(im, ax=ax, label="points")
-    _save(fig, path, title or "clusters against labels")
+    _save(fig, path, title or "clusters against labels (diagonal: the matching of ACC)")
 
 
 def collapse_figure(responsibilities: np.ndarray, path, prior_weights=None, title: str = "") -> None:
@@ -226,21 +245,21 @@ def collapse_figure(responsibilities: np.ndarray, path, prior_weights=None, titl
     share = np.bincount(gamma.argmax(1), minlength=K) / len(gamma)
     safe = np.where(gamma > 0, gamma, 1.0)
     entropy = -(gamma * np.log(safe)).sum(1)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5), layout="constrained")
     idx = np.arange(K)
     a.bar(idx - 0.2, share, 0.4, label="share of points assigned")
     a.bar(idx + 0.2, gamma.mean(0), 0.4, label="mean responsibility")
     if prior_weights is not None:
         a.scatter(idx, prior_weights, color="k", marker="_", s=200, label="prior weight pi")
     a.set_xlabel("cluster")
+    a.set_xticks(idx)
     a.set_title(f"cluster usage: {int((share > 0).sum())} of {K} clusters used", fontsize=9)
-    a.legend(fontsize=7)
-    b.hist(entropy, bins=30)
+    a.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)
+    b.hist(entropy, bins=30, range=(0.0, max(math.log(K), float(entropy.max()))))
     b.axvline(math.log(K), color="k", ls="--", label="log K (uniform)")
     b.set_xlabel("assignment entropy (nats)")
     b.set_title("entropy of q(c | x) per point", fontsize=9)
-    b.legend(fontsize=7)
-    fig.tight_layout()
+    b.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
     _save(fig, path, title)
 
 
@@ -252,12 +271,13 @@ def factor_grid_figure(model, path, seed: int = 0, title: str = "") -> None:
     torch.manual_seed(seed)
     x = np.stack([model.sample(1, ks=[a, b, *rest])[0][0].cpu().numpy() for b in range(k2) for a in range(k1)])
     if x.ndim == 4:  # images: row b holds k2 = b, column a holds k1 = a
-        fig, ax = plt.subplots(figsize=(k1 * 0.8 + 0.5, k2 * 0.8 + 0.5))
+        fig, ax = plt.subplots(figsize=(k1 * 0.8 + 0.5, k2 * 0.8 + 0.5), layout="constrained")
         _show_grid(ax, x, k1)
         ax.set_xticks(_grid_ticks(k1, x.shape[-1]), [f"k1={a}" for a in range(k1)], fontsize=6)
         ax.set_yticks(_grid_ticks(k2, x.shape[-2]), [f"k2={b}" for b in range(k2)], fontsize=6)
     else:  # flat data: one panel per (k1, k2)
-        fig, axes = plt.subplots(k2, k1, figsize=(k1 * 0.8 + 0.5, k2 * 0.8 + 0.5), squeeze=False)
+        fig, axes = plt.subplots(k2, k1, figsize=(k1 * 0.8 + 0.5, k2 * 0.8 + 0.5), squeeze=False,
+                                 layout="constrained")
         for i, ax in enumerate(axes.flat):
             ax.plot(x[i].reshape(-1), lw=0.8)
             ax.set_xticks([])
@@ -273,13 +293,13 @@ def kl_figure(parts: dict, path, title: str = "") -> None:
     """Grouped bars: each KL part (e.g. KL[z_i], KL[r_i]) per factor, nats per point."""
     names = list(parts)
     factors = len(parts[names[0]])
-    fig, ax = plt.subplots(figsize=(1.2 * factors * len(names) + 2, 3.5))
+    fig, ax = plt.subplots(figsize=(1.2 * factors * len(names) + 2, 3.5), layout="constrained")
     width = 0.8 / len(names)
     for j, name in enumerate(names):
         ax.bar(np.arange(factors) + (j - (len(names) - 1) / 2) * width, parts[name], width, label=name)
     ax.set_xticks(range(factors), [f"factor {i}" for i in range(factors)])
     ax.set_ylabel("nats per point")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     _save(fig, path, title or "KL[z_i] and KL[r_i] per factor (App. C.2-C.3)")
 
 
@@ -293,31 +313,65 @@ def save_arviz_figure(result, path) -> None:
     plt.close(fig)
 
 
-def arviz_figures(idata, posterior_path, forest_path, max_clusters: int = 6, max_dims: int = 2) -> list:
-    """ArviZ's posterior plot (``plot_posterior``; ``plot_dist`` in ArviZ >= 1) of the global sites over the
-    first clusters, and its forest plot; returns the paths written."""
+def arviz_figures(idata, posterior_path, ppc_path, max_clusters: int = 6, max_points: int = 2) -> list:
+    """ArviZ's posterior plot (``plot_posterior``; ``plot_dist`` in ArviZ >= 1) of genuine draws -- the
+    global mixture weights where the guide has a q over them, else q(z | x) of the first points -- and
+    ``plot_ppc`` of the posterior predictive against the data; returns the paths written."""
     from .analysis import _arviz, group
 
     az = _arviz()
     post = group(idata, "posterior")
-    if "factor" in post.dims:
-        post = post.isel(factor=0)
-    finite = np.isfinite(post[list(post.data_vars)[0]].values)  # factor 0's clusters (the rest is NaN padding)
-    k = int(finite.reshape(finite.shape[:2] + (post.sizes["cluster"], -1)).all(axis=(0, 1, 3)).sum())
-    sel = {"cluster": slice(0, max(1, min(k, max_clusters)))}
-    if "latent_dim" in post.dims:
-        sel["latent_dim"] = slice(0, max_dims)
-    small = post.isel(sel)
+    weights = [v for v in post.data_vars if v == "pi" or v.startswith("pi_")]
+    if weights:
+        name = weights[0]
+        small = post[[name]].isel({post[name].dims[-1]: slice(0, max_clusters)})
+    else:
+        name = "z" if "z" in post else list(post.data_vars)[0]
+        small = post[[name]].isel(local_obs=slice(0, max_points))
+        small = small.isel({d: slice(0, 3) for d in small[name].dims if d.endswith("_dim")})
     plot_posterior = getattr(az, "plot_posterior", None) or az.plot_dist
-    written = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        names = ["pi"] if "pi" in small else list(small.data_vars)[:1]
-        # point values are one draw: a histogram shows them (a density estimate of one value cannot)
-        kind = {"kind": "hist"} if small.sizes["draw"] == 1 and plot_posterior is getattr(az, "plot_posterior", None) \
-            else {}
-        save_arviz_figure(plot_posterior(small, var_names=names, **kind), posterior_path)
-        written.append(posterior_path)
-        save_arviz_figure(az.plot_forest(small, var_names=list(small.data_vars)), forest_path)
-        written.append(forest_path)
-    return written
+        save_arviz_figure(plot_posterior(small, var_names=[name]), posterior_path)
+        draws = group(idata, "posterior_predictive").sizes["draw"]
+        if hasattr(az, "plot_ppc"):  # arviz 0.2x
+            axes = az.plot_ppc(idata, num_pp_samples=min(20, draws))
+        else:  # pragma: no cover - arviz >= 1 (arviz_plots), not installed here
+            axes = az.plot_ppc_dist(idata)
+        if not hasattr(axes, "savefig"):  # arviz 0.2x: matplotlib axes
+            np.ravel(axes)[0].set_title("posterior predictive: x_rep ~ p(x | z), z ~ q(z | x), all features pooled",
+                                        fontsize=9)
+        save_arviz_figure(axes, ppc_path)
+    return [posterior_path, ppc_path]
+
+
+def selection_figure(table: list, path, chosen=None, title: str = "") -> None:
+    """``mixvae select``: held-out log-likelihood (error bars: the SE of its difference to the best, paired over
+    points and restarts), stability (mean pairwise ARI of restarts, error bars: its SE) and, where measured,
+    effective components, against K."""
+    panels = [("heldout_ll", "diff_se", "held-out log p(x) per point (nats)\nbars: SE of the difference to the best"),
+              ("stability", "stability_se", "stability: mean pairwise ARI of restarts\nbars: SE over pairs")]
+    if any("effective_components" in r for r in table):
+        panels.append(("effective_components", None, "effective components (factor 0)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), layout="constrained", squeeze=False)
+    models = list(dict.fromkeys(r["model"] for r in table))
+    for ax, (key, err, label) in zip(axes[0], panels):
+        for j, m in enumerate(models):
+            rows = sorted((r for r in table if r["model"] == m and key in r), key=lambda r: r["k"])
+            if not rows:
+                continue
+            ks = np.array([r["k"] for r in rows]) + 0.06 * (j - (len(models) - 1) / 2)
+            yerr = [r[err] for r in rows] if err else None
+            ax.errorbar(ks, [r[key] for r in rows], yerr=yerr, marker="o", ms=4, capsize=3, label=m)
+        if key == "effective_components":
+            lim = [min(r["k"] for r in table), max(r["k"] for r in table)]
+            ax.plot(lim, lim, color="0.6", ls=":", lw=1, label="= K")
+        if chosen is not None:
+            ax.axvline(chosen["k"], color="k", ls="--", lw=0.8, label=f"chosen K = {chosen['k']}")
+        ax.set_xlabel("K")
+        ax.set_title(label, fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

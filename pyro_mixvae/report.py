@@ -4,7 +4,7 @@ Writes ``DIR/report/`` (or ``out``):
 
 * ``posterior.nc`` -- the ArviZ data of :func:`pyro_mixvae.analysis.to_inference_data` (netCDF);
 * ``training.png``, ``latent.png``, ``samples.png``, ``collapse.png``, ``arviz_posterior.png``,
-  ``arviz_forest.png``; ``confusion.png`` when the data have labels; ``factor_grid.png`` for
+  ``arviz_ppc.png``; ``confusion.png`` when the data have labels; ``factor_grid.png`` for
   models with two or more factors; ``kl.png`` for models with KL parts (the factorial prior);
 * ``summary.md`` -- the metrics with their definitions, the config, links to the figures.
 
@@ -18,9 +18,10 @@ from typing import Optional
 
 import numpy as np
 import torch
+from scipy.special import logsumexp
 
 from . import plots
-from .analysis import DRAWS_ESTIMATE, group, save_netcdf, to_inference_data
+from .analysis import group, save_netcdf, to_inference_data
 from .data import load_dataset
 from .errors import ConfigError
 from .estimator import as_model_input
@@ -44,17 +45,18 @@ FIGURES = {
     "training.png": "training curves: the objective per epoch, each extra term, scores against labels",
     "latent.png": "latent space E q(z|x) coloured by assigned cluster, with the components' 2-sigma ellipses",
     "samples.png": "E[x | z] with z drawn from each cluster (posterior predictive, one row per cluster)",
-    "confusion.png": "confusion matrix: assigned clusters against labels",
+    "confusion.png": "confusion matrix: assigned clusters against labels, in the order of the Hungarian matching",
     "collapse.png": "collapse diagnostics: cluster usage and the histogram of assignment entropy",
     "factor_grid.png": "one sample per (k1, k2) of the first two factors",
     "kl.png": "KL[z_i] and KL[r_i] per factor",
-    "arviz_posterior.png": "ArviZ posterior plot of the mixture weights pi (first clusters)",
-    "arviz_forest.png": "ArviZ forest plot of the global sites (first clusters and latent dimensions)",
+    "arviz_posterior.png": "ArviZ posterior plot of genuine draws: the mixture weights from q where the guide has a "
+                           "q over them, else q(z | x) of the first points",
+    "arviz_ppc.png": "ArviZ posterior predictive check: x_rep ~ p(x | z), z ~ q(z | x), against the data",
 }
 
 
-def write_report(run_dir, out: Optional[str] = None, *, num_samples: int = 100, max_points: int = 10000,
-                 seed: int = 0, projection: str = "pca") -> Path:
+def write_report(run_dir, out: Optional[str] = None, *, num_samples: int = 100, max_points: int = 2000,
+                 seed: int = 0, projection: str = "pca", iw_samples: int = 100) -> Path:
     """Write the report of ``run_dir`` into ``out`` (default ``run_dir/report``); returns that folder."""
     run = Path(run_dir)
     model, cfg = load_run(run)
@@ -77,7 +79,7 @@ def write_report(run_dir, out: Optional[str] = None, *, num_samples: int = 100, 
 
     records = read_history(run, upto=cfg["checkpoint_epoch"])  # a torn last line dropped
     idata = to_inference_data(model, x, y=data.y, history=records, num_samples=num_samples,
-                              max_points=max_points, seed=seed)
+                              max_points=max_points, seed=seed, iw_samples=iw_samples)
     save_netcdf(idata, target / "posterior.nc")
     written = _figures(model, idata, records, target, projection, seed, f"{cfg['model']} on {cfg['data']}")
 
@@ -108,7 +110,7 @@ def _figures(model, idata, records, target: Path, projection: str, seed: int, ti
     if records:
         draw("training.png", plots.training_figure, records, title=title)
     draw("latent.png", plots.latent_figure, z, assignment, loc, scale, projection=projection, seed=seed, title=title)
-    draw("samples.png", plots.cluster_samples_figure, group(idata, "posterior_predictive")["x_cluster"].values[0])
+    draw("samples.png", plots.cluster_samples_figure, group(idata, "cluster_predictive")["x_cluster"].values[0])
     labels = group(idata, "constant_data")
     if labels is not None and "labels" in labels:
         draw("confusion.png", plots.confusion_figure, labels["labels"].values, assignment, title=title)
@@ -120,8 +122,8 @@ def _figures(model, idata, records, target: Path, projection: str, seed: int, ti
         parts = model.kl_parts(x_obs)
     if parts:
         draw("kl.png", plots.kl_figure, parts)
-    plots.arviz_figures(idata, target / "arviz_posterior.png", target / "arviz_forest.png")
-    written += ["arviz_posterior.png", "arviz_forest.png"]
+    plots.arviz_figures(idata, target / "arviz_posterior.png", target / "arviz_ppc.png")
+    written += ["arviz_posterior.png", "arviz_ppc.png"]
     return written
 
 
@@ -129,6 +131,33 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
+
+
+def _log_likelihood_lines(idata) -> list:
+    ll = group(idata, "log_likelihood")
+    if ll is None:
+        return []
+    values = np.asarray(ll["x"].values, dtype=float)
+    per_point = logsumexp(values.reshape(-1, values.shape[-1]), axis=0) - np.log(values.shape[0] * values.shape[1])
+    se = per_point.std(ddof=1) / np.sqrt(len(per_point)) if len(per_point) > 1 else float("nan")
+    return ["", f"Importance-weighted log p(x) on these {len(per_point)} (training) points: {per_point.mean():.4f} "
+            f"+- {se:.4f} nats per point ({ll.attrs.get('iw_samples', '')} samples per point and draw; "
+            "`mixvae evaluate RUN --data HELD_OUT` gives it on held-out data)."]
+
+
+def _point_value_lines(idata) -> list:
+    """The point-value globals as a table (they are parameters, not draws: no distribution to plot)."""
+    const = group(idata, "constant_data")
+    names = (const.attrs.get("point_estimates", "") if const is not None else "").split()
+    if not names:
+        return []
+    pi = const["pi"].values
+    lines = ["", "## Point values of the global parameters", "",
+             "These are parameters (point values, not posterior draws; `constant_data` in `posterior.nc`).", "",
+             "| cluster | pi | mean of mu_c | mean of sigma_c |", "| --- | --- | --- | --- |"]
+    lines += [f"| {k} | {pi[k]:.4f} | {const['mu_c'].values[k].mean():.4f} | {const['sigma_c'].values[k].mean():.4f} |"
+              for k in range(len(pi))]
+    return lines
 
 
 def _summary(run: Path, cfg: dict, metrics: dict, idata, figures: list) -> str:
@@ -160,15 +189,17 @@ def _summary(run: Path, cfg: dict, metrics: dict, idata, figures: list) -> str:
         again = clustering_metrics(gamma, labels["labels"].values)
         lines += ["", f"Recomputed from `posterior.nc` on its {len(assignment)} points: "
                   + ", ".join(f"{k} {again[k]:.4f}" for k in ("acc", "nmi", "ari"))]
+    lines += _log_likelihood_lines(idata) + _point_value_lines(idata)
     lines += ["", "## Figures", ""]
     lines += [f"- [{name}]({name}): {FIGURES.get(name, '')}" for name in figures]
     lines += ["", "## Posterior data", "",
               "`posterior.nc` (open with `arviz.from_netcdf`, or `pyro_mixvae.analysis.load_inference_data`):",
-              f"the global sites `{post.attrs.get('global_sites', '')}` in `posterior` ({estimate}"
-              + ("" if estimate == DRAWS_ESTIMATE else "; `arviz.summary` shows their values") + "),",
+              f"`posterior` holds {estimate} (global sites: `{post.attrs.get('global_sites', '') or 'none'}`; "
+              f"local sites: `{post.attrs.get('local_sites', '')}`); `log_likelihood` the importance-weighted "
+              "log p(x_n) per draw (`az.loo`, `az.waic` and `az.compare` need several draws of the globals); "
+              "`posterior_predictive` and `observed_data` the replicated and observed `x` (`az.plot_ppc`);",
               "per-point `responsibilities`, `assignment`, `entropy` and `z_loc` in `cluster_posterior`,",
-              "`x_cluster` in `posterior_predictive`, the data in `observed_data` (`labels` in `constant_data`)",
-              "and the per-epoch history in `training_history`. Dims: "
+              "`x_cluster` in `cluster_predictive` and the per-epoch history in `training_history`. Dims: "
               + ", ".join(f"`{d}` {n}" for d, n in {**post.sizes, **cp.sizes}.items() if d not in ("chain",)) + ".",
               "", "## Config", "", "```json", json.dumps(cfg, indent=2, sort_keys=True), "```", ""]
     return "\n".join(lines)
