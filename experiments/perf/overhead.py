@@ -201,7 +201,7 @@ def fashion_epoch(data_dir="/usr/share/datasets/fashion-mnist") -> dict:
     return {"fashion_epoch_s": round(record["seconds"], 2), "fashion_peak_rss_mb": round(rss_kb / 1024, 1)}
 
 
-# the configurations fit used before each change of experiments/results/perf.md, against the same limit
+# the configurations fit used before each change of docs/studies/perf.md, against the same limit
 VARIANTS = {
     "eager_default_adam": {"jit": False, "optimizer": "torch-default"},   # before: no trace, torch's Adam
     "eager": {"jit": False},                                              # + the fused Adam
