@@ -29,10 +29,17 @@ import argparse
 import statistics
 
 import numpy as np
+import torch
 from common import add_output_arguments, fmt, record_command, run_fit, write_json
+from scipy.stats import multivariate_normal
+from sklearn.manifold import TSNE
+from sklearn.metrics import silhouette_score
+from sklearn.mixture import GaussianMixture
 
 from pyro_mixvae.data import load_dataset
+from pyro_mixvae.infer.pretrain import encode_means
 from pyro_mixvae.metrics import acc
+from pyro_mixvae.runs import load_run
 
 
 def study_runs(args, seed):
@@ -40,11 +47,6 @@ def study_runs(args, seed):
 
 
 def make_codes(args) -> None:
-    import torch
-
-    from pyro_mixvae.infer.pretrain import encode_means
-    from pyro_mixvae.runs import load_run
-
     extra = ["--epochs", "0"] + (["--pretrain-epochs", str(args.pretrain_epochs)] if args.pretrain_epochs else [])
     data = load_dataset(args.data)
     for seed in args.seeds:
@@ -60,8 +62,6 @@ def make_codes(args) -> None:
 def handover(z, subset, labels, k, covariance):
     """Gaussians (diagonal or full, in the codes' units) fitted to each label's codes of the subset,
     then every code assigned to the one of highest density: what the model starts from."""
-    from scipy.stats import multivariate_normal
-
     scores = []
     for c in range(k):
         zc = z[subset][labels == c]
@@ -75,10 +75,6 @@ def handover(z, subset, labels, k, covariance):
 
 def tsne_starts(z, y, k, restarts):
     """Full-GMM starts on one 3-D t-SNE embedding: acc, likelihood and silhouette of each."""
-    from sklearn.manifold import TSNE
-    from sklearn.metrics import silhouette_score
-    from sklearn.mixture import GaussianMixture
-
     perplexity = min(30.0, max(1.0, (len(z) - 1) / 3))
     embedded = TSNE(min(3, z.shape[1]), init="pca", perplexity=perplexity, random_state=0).fit_transform(z)
     starts = []
@@ -92,8 +88,6 @@ def tsne_starts(z, y, k, restarts):
 
 
 def compare_seed(z, y, seed, args) -> dict:
-    from sklearn.mixture import GaussianMixture
-
     k = int(y.max()) + 1
     z = z.astype(np.float64)
     zs = (z - z.mean(0)) / np.maximum(z.std(0), 1e-12)
