@@ -2,18 +2,18 @@
 
     python experiments/benchmark.py [--data digits fashion-mnist] [--seeds 0 1 2 3 4]
                                     [--models vade gmvae vib-gmm factorial] [--no-baselines | --baselines-only]
-                                    [--table-only]
+                                    [--table-only] [--results DIR] [--runs DIR]
 
 For each model and data set, ``mixvae fit MODEL --data DATA --seed S`` with the model's defaults
 (Fashion-MNIST: the epochs scaled to this 2-core CPU machine, :data:`EXTRA`) into
-``experiments/runs/benchmark/MODEL-DATA-seedS`` -- skipped when finished, resumed when
+``RUNS/benchmark/MODEL-DATA-seedS`` (``--runs``, default ``experiments/runs``) -- skipped when finished, resumed when
 interrupted, one process with one thread -- so the script is simply started again after a stop.
 Baselines on the same data, five seeds each: k-means and a diagonal GMM on the pixels and on
 PCA-50 (scikit-learn), and AE + GMM (VaDE's paper initialisation alone:
 ``mixvae fit vade --epochs 0 --set gmm_assign=diag``).
 
-Writes ``experiments/results/benchmark.json`` (one record per run: data, model, seed, acc, nmi,
-ari, training ELBO, seconds, command) and ``experiments/results/benchmark.md``: mean ± std over
+Writes ``RESULTS/benchmark.json`` (``--results``, default ``experiments/results``) (one record per run: data, model, seed, acc, nmi,
+ari, training ELBO, seconds, command) and ``RESULTS/benchmark.md``: mean ± std over
 the seeds, the run with the best training ELBO (chosen without labels) and the published figures.
 Fashion-MNIST is the 70k images of train and test together, as the published figures use it.
 """
@@ -25,13 +25,13 @@ import subprocess
 import time
 
 import numpy as np
-from common import RESULTS, RUNS, fmt, mean_std, run_fit, write_json
+from common import add_output_arguments, fmt, mean_std, record_command, run_fit, write_json
 
 MODELS = ("vade", "gmvae", "vib-gmm", "factorial")
 # per data set, what differs from a model's defaults
 EXTRA = {
     # GMVAE with its best terms: the minimum-information threshold lam = 2 and 200 epochs, chosen on digits
-    # seed 0 (experiments/results/tuning.md: defaults 0.427, 200 epochs 0.541, lam 1.5 / 2 / 3 0.735 / 0.779 / 0.772)
+    # seed 0 (docs/studies/tuning.md: defaults 0.427, 200 epochs 0.541, lam 1.5 / 2 / 3 0.735 / 0.779 / 0.772)
     "digits": {"gmvae": ["--epochs", "200", "--set", "lam=2"]},
     "fashion-mnist": {  # 70k images: 5 pretraining + 10 SVI epochs per run (~15 min on one core)
         "vade": ["--pretrain-epochs", "5", "--epochs", "10"],
@@ -53,13 +53,13 @@ PUBLISHED = {
 KEYS = ("acc", "nmi", "ari", "elbo", "train_seconds")
 
 
-def model_runs(models, data, seeds) -> list:
+def model_runs(models, data, seeds, runs, fit_args=()) -> list:
     records = []
     for model in models:
         for seed in seeds:
-            run = RUNS / "benchmark" / f"{model}-{data}-seed{seed}"
+            run = runs / "benchmark" / f"{model}-{data}-seed{seed}"
             try:
-                r = run_fit(model, data, seed, run, EXTRA[data].get(model, []))
+                r = run_fit(model, data, seed, run, [*EXTRA[data].get(model, []), *fit_args])
             except subprocess.CalledProcessError as e:  # e.g. a non-finite loss: report it, go on with the others
                 print(f"  {model} {data} seed {seed} failed (exit {e.returncode}); see {run}", flush=True)
                 continue
@@ -69,13 +69,13 @@ def model_runs(models, data, seeds) -> list:
     return records
 
 
-def ae_gmm_runs(data, seeds) -> list:
+def ae_gmm_runs(data, seeds, runs, fit_args=()) -> list:
     """The autoencoder, then a diagonal GMM on its codes (VaDE's paper initialisation, not its t-SNE default)."""
     records = []
     for seed in seeds:
-        run = RUNS / "benchmark" / f"ae-gmm-{data}-seed{seed}"
+        run = runs / "benchmark" / f"ae-gmm-{data}-seed{seed}"
         pretrain = {"digits": [], "fashion-mnist": ["--pretrain-epochs", "5"]}[data]
-        r = run_fit("vade", data, seed, run, ["--epochs", "0", *pretrain, "--set", "gmm_assign=diag"])
+        r = run_fit("vade", data, seed, run, ["--epochs", "0", *pretrain, "--set", "gmm_assign=diag", *fit_args])
         records.append({"data": data, "model": "AE + GMM", "seed": seed, "acc": r["acc"], "nmi": r["nmi"],
                         "ari": r["ari"], "elbo": None, "train_seconds": r["train_seconds"], "command": r["command"]})
     return records
@@ -140,8 +140,10 @@ def main():
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--baselines-only", action="store_true", help="the baselines and AE + GMM, no model runs")
     p.add_argument("--table-only", action="store_true", help="rewrite benchmark.md from benchmark.json")
+    add_output_arguments(p)
     args = p.parse_args()
-    path = RESULTS / "benchmark.json"
+    args.results.mkdir(parents=True, exist_ok=True)
+    path = args.results / "benchmark.json"
     records = json.loads(path.read_text()) if path.exists() else []
 
     def keep(new):  # merge and write at once, so that a stop keeps what finished
@@ -154,13 +156,13 @@ def main():
         for data in args.data:
             if not args.no_baselines:
                 sklearn_baselines(data, args.seeds, {(r["data"], r["model"], r["seed"]) for r in records}, keep)
-                keep(ae_gmm_runs(data, args.seeds))
+                keep(ae_gmm_runs(data, args.seeds, args.runs, args.fit_args))
             for model in ([] if args.baselines_only else args.models):
-                keep(model_runs([model], data, args.seeds))
+                keep(model_runs([model], data, args.seeds, args.runs, args.fit_args))
     text = table(records)
-    (RESULTS / "benchmark.md").write_text(
-        "# Benchmark (issue 7)\n\n`python experiments/benchmark.py` (runs in experiments/runs/benchmark; "
-        "the commands per run are in benchmark.json)\n\n" + text + "\n")
+    (args.results / "benchmark.md").write_text(
+        f"# Benchmark\n\nLast written by `{record_command()}` (runs in {args.runs / 'benchmark'}; benchmark.json "
+        "keeps the records of earlier invocations and the command of each run)\n\n" + text + "\n")
     print(text)
 
 

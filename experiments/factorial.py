@@ -1,6 +1,7 @@
 """The factorial mixture prior's experiments (``factorial-mixture-prior.txt`` Sect. 4, Fig. 1 and 3).
 
     python experiments/factorial.py [--part kgrid compositional] [--data digits] [--seeds 0]
+                                    [--log2k 0 1 ... 6] [--quick] [--results DIR] [--runs DIR]
 
 Both parts hold out a random 20% of the points (fixed split, seed 0) and train on the rest with
 the model's defaults through the estimator API, one run at a time on one thread.
@@ -8,14 +9,17 @@ the model's defaults through the estimator API, one run at a time on one thread.
 * ``kgrid`` -- (``--data digits fashion-mnist``, Fashion-MNIST with the epochs of ``SCALED``)
   the held-out predictive bound of eq. 11 against K = 2^0 ... 2^6 with I = 1, and its
   parts KL[z] and KL[r] (the paper's Fig. 3), plus the effective components (pseudo-counts more
-  than one point above c0): ``experiments/results/factorial_kgrid.{json,png}``.
+  than one point above c0): ``RESULTS/factorial_kgrid.{json,png}``.
 * ``compositional`` -- digits with a second, known discrete factor: every image also appears
   rotated by 90 degrees (factor 2: rotated or not). I = 2 with K = (10, 2), fitted unsupervised
   and with the digit labels of 40% of the training points (``delta`` = 1, eq. 8): per-factor
   held-out accuracy (Hungarian) and a generation grid over (k_1, k_2) like the paper's Fig. 1:
-  ``experiments/results/factorial_compositional.{json,png}``.
+  ``RESULTS/factorial_compositional.json`` and ``RESULTS/factorial_compositional_<mode>.png``.
 
-Each finished run is stored in ``experiments/runs/factorial/<name>.json``; a rerun skips it.
+Each finished run is stored in ``RUNS/factorial/<name>.json``; a rerun skips it. ``RESULTS`` is
+``--results`` (default ``experiments/results``), ``RUNS`` is ``--runs`` (default ``experiments/runs``);
+the JSON files record the command. ``--quick`` (1 + 1 epochs, 16-16 networks) only checks that the
+script runs.
 """
 from __future__ import annotations
 
@@ -26,13 +30,10 @@ import time
 import numpy as np
 import torch
 
-from common import RESULTS, RUNS, write_json
+from common import add_output_arguments, record_command, write_json
 from pyro_mixvae import FactorialMixtureVAE
 from pyro_mixvae.data import load_dataset
 from pyro_mixvae.metrics import acc as hungarian_acc
-
-OUT = RUNS / "factorial"
-
 
 def split(n: int, test_fraction: float = 0.2, seed: int = 0):
     perm = np.random.default_rng(seed).permutation(n)
@@ -47,8 +48,8 @@ def held_out(est, x_test) -> dict:
     return model.diagnostics(x)
 
 
-def run_once(name: str, build, x_train, x_test, fit_kwargs=None, evaluate=None) -> dict:
-    path = OUT / f"{name}.json"
+def run_once(out, name: str, build, x_train, x_test, fit_kwargs=None, evaluate=None) -> dict:
+    path = out / f"{name}.json"
     if path.exists():
         return json.loads(path.read_text())
     print(name, flush=True)
@@ -57,7 +58,7 @@ def run_once(name: str, build, x_train, x_test, fit_kwargs=None, evaluate=None) 
     record = {"name": name, "train_seconds": time.perf_counter() - t0, **held_out(est, x_test)}
     if evaluate:
         record.update(evaluate(est))
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2))
     return record
 
@@ -65,9 +66,10 @@ def run_once(name: str, build, x_train, x_test, fit_kwargs=None, evaluate=None) 
 # ----------------------------------------------------------------------------------- K grid
 # Fashion-MNIST (70k points, 700 steps per epoch): epochs scaled to fit a 2-core CPU
 SCALED = {"fashion-mnist": {"pretrain_epochs": 5, "epochs": 10}}
+QUICK = {"pretrain_epochs": 1, "epochs": 1, "hidden": (16, 16)}  # --quick: checks that the script runs
 
 
-def kgrid(data: str, seeds, log2ks=range(7)) -> list:
+def kgrid(data: str, seeds, log2ks, args) -> list:
     ds = load_dataset(data)
     x = ds.x
     train, test = split(len(x))
@@ -75,8 +77,9 @@ def kgrid(data: str, seeds, log2ks=range(7)) -> list:
     for seed in seeds:
         for j in log2ks:
             k = 2 ** j
-            rec = run_once(f"kgrid-{data}-K{k}-seed{seed}",
-                           lambda: FactorialMixtureVAE(k, random_state=seed, device="cpu", **SCALED.get(data, {})),
+            rec = run_once(args.runs / "factorial", f"kgrid-{data}-K{k}-seed{seed}",
+                           lambda: FactorialMixtureVAE(k, random_state=seed, device="cpu",
+                                                       **{**SCALED.get(data, {}), **(QUICK if args.quick else {})}),
                            x[train], x[test], {"y": ds.y[train]},
                            lambda est: {"acc_test": hungarian_acc(ds.y[test], est.predict(x[test]))})
             records.append({**rec, "data": data, "K": k, "seed": seed})
@@ -126,7 +129,7 @@ def compositional_data():
     return xs, labels
 
 
-def compositional(seeds, label_fraction: float = 0.4) -> list:
+def compositional(seeds, args, label_fraction: float = 0.4) -> list:
     x, labels = compositional_data()
     train, test = split(len(x))
     records = []
@@ -141,16 +144,17 @@ def compositional(seeds, label_fraction: float = 0.4) -> list:
             delta = 1.0 if mode == "semi-supervised" else 0.0
 
             def build(seed=seed, delta=delta):
-                return FactorialMixtureVAE(10, factors=2, components=(10, 2), delta=delta, seed=seed, device="cpu")
+                return FactorialMixtureVAE(10, factors=2, components=(10, 2), delta=delta, seed=seed, device="cpu",
+                                           **(QUICK if args.quick else {}))
 
             def evaluate(est, mode=mode, seed=seed):
                 pred = est.predict(x[test])
                 out = {f"acc_factor{i}": hungarian_acc(labels[test][:, i], pred[:, i]) for i in range(2)}
                 if seed == seeds[0]:
-                    grid_figure(est, RESULTS / f"factorial_compositional_{mode}.png", mode)
+                    grid_figure(est, args.results / f"factorial_compositional_{mode}.png", mode)
                 return out
 
-            rec = run_once(f"compositional-{mode}-seed{seed}", build, x[train], x[test], fit_kwargs, evaluate)
+            rec = run_once(args.runs / "factorial", f"compositional-{mode}-seed{seed}", build, x[train], x[test], fit_kwargs, evaluate)
             records.append({**rec, "mode": mode, "seed": seed, "labelled_fraction": label_fraction
                             if mode == "semi-supervised" else 0.0})
     return records
@@ -189,25 +193,30 @@ def main():
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--log2k", type=int, nargs="+", default=list(range(7)), help="the K grid as log2 K")
     p.add_argument("--figures-only", action="store_true", help="redraw factorial_kgrid.png from its JSON")
+    p.add_argument("--quick", action="store_true", help="1 + 1 epochs, 16-16 networks: only checks that it runs")
+    add_output_arguments(p, fits=False)
     args = p.parse_args()
+    results = args.results
+    results.mkdir(parents=True, exist_ok=True)
     if args.figures_only:
-        kgrid_figure(json.loads((RESULTS / "factorial_kgrid.json").read_text()), RESULTS / "factorial_kgrid.png")
+        kgrid_figure(json.loads((results / "factorial_kgrid.json").read_text()), results / "factorial_kgrid.png")
         return
     torch.set_num_threads(1)
     if "kgrid" in args.part:
-        records = [r for data in args.data for r in kgrid(data, args.seeds, args.log2k)]
-        old = RESULTS / "factorial_kgrid.json"  # keep the records of data sets not rerun now
+        records = [dict(r, command=record_command()) for data in args.data
+                   for r in kgrid(data, args.seeds, args.log2k, args)]
+        old = results / "factorial_kgrid.json"  # keep the records of data sets not rerun now
         if old.exists():
             keep = [r for r in json.loads(old.read_text()) if r["data"] not in args.data]
             records = keep + records
-        write_json(RESULTS / "factorial_kgrid.json", records)
-        kgrid_figure(records, RESULTS / "factorial_kgrid.png")
+        write_json(results / "factorial_kgrid.json", records)
+        kgrid_figure(records, results / "factorial_kgrid.png")
         for r in records:
             print(f"{r['data']} K={r['K']}: bound {r['predictive_bound']:.2f} kl_z {r['predictive_kl_z']:.2f} "
                   f"kl_r {r['predictive_kl_r']:.3f} effective {r['effective_components']} acc {r['acc_test']:.3f}")
     if "compositional" in args.part:
-        records = compositional(args.seeds)
-        write_json(RESULTS / "factorial_compositional.json", records)
+        records = [dict(r, command=record_command()) for r in compositional(args.seeds, args)]
+        write_json(results / "factorial_compositional.json", records)
         for r in records:
             print(f"{r['mode']} seed {r['seed']}: acc factor 1 (digit) {r['acc_factor0']:.3f}, "
                   f"factor 2 (rotation) {r['acc_factor1']:.3f}")

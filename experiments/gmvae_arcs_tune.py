@@ -1,6 +1,6 @@
 """One GMVAE training run on arcs (K = 8) for the tuning study of issue 3, with the accuracy over epochs.
 
-    OMP_NUM_THREADS=1 python experiments/gmvae_arcs_tune.py NAME SEED [key=value ...] >> results.jsonl
+    OMP_NUM_THREADS=1 python experiments/gmvae_arcs_tune.py NAME SEED [key=value ...] [--out FILE]
 
 Keys: the model settings ``guide``, ``eta``, ``alpha``, ``lam``, ``eta_warmup``, ``eta_warmup_epochs``; the
 training settings ``epochs``, ``lr``, ``lr_step``, ``lr_decay``, ``batch_size``, ``num_particles``
@@ -8,18 +8,21 @@ training settings ``epochs``, ``lr``, ``lr_step``, ``lr_decay``, ``batch_size``,
 of the ELBO object (``eta``, ``alpha``, ``lam``), passed to ``fit`` in place of the model's own schedules;
 ``init=NAME`` -- a change to the initialisation, one of :data:`INITS`.
 
-Prints one JSON line: name, seed, the final (epoch, acc_cluster_label, clusters used, training objective)
+Appends one JSON line to ``--out`` (default ``experiments/results/gmvae_arcs_tune.jsonl``) and prints
+it: the command, name, seed, the final (epoch, acc_cluster_label, clusters used, training objective)
 and the same at epochs 1-5 and every 10th epoch. Training is ``pyro_mixvae.infer.fit``, as in
 ``mixvae fit gmvae --data arcs --clusters 8`` (same seeding, same data), so a run without ``sched`` and
 ``init`` reproduces the CLI's run of the same settings and seed.
 """
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
+from pathlib import Path
 
 import torch
+from common import RESULTS, record_command
 from pyro.poutine.messenger import Messenger
 
 from pyro_mixvae.data import load_dataset
@@ -80,9 +83,24 @@ INITS = {
 }
 
 
-def main(argv):
-    name, seed = argv[0], int(argv[1])
-    kw = dict(a.split("=", 1) for a in argv[2:])
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("name", help="a name for the run, copied to the output")
+    p.add_argument("seed", type=int)
+    p.add_argument("settings", nargs="*", metavar="key=value", help="model / training settings, sched=, init=")
+    p.add_argument("--out", type=Path, default=RESULTS / "gmvae_arcs_tune.jsonl", help="JSON lines file appended to")
+    args = p.parse_args(argv)
+    bad = [a for a in args.settings if "=" not in a]
+    if bad:
+        p.error(f"settings are key=value: {bad}")
+    return args
+
+
+def main(argv=None):
+    args = parse(argv)
+    name, seed = args.name, args.seed
+    kw = dict(a.split("=", 1) for a in args.settings)
     settings = {k: (float(kw.pop(k)) if k in FLOAT_SETTINGS else kw.pop(k)) for k in list(kw) if k in MODEL_KEYS}
     schedules = [LinearSchedule(a, float(b), float(c), int(e))
                  for a, b, c, e in (s.split(":") for s in kw.pop("sched", "").split(",") if s)]
@@ -111,9 +129,13 @@ def main(argv):
     start = time.time()
     fit(model, x, data.y, config=TrainConfig(**config), schedules=schedules or None, progress=False,
         callbacks=[record] + callbacks)
-    print(json.dumps({"name": name, "seed": seed, "args": argv[2:], "final": trajectory[-1], "traj": trajectory,
-                      "sec": round(time.time() - start)}), flush=True)
+    line = json.dumps({"command": record_command(argv), "name": name, "seed": seed, "args": args.settings,
+                       "final": trajectory[-1], "traj": trajectory, "sec": round(time.time() - start)})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("a") as f:
+        f.write(line + "\n")
+    print(line, flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -18,9 +18,10 @@ Adam, Pyro's validation on), the library's step time against K (10, 30, 100) and
 (1, 10; vectorised or not) on the DEC network, and -- when Fashion-MNIST is installed -- one
 epoch of ``mixvae fit vade`` on its 70k images and the peak RSS of that run (a child process).
 
-    OMP_NUM_THREADS=1 python experiments/perf/overhead.py            # ~3 minutes on one core
+    OMP_NUM_THREADS=1 python experiments/perf/overhead.py [--steps 30] [--warmup 5] [--skip-fashion] [--out FILE]
 
-The last printed line is a JSON object (``dec_ratio``, ``small_ratio``, ...); ``--out`` also writes it.
+About 3 minutes on one core. The last printed line is a JSON object (``dec_ratio``, ``small_ratio``,
+..., and the ``command``); it is also written to ``--out`` (default ``experiments/results/perf.json``).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import json
 import math
 import os
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -199,7 +201,7 @@ def fashion_epoch(data_dir="/usr/share/datasets/fashion-mnist") -> dict:
     return {"fashion_epoch_s": round(record["seconds"], 2), "fashion_peak_rss_mb": round(rss_kb / 1024, 1)}
 
 
-# the configurations fit used before each change of experiments/results/perf.md, against the same limit
+# the configurations fit used before each change of docs/studies/perf.md, against the same limit
 VARIANTS = {
     "eager_default_adam": {"jit": False, "optimizer": "torch-default"},   # before: no trace, torch's Adam
     "eager": {"jit": False},                                              # + the fused Adam
@@ -212,11 +214,15 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=30, help="timed steps per measurement (median)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--skip-fashion", action="store_true", help="skip the Fashion-MNIST epoch and RSS")
-    p.add_argument("--out", default=None, help="also write the JSON here")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results" / "perf.json",
+                   help="where the JSON goes (default: experiments/results/perf.json)")
     args = p.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     S, W = args.steps, args.warmup
-    result = {"torch": torch.__version__, "pyro": pyro.__version__, "threads": torch.get_num_threads(), "steps": S}
+    script = Path(sys.argv[0]).resolve()
+    shown = script.relative_to(script.parents[2]) if argv is None else "experiments/perf/overhead.py"
+    result = {"command": shlex.join(["python", str(shown), *(sys.argv[1:] if argv is None else argv)]),
+              "torch": torch.__version__, "pyro": pyro.__version__, "threads": torch.get_num_threads(), "steps": S}
     for name in ("dec", "small"):
         gap = same_bound(name)
         print(f"{name}: library and hand-written loss differ by {gap:.2e} (relative) under the same draws", flush=True)
@@ -243,8 +249,8 @@ def main(argv=None):
         print(f"Fashion-MNIST: one epoch {result['fashion_epoch_s']} s, peak RSS {result['fashion_peak_rss_mb']} MB",
               flush=True)
     line = json.dumps(result)
-    if args.out:
-        Path(args.out).write_text(line + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(line + "\n")
     print(line)
 
 
