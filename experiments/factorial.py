@@ -144,7 +144,7 @@ def compositional(seeds, args, label_fraction: float = 0.4) -> list:
             delta = 1.0 if mode == "semi-supervised" else 0.0
 
             def build(seed=seed, delta=delta):
-                return FactorialMixtureVAE(10, factors=2, components=(10, 2), delta=delta, seed=seed, device="cpu",
+                return FactorialMixtureVAE(10, factors=2, components=(10, 2), delta=delta, random_state=seed, device="cpu",
                                            **(QUICK if args.quick else {}))
 
             def evaluate(est, mode=mode, seed=seed):

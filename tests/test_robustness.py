@@ -1,6 +1,6 @@
 """A clear clustering survives SVI (issue 17), and a collapse, when it happens, is said.
 
-The cause measured in ``experiments/results/robustness.md``: right after pretraining q(z|x)'s
+The cause measured in ``docs/studies/robustness.md``: right after pretraining q(z|x)'s
 scale head is untrained (scale ~1) against components fitted on the codes (sd ~0.03), and Adam's
 first steps are lr * sign(g) on every weight of a wide network. The fixes, checked here against
 hand computations: q(z|x) starts with the components' variance, and the learning rate warms up

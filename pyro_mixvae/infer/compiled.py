@@ -5,9 +5,8 @@ handlers that trace the model and the guide, the enumeration of the cluster site
 ``TraceEnum_ELBO``'s contraction of the log-factors. For a *static* model -- one whose sites,
 shapes and control flow are the same at every step -- that Python computes the same graph of
 tensor operations every time. :class:`CompiledLoss` records the graph once (``torch.jit.trace``
-of the ELBO's ``differentiable_loss``) and afterwards runs only the graph: on the 2-D GMVAE nets
-this took the step from 2.3x to 1.4x the hand-written step, on the DEC network from 1.10x to
-1.02x (``experiments/results/perf.md``).
+of the ELBO's ``differentiable_loss``) and afterwards runs only the graph, which brings the step
+close to a hand-written torch step (``docs/studies/perf.md``).
 
 This is what Pyro's ``JitTraceEnum_ELBO`` does, with two differences that matter here:
 

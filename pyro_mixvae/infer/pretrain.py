@@ -113,7 +113,7 @@ def resolve_gmm_fit(assign: str, n_points: int, n_clusters: int) -> str:
 
     t-SNE's affinities reach about 3 x perplexity neighbours of every point; a cluster smaller than
     that shares its neighbourhoods with others, and the embedding can split or merge it
-    (``docs/robustness.md``: a start of acc 0.745 where the GMM on the codes scored 1.0).
+    (``docs/studies/robustness.md``).
     """
     if assign != "auto":
         return assign
@@ -123,17 +123,14 @@ def resolve_gmm_fit(assign: str, n_points: int, n_clusters: int) -> str:
 def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1, assign: str = "diag"):
     """Diagonal GMM on the codes ``z``; returns (weights (K,), means (K, J), variances (K, J)).
 
-    ``assign="diag"`` (the default) is scikit-learn's diagonal ``GaussianMixture`` on ``z``.
+    ``assign="diag"`` (this function's default) is scikit-learn's diagonal ``GaussianMixture`` on ``z``.
     ``assign="full"`` lets a full-covariance GMM on the standardised codes (each dimension
     scaled to zero mean and unit variance, so that its k-means initialisation does not follow
     whichever code dimension happens to have the largest scale) decide the responsibilities,
     then takes each component's diagonal moments under them in the codes' own units. The
     reason: the autoencoder's clusters are tilted ellipsoids, which a diagonal GMM covers by
-    splitting one class and merging two. On digits (VIB-GMM's 20 pretraining epochs, 30
-    pretrainings: seeds 0-9 of three autoencoder variants) the model's assignment after
-    initialisation scored mean acc 0.781 (min 0.705) with ``"full"`` against 0.764 (min 0.637)
-    with ``"diag"``, better on 21 of 30 (Wilcoxon p = 0.10): a small gain, hence not the
-    default (``experiments/results/vib_gmm_tuning.md``).
+    splitting one class and merging two. Its gain over ``"diag"`` on digits was small, hence not
+    the default (``docs/studies/vib_gmm_tuning.md``).
 
     ``assign="tsne"`` takes the responsibilities from a full-covariance GMM on a t-SNE embedding
     of the codes (``TSNE_DIM`` dimensions, fewer for narrower codes; scikit-learn's Barnes-Hut),
@@ -141,9 +138,10 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     the diagonal moments in the codes' units as ``"full"`` does. This is N2D's observation (McConville
     et al., 2020) that a manifold learner on the autoencoder's codes separates the clusters that a
     GMM on the codes merges. Beyond ``TSNE_MAX_POINTS`` codes the embedding and the moments come
-    from a random subset of that size. On digits (seeds 0-4) VaDE's runs end at mean acc 0.894 against
-    0.816 from ``"diag"``, VIB-GMM's at 0.895 against 0.801, better on every seed
-    (``experiments/results/tsne_init.md``), hence their default.
+    from a random subset of that size (``docs/studies/tsne_init.md`` compares it with ``"diag"``).
+
+    ``assign="auto"`` (the models' default) is ``"tsne"`` when the clusters hold on average at least
+    3 x perplexity points, t-SNE's neighbourhood, else ``"diag"`` (:func:`resolve_gmm_fit`).
     """
     if assign not in GMM_FITS:
         raise ValueError(f"assign must be one of {GMM_FITS}; got {assign!r}")
@@ -175,10 +173,9 @@ def _tsne_responsibilities(z: np.ndarray, n_clusters: int, seed: int, n_init: in
     whose hard labels have the largest silhouette on the embedding.
 
     Why the silhouette and not the likelihood: with PCA initialisation the embedding is the same
-    for every random state, and the GMM's starts on it differ in acc by up to 0.11 on digits while
-    their likelihoods do not follow acc; the silhouette did, picking the best of six starts on the
-    codes of each of seeds 0-4, where the likelihood picked the worst on four
-    (``experiments/results/tsne_init.md``).
+    for every random state and the spread comes from the GMM's starts on it, whose likelihoods did
+    not follow the agreement with the labels on digits while their silhouettes did
+    (``docs/studies/tsne_init.md``).
     """
     # scikit-learn's perplexity (default 30) must stay below the number of points: a third of a small set
     perplexity = min(TSNE_PERPLEXITY, max(1.0, (len(z) - 1) / 3))

@@ -166,7 +166,7 @@ class WarmupStepDecay:
     The warm-up is there because Adam's first steps are ``lr * sign(g)`` in every coordinate
     whatever the gradient's size (its moment estimates hold one draw): in a wide network that
     moves every code at once by more than a mixture component's width, and a clustering that the
-    pretraining and the mixture start got right can be lost in the first steps (``docs/robustness.md``).
+    pretraining and the mixture start got right can be lost in the first steps (``docs/studies/robustness.md``).
     """
 
     def __init__(self, optimizer, lr: float, lr_decay: float, lr_step: int, lr_warmup: int):

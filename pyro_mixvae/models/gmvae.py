@@ -74,7 +74,7 @@ COMPONENT_INIT_RADIUS = 1.5
 COMPONENT_LOG_VAR_INIT = -1.0
 # default SVI epochs and learning-rate decay step per architecture (elsewhere: the class default, 50
 # epochs, and the CLI's decay every 10 epochs); with the z-prior warm-start below, chosen on arcs
-# (seeds 0-2 and 10-12, experiments/results/gmvae_arcs_tuning.md)
+# (docs/studies/gmvae_arcs_tuning.md)
 ARCH_EPOCHS = {"fc120": 200}
 # default autoencoder pretraining epochs per architecture (GMVAE.pretrain); none for fc120, whose
 # settings were chosen on arcs without it
@@ -223,15 +223,15 @@ class GMVAE(MixtureVAE):
         * Gaussian decoder: the log-variance head starts near DECODER_LOG_VAR_INIT. With PyTorch's
           default init sigma_x starts at ~1, the spread of standardised data, so ``N(x | 0, 1)``
           reconstructs as well as anything and the first steps learn to ignore z: posterior
-          collapse, ELBO stuck at the standard-normal value (-2.84 nats on arcs), one cluster.
+          collapse, the ELBO stuck at the standard-normal value, one cluster.
           A small initial sigma_x makes the reconstruction term dominate at the start (the effect
           of a KL warm-up, without changing the objective); sigma_x stays free to grow.
         * mean-field classifier q(c|x): zero weights, so it starts uniform and first follows the
           mixture's own posterior rather than a random linear split of random features.
         * fc120 (2-D z), mean-field guide only: the beta-net's output biases place the K means at
           w = 0 on a circle of radius COMPONENT_INIT_RADIUS with log-variance COMPONENT_LOG_VAR_INIT,
-          instead of all K overlapping at ~0 with unit variance (on arcs: 5 -> 6-8 clusters used).
-          Not for the posterior guide, which did better without it (arcs seed 0: 0.93 vs 0.80).
+          instead of all K overlapping at ~0 with unit variance, which left clusters unused on arcs.
+          Not for the posterior guide, which did better without it on arcs.
         """
         if self.likelihood.name == "gaussian" and self.arch != "conv":
             # the MLP decoder's last Linear emits [mu_x; log sigma_x^2] (reshaped to a leading axis of 2)
@@ -263,7 +263,7 @@ class GMVAE(MixtureVAE):
 
         Neither GMVAE paper pretrains; without it the components start where the random
         beta-network puts them and the first epochs can merge clusters that the data separate
-        (``experiments/results/robustness.md``). ``--pretrain-epochs 0`` gives the papers' setting.
+        (``docs/studies/robustness.md``). ``--pretrain-epochs 0`` gives the papers' setting.
         """
         losses = pretrain_autoencoder(self.encoder, self.decoder, self.likelihood, x, epochs=epochs,
                                       batch_size=batch_size, lr=self.hparams["pretrain_lr"], seed=seed,

@@ -39,8 +39,8 @@ class VaDE(MixtureVAE):
 
     name = "vade"
     jit_compatible = True
-    # measured on digits, seeds 0-2 (experiments/results/vade_digits.md): 50 autoencoder epochs,
-    # then 200 epochs of SVI with the paper's schedule (lr 0.002, x0.9 every 10 epochs)
+    # 50 autoencoder epochs, then 200 epochs of SVI with the paper's schedule (lr 0.002, x0.9 every
+    # 10 epochs, Sect. 4.2); results in experiments/results/benchmark.md
     default_epochs = 200
     default_pretrain_epochs = 50
     settings = {

@@ -17,15 +17,13 @@ the objective and its schedule:
   ``s_every`` epochs, held at ``s_max`` (:class:`~pyro_mixvae.infer.schedules.GeometricSchedule`);
 * the assignment of eq. 19 at the encoder mean, p(c | x) = pi_c N(mu_theta(x); mu_c, Sigma_c) / sum;
 * pretraining: the paper reports no pretraining (Sect. 4.3, "we do not use any pretrained
-  values"); on digits that stalls at acc 0.22 with s = 1 and 0.55-0.68 with s annealed from
-  0.1, 0.01 or 0.001 (seed 0; README, VIB-GMM section), so the default is VaDE's autoencoder + GMM
-  initialisation, here for 20 epochs, and ``--pretrain-epochs 0`` gives the paper's setting.
+  values"); without it training stalled on digits, so the default is VaDE's autoencoder and
+  mixture start, here for 20 epochs, and ``--pretrain-epochs 0`` gives the paper's setting.
 
-Defaults (chosen on digits seeds 0-1, recorded in ``experiments/results/vib_gmm_tuning.md``):
-20 pretraining epochs (the GMM on the codes scored acc 0.829 / 0.772 after 20 epochs against
-0.755 / 0.756 after 50: the DEC-sized autoencoder overfits the 1797 digits), then s from 0.1
-to 1, x1.1 every 2 epochs (s = 1 from epoch 51 on), 150 epochs. The paper's MNIST
-setting (s from 1 to 5, every 500 epochs) is ``--set s_min=1 --set s_max=5 --set s_every=500``.
+Defaults (chosen on digits, ``docs/studies/vib_gmm_tuning.md``): 20 pretraining epochs (the
+DEC-sized autoencoder overfits the 1797 digits when trained longer), then s from 0.1 to 1, x1.1
+every 2 epochs (s = 1 from epoch 51 on), 150 epochs. The paper's MNIST setting (s from 1 to 5,
+every 500 epochs) is ``--set s_min=1 --set s_max=5 --set s_every=500``.
 """
 from __future__ import annotations
 
