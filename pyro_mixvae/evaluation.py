@@ -13,9 +13,16 @@ import numpy as np
 import pyro
 import torch
 
-from .infer.train import default_elbo, predict_proba
+from .infer.train import default_elbo
 from .metrics import clustering_metrics
 from .nets import eval_mode
+
+
+@torch.no_grad()
+def predict_proba(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """(N, K) responsibilities of all of ``x``, in evaluation mode, batch by batch."""
+    with eval_mode(model):
+        return torch.cat([model.responsibilities(xb) for xb in x.split(batch_size)])
 
 
 @torch.no_grad()
