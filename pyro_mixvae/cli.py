@@ -71,9 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mixvae", description="Deep generative clustering with mixture-prior VAEs (Pyro).")
     p.add_argument("--version", action="version", version=f"pyro_mixvae {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_fit_parser(sub)
+    _add_other_parsers(sub)
+    return p
+
+
+def _add_fit_parser(sub) -> None:
     d = TRAIN_DEFAULTS
     model_default = "default: the model's, else {}"
-
     f = sub.add_parser("fit", help="train a model and write a run directory")
     f.add_argument("model", help=f"one of: {', '.join(sorted(MODELS))}")
     f.add_argument("--data", default=None,
@@ -119,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data-parallel over the processes started by torchrun (on by itself when WORLD_SIZE > 1); "
                         "--batch-size is then the global batch")
 
+
+def _add_other_parsers(sub) -> None:
     e = sub.add_parser("evaluate", help="print the metrics of a run as JSON")
     e.add_argument("run_dir")
     e.add_argument("--data", default=None, help="data to evaluate on (default: the run's)")
@@ -142,7 +149,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("settings", help="list a model's --set keys")
     t.add_argument("model")
-    return p
 
 
 # ----------------------------------------------------------------------------- fit

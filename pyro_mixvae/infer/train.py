@@ -9,12 +9,19 @@ parameters (:func:`svi_step`, :func:`make_optimizer`). For a static model
 (:mod:`.compiled`; ``TrainConfig.jit`` / ``--jit``, ``--no-jit``). The loss is divided by N, so that the number printed and recorded is the ELBO
 per data point in nats; the plate inside the model scales the minibatch by N / B.
 
-Per epoch the loop writes one line of ``history.jsonl`` (ELBO — or ``objective`` when the
-ELBO object adds terms to the bound — metrics against the labels
-when there are labels, seconds, learning rate, and any term an ELBO subclass reports) and an
-atomic checkpoint (:mod:`.checkpoint`). ``resume=True`` restores the checkpoint, every RNG
-included, so that an interrupted run resumed ends with the same parameters as an
-uninterrupted one. On CPU (and in a distributed job) a NaN or infinite loss stops the run
+``fit`` is a composition of small parts: :func:`prepare` (the :class:`TrainingRun`: config,
+device, optimizer, schedule, ELBO), :func:`begin` (a new run -- seeded and pretrained --, the
+model's own run continued, or a checkpoint resumed), :func:`train_epochs` / :func:`run_epoch`
+(the SVI steps of :func:`svi_step`, the epoch's checks and its record) and the callbacks of
+:mod:`.callbacks`, built-in ones first: the metrics against the labels, the progress bar, the
+epoch's line of ``history.jsonl`` (ELBO -- or ``objective`` when the ELBO object adds terms to
+the bound --, metrics when there are labels, seconds, learning rate, and any term an ELBO
+subclass reports) and its atomic checkpoint (:mod:`.checkpoint`), and the collapse watch.
+``resume=True`` restores the checkpoint, every RNG included, so that an interrupted run resumed
+ends with the same parameters as an uninterrupted one; a second ``fit`` on a trained model
+continues its run from the state the first left on it, just as exactly.
+
+On CPU (and in a distributed job) a NaN or infinite loss stops the run
 before the optimizer applies it, with a :class:`~pyro_mixvae.errors.NonFiniteLossError` naming
 the epoch and step; the last good checkpoint stays on disk. On CUDA the loss is read on the host
 only every :data:`SYNC_EVERY` steps, at the last step of an epoch and as the epoch's sum, so that
@@ -23,12 +30,12 @@ loss went bad, and the epoch's checkpoint is not written. The last update of an 
 no later loss, so after it -- before the epoch's metrics and checkpoint -- the parameters, buffers
 and the last batch's responsibilities are checked too (:func:`_all_finite`, also after
 pretraining): every checkpoint written evaluates. An epoch's history line and checkpoint are
-written with SIGINT / SIGTERM held back (:func:`~.checkpoint.deferred_signals`), so that an
+written with SIGINT / SIGTERM held back (:class:`~.callbacks.Together`), so that an
 interrupt leaves them consistent; on resume a history line past the checkpoint, or torn, is dropped.
 
 Under ``torchrun`` (several processes) the same loop trains data-parallel: each rank its shard,
 gradients averaged, the conjugate statistics summed, rank 0 alone writing
-(:mod:`.distributed`, which marks every line of :func:`fit` it needs with ``[distributed]``).
+(:mod:`.distributed`, which marks every line here and in :mod:`.callbacks` it needs with ``[distributed]``).
 """
 from __future__ import annotations
 
