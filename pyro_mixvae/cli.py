@@ -47,10 +47,10 @@ from .evaluation import evaluate
 from .infer import distributed
 from .infer.checkpoint import CHECKPOINT
 from .infer.train import TRAIN_DEFAULTS, TrainConfig, seed_everything
-from .metrics import DEFINITIONS, format_metrics
+from .metrics import format_metrics
 from .models import MODELS, get_model_class
 from .models.base import parse_settings
-from .nets import LIKELIHOODS, resolve_likelihood
+from .nets import LIKELIHOODS
 from .runner import RECEIVED, as_model_input, check_clusters, fit_in_directory, prepare_data, restarts
 from .runs import CONFIG, METRICS, check_same_data, check_writable, completion, load_run, read_config, read_json, run_lock
 

@@ -28,8 +28,9 @@ from .collapse import CollapseWatch
 HISTORY = "history.jsonl"
 
 
-def _predict_proba(model, x):
-    from ..evaluation import predict_proba  # (evaluation imports the training module)
+def all_responsibilities(model, x):
+    """:func:`pyro_mixvae.evaluation.predict_proba` (imported here when called: evaluation imports this package)."""
+    from ..evaluation import predict_proba
 
     return predict_proba(model, x)
 
@@ -45,7 +46,7 @@ class LabelMetrics:
         run = self.run
         if run.ddp.is_main and (epoch % run.cfg.eval_every == 0 or epoch == run.last_epoch):  # [distributed] rank 0
             t0 = time.perf_counter()
-            record.update(clustering_metrics(_predict_proba(run.model, run.x).cpu().numpy(), run.y))
+            record.update(clustering_metrics(all_responsibilities(run.model, run.x).cpu().numpy(), run.y))
             record["seconds"] += time.perf_counter() - t0
 
 

@@ -39,7 +39,6 @@ gradients averaged, the conjugate statistics summed, rank 0 alone writing
 """
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -54,7 +53,7 @@ from pyro.infer import TraceEnum_ELBO
 from ..errors import ConfigError, NonFiniteLossError
 from ..metrics import clustering_metrics
 from . import distributed
-from .callbacks import HISTORY, _predict_proba, builtin_callbacks
+from .callbacks import HISTORY, all_responsibilities, builtin_callbacks  # noqa: F401 (HISTORY: runs.py reads it here)
 from .checkpoint import CHECKPOINT, rng_state, set_rng_state
 from .compiled import compiled_loss
 
@@ -261,7 +260,6 @@ class History:
         return self.pretrain.get("seconds", 0.0) + sum(r.get("seconds", 0.0) for r in self.records)
 
 
-
 @dataclass
 class TrainingRun:
     """What the parts of :func:`fit` share: the model and data, the optimizer and its schedule, the history,
@@ -349,6 +347,8 @@ def train(model, x, y=None, *, config=None, elbo=None, schedules=None, observed=
           resume: bool = False, pretrain: Optional[bool] = None, progress: bool = True, callbacks=()) -> History:
     """The training loop of :func:`fit`, writing only ``checkpoint.pt`` and ``history.jsonl`` into ``out_dir``."""
     run = prepare(model, x, y, config=config, elbo=elbo, schedules=schedules, observed=observed, out_dir=out_dir)
+    if run.out is not None and not resume and run.ddp.is_main:
+        run.out.mkdir(parents=True, exist_ok=True)
     begin(run, resume, pretrain, progress)
     callbacks = builtin_callbacks(progress) + list(callbacks)
     try:
@@ -406,8 +406,9 @@ def saved_state(model, pretrain: Optional[bool] = None) -> Optional[dict]:
 
 
 def training_state(run: TrainingRun) -> dict:
-    """What a later :func:`fit` on the same model continues from: the checkpoint's fields, in memory."""
-    return {"epoch": run.last_epoch, "optimizer": copy.deepcopy(run.optimizer.state_dict()),
+    """What a later :func:`fit` on the same model continues from: the checkpoint's fields, in memory (the
+    optimizer's state is that of the optimizer this call leaves behind, not a copy)."""
+    return {"epoch": run.last_epoch, "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(), "generator": run.generator.get_state(), "rng": rng_state(),
             "config": run.config_dict, "extra": {"pretrain": run.history.pretrain}, "records": list(run.history.records)}
 
@@ -461,7 +462,7 @@ def _start(run: TrainingRun, pretrain: bool, progress: bool) -> None:
         run.history.pretrain["seconds"] = time.perf_counter() - t0
         if not _all_finite(model, x[:cfg.batch_size]):
             raise NonFiniteLossError("the parameters became non-finite in pretraining; nothing was saved")
-        run.history.pretrain.update(clustering_metrics(_predict_proba(model, x).cpu().numpy(), run.y))
+        run.history.pretrain.update(clustering_metrics(all_responsibilities(model, x).cpu().numpy(), run.y))
     run.history.pretrain = ddp.broadcast_state(model, run.history.pretrain)  # [distributed] rank 0's state to all
     ddp.seed_ranks(cfg.seed)  # [distributed] each rank its own RNG stream for the guide's draws
     run.start, run.last_epoch = 1, cfg.epochs
@@ -546,7 +547,7 @@ def _all_finite(model, xb: torch.Tensor) -> bool:
     if not all(bool(torch.isfinite(t).all()) for t in tensors):
         return False
     with torch.random.fork_rng(devices=[xb.device] if xb.device.type == "cuda" else []):
-        return bool(torch.isfinite(_predict_proba(model, xb)).all())
+        return bool(torch.isfinite(all_responsibilities(model, xb)).all())
 
 
 def __getattr__(name: str):
