@@ -290,7 +290,7 @@ class TrainingRun:
 
     @property
     def steps_per_epoch(self) -> int:
-        return self.ddp.steps_per_epoch(self.n, self.cfg.batch_size)
+        return self.ddp.steps_per_epoch(self.n, self.cfg.batch_size)  # [distributed] this rank's share
 
     @property
     def objective_key(self) -> str:
