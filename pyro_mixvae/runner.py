@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -269,19 +269,11 @@ def fit_best(build: Callable, x, y=None, *, seeds: Sequence[int], config: Option
     def one(seed, directory, resume):
         seed_everything(seed)
         model, observed = build(seed)
-        history = fit(model, x, y, config=_with_seed(config, seed), observed=observed, progress=progress)
+        history = fit(model, x, y, config=replace(config, seed=seed), observed=observed, progress=progress)
         elbo = elbo_per_point(model, torch.as_tensor(x, device=next(model.parameters()).device)) \
             if len(seeds) > 1 else None
         last = history.last()
         return {"seed": seed, "elbo": elbo, "model": model, "history": history,
                 **{k: last[k] for k in ("acc", "nmi", "ari") if k in last}}
 
-    if len(seeds) == 1:
-        return 0, [one(seeds[0], None, False)]
     return restarts(seeds, one)
-
-
-def _with_seed(config: TrainConfig, seed: int) -> TrainConfig:
-    from dataclasses import replace
-
-    return replace(config, seed=seed)
