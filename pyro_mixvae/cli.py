@@ -38,24 +38,22 @@ import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
 import torch
 
 from . import __version__
 from .analysis import sample_figure
 from .data import check_data, load_dataset, load_partial_labels
 from .errors import ConfigError, MixVAEError, NonFiniteLossError, RunError, Terminated
-from .estimator import as_model_input
 from .evaluation import evaluate
 from .infer import distributed
-from .infer.checkpoint import CHECKPOINT, atomic_write, deferred_signals, load_checkpoint
-from .infer.train import TRAIN_DEFAULTS, TrainConfig, fit, seed_everything
-from .metrics import DEFINITIONS, format_metrics
+from .infer.checkpoint import CHECKPOINT
+from .infer.train import TRAIN_DEFAULTS, TrainConfig, seed_everything
+from .metrics import format_metrics
 from .models import MODELS, get_model_class
 from .models.base import parse_settings
-from .nets import LIKELIHOODS, resolve_likelihood
-from .runs import (CONFIG, METRICS, check_same_data, check_writable, completion, data_fingerprint, load_run,
-                   read_config, read_history, read_json, run_directory, run_lock, state_mismatch, write_json)
+from .nets import LIKELIHOODS
+from .runner import RECEIVED, as_model_input, check_clusters, fit_in_directory, prepare_data, restarts
+from .runs import CONFIG, METRICS, check_same_data, check_writable, completion, load_run, read_config, read_json, run_lock
 
 
 class _Parser(argparse.ArgumentParser):
@@ -74,9 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mixvae", description="Deep generative clustering with mixture-prior VAEs (Pyro).")
     p.add_argument("--version", action="version", version=f"pyro_mixvae {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_fit_parser(sub)
+    _add_other_parsers(sub)
+    return p
+
+
+def _add_fit_parser(sub) -> None:
     d = TRAIN_DEFAULTS
     model_default = "default: the model's, else {}"
-
     f = sub.add_parser("fit", help="train a model and write a run directory")
     f.add_argument("model", help=f"one of: {', '.join(sorted(MODELS))}")
     f.add_argument("--data", default=None,
@@ -125,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data-parallel over the processes started by torchrun (on by itself when WORLD_SIZE > 1); "
                         "--batch-size is then the global batch")
 
+
+def _add_other_parsers(sub) -> None:
     e = sub.add_parser("evaluate", help="print the metrics of a run as JSON")
     e.add_argument("run_dir")
     e.add_argument("--data", default=None, help="data to evaluate on (default: the run's)")
@@ -154,37 +159,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("settings", help="list a model's --set keys")
     t.add_argument("model")
-    return p
 
 
 # ----------------------------------------------------------------------------- fit
 def _run_fit(args) -> dict:
     """``mixvae fit``: one run, or ``--restarts R`` runs (seeds S..S+R-1) and the best training ELBO kept."""
     cls = get_model_class(args.model)
-    if args.overrides and not args.resume:
-        raise ConfigError("--override applies only with --resume; for a new run give the setting as its own flag")
-    if args.restarts < 1:
-        raise ConfigError(f"--restarts must be >= 1; got {args.restarts}")
+    _check_fit_flags(args)
     out = args.out_dir = Path(args.out or f"runs/{args.model}-{Path(args.data or 'digits').stem}-seed{args.seed or 0}")
     args.changes = {}
     if args.resume:
         _resume_settings(args, cls, out)
     args.data, args.split, args.seed = args.data or "digits", args.split or "all", args.seed or 0
-    given = dict(args.settings)
-    if args.guide is not None:
-        if "guide" not in cls.settings:
-            raise ConfigError(f"--guide does not apply to model {args.model!r}: it has no guide setting")
-        if given.get("guide", args.guide) != args.guide:
-            raise ConfigError(f"--guide {args.guide} contradicts --set guide={given['guide']}")
-        given["guide"] = args.guide
-    settings = parse_settings(args.model, cls.settings, given)
-    data = load_dataset(args.data, split=args.split, download=args.download)
-    x = as_model_input(data.x)
-    likelihood = resolve_likelihood(args.likelihood, x)
-    check_data(x, data.y, likelihood=likelihood)
-    k = args.clusters if args.clusters is not None else (data.n_classes or 10)
-    if not cls.min_clusters <= k <= len(x):
-        raise ConfigError(f"--clusters must be between {cls.min_clusters} and the number of points ({len(x)}); got {k}")
+    job = _fit_job(args, cls)
     if args.distributed or distributed.launched():  # one rank of a torchrun job: join the process group now
         if args.restarts != 1:
             raise ConfigError("--restarts is not supported in distributed training; run the seeds as separate jobs")
@@ -195,11 +182,33 @@ def _run_fit(args) -> dict:
         check_writable(out, args.resume)
     elif not out.is_dir():
         raise ConfigError(f"cannot resume: {out} does not exist")
-    job = dict(cls=cls, given=given, settings=settings, data=data, x=x, likelihood=likelihood, k=k,
-               fingerprint=data_fingerprint(x, data.y))
     if args.restarts == 1:
         return _fit_one(args, job, args.seed, out, args.resume)
     return _fit_restarts(args, job, out)
+
+
+def _check_fit_flags(args) -> None:
+    if args.overrides and not args.resume:
+        raise ConfigError("--override applies only with --resume; for a new run give the setting as its own flag")
+    if args.restarts < 1:
+        raise ConfigError(f"--restarts must be >= 1; got {args.restarts}")
+
+
+def _fit_job(args, cls) -> dict:
+    """What every restart of ``mixvae fit`` shares: the model's settings, the data (checked) and K (checked)."""
+    given = dict(args.settings)
+    if args.guide is not None:
+        if "guide" not in cls.settings:
+            raise ConfigError(f"--guide does not apply to model {args.model!r}: it has no guide setting")
+        if given.get("guide", args.guide) != args.guide:
+            raise ConfigError(f"--guide {args.guide} contradicts --set guide={given['guide']}")
+        given["guide"] = args.guide
+    settings = parse_settings(args.model, cls.settings, given)
+    data = load_dataset(args.data, split=args.split, download=args.download)
+    x, likelihood = prepare_data(data.x, data.y, args.likelihood)
+    k = args.clusters if args.clusters is not None else (data.n_classes or 10)
+    check_clusters(cls, k, len(x))
+    return dict(cls=cls, given=given, settings=settings, data=data, x=x, likelihood=likelihood, k=k)
 
 
 # what --resume compares with config.json: flags that may change freely are not listed
@@ -285,88 +294,28 @@ def _jsonable(value):
 
 
 def _fit_one(args, job, seed: int, out: Path, resume: bool, show: bool = True) -> dict:
-    """Train one model with ``seed`` into the run directory ``out``; returns its metrics."""
-    cls, x, data, k = job["cls"], job["x"], job["data"], job["k"]
+    """Train one model with ``seed`` into the run directory ``out`` (:func:`~pyro_mixvae.runner.fit_in_directory`);
+    returns its metrics."""
+    cls, x, data = job["cls"], job["x"], job["data"]
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
-                         lr_step=args.lr_step, lr_warmup=args.lr_warmup, num_particles=args.num_particles, seed=seed, device=args.device,
-                         eval_every=args.eval_every, pretrain_epochs=args.pretrain_epochs, jit=args.jit)
+                         lr_step=args.lr_step, lr_warmup=args.lr_warmup, num_particles=args.num_particles, seed=seed,
+                         device=args.device, eval_every=args.eval_every, pretrain_epochs=args.pretrain_epochs,
+                         jit=args.jit)
     config.check()
     seed_everything(seed)
-    model = cls(x.shape[1:], k, job["likelihood"], **job["settings"])
-    config = config.for_model(model, num_data=len(x))  # the model's training defaults where no flag was given
+    model = cls(x.shape[1:], job["k"], job["likelihood"], **job["settings"])
     observed = {}
     if args.labels is not None:
         if not getattr(model, "accepts_labels", False):
             raise ConfigError(f"--labels does not apply to model {args.model!r}: it has no observed cluster sites")
         observed["labels"] = load_partial_labels(args.labels, len(x), model.components)
-    run_config = {"model": args.model, "data": args.data, "split": args.split, "clusters": k,
-                  "likelihood": job["likelihood"], "settings": model.construction()["settings"],
-                  "settings_given": job["given"], "train": dict(config.__dict__), "labels": args.labels,
-                  "construction": model.construction(), "data_fingerprint": job["fingerprint"]}
-    main = distributed.is_main_process()  # in a distributed job only rank 0 writes and evaluates
-    if resume and main:
-        old = read_config(out)
-        check_same_data(old, x, data.y, "resume", out)
-        _check_checkpoint_fits(model, out, args.changes)
-        run_config["overrides"] = old.get("overrides", []) + ([args.changes] if args.changes else [])
-
-    with run_directory(out, resume) if main else contextlib.nullcontext():
-        if main:
-            write_json(out / CONFIG, run_config)
-        try:
-            history = fit(model, x, data.y, config=config, observed=observed, out_dir=out, resume=resume,
-                          progress=not args.quiet)
-        except BaseException as e:
-            if main:
-                _mark_stopped(out, run_config, e)
-            raise
-        if not main:
-            return {}
-        metrics = evaluate(model, torch.as_tensor(x, device=torch.device(config.device)), data.y)
-        metrics.update({"train_seconds": history.train_seconds(), "pretrain": history.pretrain,
-                        "collapse": history.collapse, "dataset": args.data, "model": args.model, "seed": seed, "clusters": k,
-                        "epochs": len(history.records), "epochs_planned": config.epochs, "complete": True,
-                        "definitions": {k_: DEFINITIONS[k_] for k_ in metrics if k_ in DEFINITIONS}})
-        write_json(out / METRICS, metrics)
-    if show:
-        _show(out, metrics, history.pretrain)
-    return metrics
-
-
-def _check_checkpoint_fits(model, out: Path, overrides: dict) -> None:
-    """Before anything is written on resume: the checkpoint must hold this model (construction and shapes)."""
-    state = load_checkpoint(out / CHECKPOINT)
-    mine, theirs = model.construction(), state["construction"]
-    settings = dict(theirs.get("settings") or {})
-    diff = [k for k in ("model", "data_shape", "n_clusters", "likelihood") if mine.get(k) != theirs.get(k)]
-    diff += [k for k in sorted(set(mine["settings"]) | set(settings))
-             if k not in overrides and mine["settings"].get(k) != settings.get(k)]
-    if diff:
-        raise RunError(f"cannot resume: {out / CHECKPOINT} holds a model with another {', '.join(diff)} than "
-                       "this command asks for")
-    problem = state_mismatch(model.state_dict(), state["model"])
-    if problem:
-        raise RunError(f"cannot resume: {out / CHECKPOINT} does not fit the model asked for ({problem})")
-
-
-def _mark_stopped(out: Path, run_config: dict, error: BaseException) -> None:
-    """After a stop with a checkpoint on disk, ``metrics.json`` says the run is incomplete, where and why."""
-    if not (out / CHECKPOINT).is_file():
-        return  # nothing kept: the run directory goes
-    signum = _RECEIVED[0] if _RECEIVED else (signal.SIGTERM if isinstance(error, Terminated) else
-                                             signal.SIGINT if isinstance(error, KeyboardInterrupt) else None)
-    why = (f"interrupted by {signal.Signals(signum).name}" if signum is not None
-           else "stopped by a non-finite loss or parameters" if isinstance(error, NonFiniteLossError)
-           else f"stopped by an error ({type(error).__name__})")
-    try:
-        epochs = read_history(out)
-    except RunError:
-        epochs = []
-    with deferred_signals():
-        write_json(out / METRICS, {"complete": False, "stopped": why, "epochs": epochs[-1]["epoch"] if epochs else 0,
-                                   "epochs_planned": run_config["train"]["epochs"], "model": run_config["model"],
-                                   "dataset": run_config["data"], "seed": run_config["train"]["seed"],
-                                   "clusters": run_config["clusters"]})
+    record = {"model": args.model, "data": args.data, "split": args.split, "settings_given": job["given"],
+              "labels": args.labels}
+    result = fit_in_directory(model, x, data.y, out, config=config, observed=observed, resume=resume,
+                              progress=not args.quiet, record=record, changes=args.changes)
+    if show and result.metrics:
+        _show(out, result.metrics, result.history.pretrain)
+    return result.metrics
 
 
 def _show(out: Path, metrics: dict, pretrain: dict) -> None:
@@ -378,54 +327,16 @@ def _show(out: Path, metrics: dict, pretrain: dict) -> None:
         print("after pretraining  " + ", ".join(f"{k_} {v:.4f}" for k_, v in shown.items()))
 
 
-RESTART_FILES = (CONFIG, "checkpoint.pt", "history.jsonl")
-
-
 def _fit_restarts(args, job, out: Path) -> dict:
-    """R runs with seeds S..S+R-1 in ``out/restart-r``; the one with the best training ELBO (labels unused)
-    is copied to ``out`` and ``metrics.json`` lists all R under ``restarts``. ``out`` is locked meanwhile."""
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"--out {out} cannot be created: {e.strerror}") from None
-    try:
-        with run_lock(out, "fit"):
-            return _best_restart(args, job, out)
-    except BaseException:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # nothing was trained: leave no empty run directory behind
-        raise
-
-
-def _best_restart(args, job, out: Path) -> dict:
-    runs = _restart_runs(args, job, out)
-    best = max(range(len(runs)), key=lambda i: runs[i]["elbo"])
-    for name in RESTART_FILES:  # atomically: an interrupt leaves the old file or the new one
-        atomic_write(out / name, lambda f, src=out / f"restart-{best}" / name: f.write(src.read_bytes()))
-    keep = ("seed", "elbo", "acc", "nmi", "ari", "clusters_used", "train_seconds")
-    metrics = dict(runs[best], selected_restart=best, selected_by="elbo",
-                   restarts=[{k_: m[k_] for k_ in keep if k_ in m} for m in runs])
-    write_json(out / METRICS, metrics)
+    """R runs with seeds S..S+R-1 in ``out/restart-r`` (:func:`~pyro_mixvae.runner.restarts`); the one with the
+    best training ELBO (labels unused) is copied to ``out`` and ``metrics.json`` lists all R under ``restarts``."""
+    seeds = [args.seed + r for r in range(args.restarts)]
+    best, _ = restarts(seeds, lambda seed, sub, resume: _fit_one(args, job, seed, sub, resume, show=False),
+                       out_dir=out, resume=args.resume, log=lambda line: print(line, flush=True))
+    metrics = read_json(out / METRICS)
     print(f"kept restart {best} (the best training ELBO)")
-    _show(out, metrics, runs[best].get("pretrain") or {})
+    _show(out, metrics, metrics.get("pretrain") or {})
     return metrics
-
-
-def _restart_runs(args, job, out: Path) -> list:
-    runs = []
-    for r in range(args.restarts):
-        sub = out / f"restart-{r}"
-        metrics = read_json(sub / METRICS) if (sub / METRICS).exists() else {}
-        if not metrics.get("complete", bool(metrics)):  # not finished (an interrupted one says complete: false)
-            resume = args.resume and (sub / "checkpoint.pt").exists()
-            if not resume:
-                check_writable(sub, False)
-            metrics = _fit_one(args, job, args.seed + r, sub, resume, show=False)
-        runs.append(metrics)
-        print(f"restart {r} (seed {args.seed + r}): elbo {metrics['elbo']:.4f}"
-              + (f", acc {metrics['acc']:.4f}" if "acc" in metrics else ""), flush=True)
-    return runs
 
 
 # ----------------------------------------------------------------------------- evaluate / sample
@@ -557,7 +468,7 @@ def _run_settings(args) -> None:
         print(f"{key:<{width}} default {s.default!r:<22} {s.help}")
 
 
-_RECEIVED: list = []  # the signals main() caught, first first
+_RECEIVED = RECEIVED  # the signals main() caught, first first (the runner reads them when it marks a run stopped)
 
 
 def _on_signal(signum, frame):

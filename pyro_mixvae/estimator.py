@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import numbers
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Optional
 
 import numpy as np
@@ -45,10 +44,11 @@ from sklearn.utils import check_random_state, check_scalar
 from sklearn.utils.validation import _check_feature_names, _check_n_features, check_array, check_is_fitted
 
 from .data import check_data
-from .evaluation import elbo_per_point
-from .infer.train import TrainConfig, fit, predict_proba, resolve_device, seed_everything
+from .evaluation import elbo_per_point, predict_proba
+from .infer.train import TrainConfig, resolve_device
 from .models import get_model_class
 from .nets import eval_mode, resolve_likelihood
+from .runner import as_model_input, fit_best
 
 # the estimators' parameters that are TrainConfig fields (the seed comes from random_state)
 TRAIN_PARAMS = ("epochs", "pretrain_epochs", "batch_size", "lr", "lr_decay", "lr_step", "lr_warmup", "num_particles",
@@ -56,12 +56,6 @@ TRAIN_PARAMS = ("epochs", "pretrain_epochs", "batch_size", "lr", "lr_decay", "lr
 # the estimators' parameters that are neither model settings nor training settings
 ESTIMATOR_PARAMS = ("n_clusters", "n_init", "likelihood", "random_state", "verbose")
 SCORE_SEED = 0  # seed of the private generator that score() draws its particles from
-
-
-def as_model_input(X) -> np.ndarray:
-    """float32 array with images as (N, C, H, W): (N, H, W) gains a channel axis."""
-    X = np.asarray(X, dtype=np.float32)
-    return X[:, None] if X.ndim == 3 else X
 
 
 def seed_from(random_state) -> int:
@@ -157,26 +151,18 @@ class MixtureVAEEstimator(ClusterMixin, BaseEstimator):
         check_scalar(self.n_init, "n_init", numbers.Integral, min_val=1)
         config = TrainConfig(**{k: getattr(self, k) for k in TRAIN_PARAMS}).check()
         self._device = resolve_device(config.device)
-        self.restarts_, best = [], None
-        for i, seed in enumerate(self._seeds(int(self.n_init))):
-            model, history = self._fit_one(X, y, replace(config, seed=seed))
-            elbo = self._mean_elbo(model, self._as_tensor(X)) if self.n_init > 1 else None
-            scores = {k: history.last()[k] for k in ("acc", "nmi", "ari") if k in history.last()}
-            self.restarts_.append({"seed": seed, "elbo": elbo, **scores})
-            if best is None or elbo > best[0]:
-                best = (elbo, model, history, i)
-        _, self.model_, self.history_, self.best_restart_ = best
+
+        def build(seed):
+            model = cls(X.shape[1:], self.n_clusters, self.likelihood_, **self._model_settings())
+            return model, self._observed(X, model)
+
+        # the restarts of pyro_mixvae.runner: seeds s, s + 1, ...; the best training ELBO is kept
+        best, runs = fit_best(build, X, y, seeds=self._seeds(int(self.n_init)), config=config, progress=self.verbose)
+        self.model_, self.history_, self.best_restart_ = runs[best]["model"], runs[best]["history"], best
+        self.restarts_ = [{k: r[k] for k in ("seed", "elbo", "acc", "nmi", "ari") if k in r} for r in runs]
         self.model_.eval()
         self._set_labels(self._as_tensor(X))
         return self
-
-    def _fit_one(self, X: np.ndarray, y, config: TrainConfig):
-        """One model trained with ``config.seed``: (model, history)."""
-        seed_everything(config.seed)
-        model = get_model_class(self.model_name)(X.shape[1:], self.n_clusters, self.likelihood_,
-                                                 **self._model_settings())
-        history = fit(model, X, y, config=config, observed=self._observed(X, model), progress=self.verbose)
-        return model, history
 
     def _observed(self, X, model) -> dict:
         """Per-point tensors ``model`` observes besides X (the factorial model's partial labels)."""

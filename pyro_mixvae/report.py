@@ -24,7 +24,7 @@ from . import plots
 from .analysis import group, save_netcdf, to_inference_data
 from .data import load_dataset
 from .errors import ConfigError
-from .estimator import as_model_input
+from .runner import as_model_input
 from .evaluation import evaluate
 from .metrics import DEFINITIONS, clustering_metrics
 from .nets import eval_mode

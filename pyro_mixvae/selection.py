@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from .data import check_data
 from .errors import ConfigError
-from .estimator import as_model_input
+from .runner import as_model_input
 from .evaluation import DEFAULT_GLOBAL_DRAWS, elbo_per_point, importance_log_likelihood
 from .infer.train import TrainConfig, fit, predict_proba, seed_everything
 from .models import get_model_class

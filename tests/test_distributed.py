@@ -20,6 +20,7 @@ import torch.multiprocessing as mp
 from pyro_mixvae.errors import ConfigError, NonFiniteLossError
 from pyro_mixvae.infer import TrainConfig, fit, seed_everything
 from pyro_mixvae.infer.checkpoint import load_checkpoint
+from pyro_mixvae.infer.train import train  # the loop alone: these models' guides need the observed eps, so no final evaluation
 from pyro_mixvae.models import VaDE
 from pyro_mixvae.models.base import data_plate
 from pyro_mixvae.models.factorial import FactorialMixtureVAE
@@ -87,7 +88,7 @@ def _eps(width):
 
 
 def _config(epochs=EPOCHS):
-    return TrainConfig(epochs=epochs, pretrain_epochs=0, batch_size=BATCH, lr=LR, lr_decay=1.0, device="cpu",
+    return TrainConfig(epochs=epochs, pretrain_epochs=0, batch_size=BATCH, lr=LR, lr_decay=1.0, lr_warmup=0, device="cpu",
                        seed=SEED)
 
 
@@ -97,7 +98,7 @@ def _worker(rank, world, port, out):
     torch.set_num_threads(1)
     x, y = _data()
     for name, (model, width) in _models(seed=100 + rank).items():  # rank 1 differs: rank 0's state is broadcast
-        fit(model, x, y, config=_config(), observed={"eps": _eps(width)}, out_dir=f"{out}/{name}", progress=False)
+        train(model, x, y, config=_config(), observed={"eps": _eps(width)}, out_dir=f"{out}/{name}", progress=False)
         # the state, and the gradients of the last step (Adam hardly sees a constant factor on them: check them too)
         grads = {k: p.grad for k, p in model.named_parameters()}
         torch.save({"state": model.state_dict(), "grads": grads}, f"{out}/{name}-rank{rank}.pt")
@@ -105,12 +106,12 @@ def _worker(rank, world, port, out):
     errors = {}
     model, width = _models(seed=0)["vade"]
     try:  # a NaN loss on rank 1 only, at its third step
-        fit(model, x, y, config=_config(), observed={"eps": _eps(width)}, elbo=NaNOnRank1(model.make_elbo()),
+        train(model, x, y, config=_config(), observed={"eps": _eps(width)}, elbo=NaNOnRank1(model.make_elbo()),
             out_dir=f"{out}/nan", progress=False)
     except NonFiniteLossError as e:
         errors["nan"] = str(e)
     try:  # the checkpoint of one process, resumed by two
-        fit(model, x, y, config=_config(epochs=EPOCHS + 1), observed={"eps": _eps(width)}, out_dir=f"{out}/one",
+        train(model, x, y, config=_config(epochs=EPOCHS + 1), observed={"eps": _eps(width)}, out_dir=f"{out}/one",
             resume=True, progress=False)
     except ConfigError as e:
         errors["resume"] = str(e)
@@ -158,7 +159,7 @@ def two_ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     x, y = _data()
     model, width = _models(seed=0)["vade"]  # a run of one process, for the workers to resume
-    fit(model, x, y, config=_config(epochs=1), observed={"eps": _eps(width)}, out_dir=out / "one", progress=False)
+    train(model, x, y, config=_config(epochs=1), observed={"eps": _eps(width)}, out_dir=out / "one", progress=False)
     (out / "one.pt").write_bytes((out / "one" / "checkpoint.pt").read_bytes())
     mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
     return out
@@ -198,7 +199,7 @@ def test_a_two_rank_checkpoint_resumes_in_one_process(two_ranks, tmp_path):
     x, y = _data()
     shutil.copytree(two_ranks / "vade", tmp_path / "run")
     model, width = _models(seed=5)["vade"]
-    hist = fit(model, x, y, config=_config(epochs=EPOCHS + 1), observed={"eps": _eps(width)}, out_dir=tmp_path / "run",
+    hist = train(model, x, y, config=_config(epochs=EPOCHS + 1), observed={"eps": _eps(width)}, out_dir=tmp_path / "run",
                resume=True, progress=False)
     assert [r["epoch"] for r in hist.records] == [1, 2, 3]
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["config"]["world_size"] == 1

@@ -216,9 +216,12 @@ def test_an_override_is_applied_for_real_and_recorded(refs, data, tmp_path, caps
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["train"]["lr"] == 1e-4 and cfg["overrides"] == [{"lr": [0.002, 0.0001]}]
     last = read_history(run)[-1]
-    assert last["epoch"] == 3 and last["changed"] == {"lr": [0.002, 0.0001]} and last["lr"] == pytest.approx(1e-4)
     state = load_checkpoint(run / "checkpoint.pt")
-    assert [g["lr"] for g in state["optimizer"]["param_groups"]] == [pytest.approx(1e-4)]
+    # the new lr under the warm-up still in progress (WarmupStepDecay: 9 steps done of 100)
+    lr = 1e-4 * min(1.0, (state["scheduler"]["steps"] + 1) / cfg["train"]["lr_warmup"])
+    assert state["scheduler"]["steps"] == 9 and cfg["train"]["lr_warmup"] == 100
+    assert last["epoch"] == 3 and last["changed"] == {"lr": [0.002, 0.0001]} and last["lr"] == pytest.approx(lr)
+    assert [g["lr"] for g in state["optimizer"]["param_groups"]] == [pytest.approx(lr)]
     # flags left out on resume take the recorded values (and the resumed run needs no --data)
     rc, err, _ = cli(["fit", "vade", "--out", run, "--resume", "--epochs", "4", "--quiet"], capsys)
     assert rc == 0, err

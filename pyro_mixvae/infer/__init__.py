@@ -1,9 +1,9 @@
 """Inference machinery shared by every model: the SVI loop, ELBO terms, pretraining, checkpoints."""
 from .elbo import InformationBottleneckELBO, MixtureELBO
 from .schedules import GeometricSchedule, LinearSchedule
-from .train import History, TrainConfig, default_elbo, fit, predict_proba, resolve_device, seed_everything
+from .train import History, TrainConfig, default_elbo, fit, resolve_device, seed_everything
 
-__all__ = ["GeometricSchedule", "History", "InformationBottleneckELBO", "LinearSchedule", "MixtureELBO", "TrainConfig", "default_elbo", "fit", "predict_proba", "resolve_device", "seed_everything"]
+__all__ = ["GeometricSchedule", "History", "InformationBottleneckELBO", "LinearSchedule", "MixtureELBO", "TrainConfig", "default_elbo", "fit", "resolve_device", "seed_everything"]
 from .conjugate import ConjugateMixture, MixtureStats, step_size, sufficient_statistics
 
 __all__ += ["ConjugateMixture", "MixtureStats", "step_size", "sufficient_statistics"]

@@ -9,12 +9,19 @@ parameters (:func:`svi_step`, :func:`make_optimizer`). For a static model
 (:mod:`.compiled`; ``TrainConfig.jit`` / ``--jit``, ``--no-jit``). The loss is divided by N, so that the number printed and recorded is the ELBO
 per data point in nats; the plate inside the model scales the minibatch by N / B.
 
-Per epoch the loop writes one line of ``history.jsonl`` (ELBO — or ``objective`` when the
-ELBO object adds terms to the bound — metrics against the labels
-when there are labels, seconds, learning rate, and any term an ELBO subclass reports) and an
-atomic checkpoint (:mod:`.checkpoint`). ``resume=True`` restores the checkpoint, every RNG
-included, so that an interrupted run resumed ends with the same parameters as an
-uninterrupted one. On CPU (and in a distributed job) a NaN or infinite loss stops the run
+``fit`` is a composition of small parts: :func:`prepare` (the :class:`TrainingRun`: config,
+device, optimizer, schedule, ELBO), :func:`begin` (a new run -- seeded and pretrained --, the
+model's own run continued, or a checkpoint resumed), :func:`train_epochs` / :func:`run_epoch`
+(the SVI steps of :func:`svi_step`, the epoch's checks and its record) and the callbacks of
+:mod:`.callbacks`, built-in ones first: the metrics against the labels, the progress bar, the
+epoch's line of ``history.jsonl`` (ELBO -- or ``objective`` when the ELBO object adds terms to
+the bound --, metrics when there are labels, seconds, learning rate, and any term an ELBO
+subclass reports) and its atomic checkpoint (:mod:`.checkpoint`), and the collapse watch.
+``resume=True`` restores the checkpoint, every RNG included, so that an interrupted run resumed
+ends with the same parameters as an uninterrupted one; a second ``fit`` on a trained model
+continues its run from the state the first left on it, just as exactly.
+
+On CPU (and in a distributed job) a NaN or infinite loss stops the run
 before the optimizer applies it, with a :class:`~pyro_mixvae.errors.NonFiniteLossError` naming
 the epoch and step; the last good checkpoint stays on disk. On CUDA the loss is read on the host
 only every :data:`SYNC_EVERY` steps, at the last step of an epoch and as the epoch's sum, so that
@@ -23,16 +30,15 @@ loss went bad, and the epoch's checkpoint is not written. The last update of an 
 no later loss, so after it -- before the epoch's metrics and checkpoint -- the parameters, buffers
 and the last batch's responsibilities are checked too (:func:`_all_finite`, also after
 pretraining): every checkpoint written evaluates. An epoch's history line and checkpoint are
-written with SIGINT / SIGTERM held back (:func:`~.checkpoint.deferred_signals`), so that an
+written with SIGINT / SIGTERM held back (:class:`~.callbacks.Together`), so that an
 interrupt leaves them consistent; on resume a history line past the checkpoint, or torn, is dropped.
 
 Under ``torchrun`` (several processes) the same loop trains data-parallel: each rank its shard,
 gradients averaged, the conjugate statistics summed, rank 0 alone writing
-(:mod:`.distributed`, which marks every line of :func:`fit` it needs with ``[distributed]``).
+(:mod:`.distributed`, which marks every line here and in :mod:`.callbacks` it needs with ``[distributed]``).
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -43,17 +49,14 @@ import numpy as np
 import pyro
 import torch
 from pyro.infer import TraceEnum_ELBO
-from tqdm.auto import tqdm
 
 from ..errors import ConfigError, NonFiniteLossError
 from ..metrics import clustering_metrics
-from ..nets import eval_mode
 from . import distributed
-from .collapse import CollapseWatch
+from .callbacks import HISTORY, all_responsibilities, builtin_callbacks  # noqa: F401 (HISTORY: runs.py reads it here)
+from .checkpoint import CHECKPOINT, rng_state, set_rng_state
 from .compiled import compiled_loss
-from .checkpoint import CHECKPOINT, atomic_write, deferred_signals, rng_state, save_checkpoint, set_rng_state
 
-HISTORY = "history.jsonl"
 SYNC_EVERY = 50  # on CUDA, steps between two host reads of the loss (the non-finite check)
 
 
@@ -238,13 +241,6 @@ def default_elbo(model, num_particles: int = 1):
                           vectorize_particles=True)
 
 
-@torch.no_grad()
-def predict_proba(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """(N, K) responsibilities of all of ``x``, in evaluation mode, batch by batch."""
-    with eval_mode(model):
-        return torch.cat([model.responsibilities(xb) for xb in x.split(batch_size)])
-
-
 @dataclass
 class History:
     """The per-epoch records of a run (also written to ``history.jsonl``)."""
@@ -264,170 +260,279 @@ class History:
         return self.pretrain.get("seconds", 0.0) + sum(r.get("seconds", 0.0) for r in self.records)
 
 
+@dataclass
+class TrainingRun:
+    """What the parts of :func:`fit` share: the model and data, the optimizer and its schedule, the history,
+    the epochs of this call (``start`` .. ``last_epoch``) and the run directory ``out`` (or None)."""
+
+    model: object
+    x: torch.Tensor
+    y: Optional[np.ndarray]
+    observed: dict
+    cfg: TrainConfig
+    ddp: object  # [distributed] this rank (infer/distributed.py), or the single process
+    elbo: object
+    loss_fn: Callable
+    schedules: list
+    optimizer: torch.optim.Optimizer
+    scheduler: WarmupStepDecay
+    generator: torch.Generator
+    out: Optional[Path] = None
+    history: History = field(default_factory=History)
+    start: int = 1
+    last_epoch: int = 0
+    begins_at_zero: bool = True  # a new run: its epoch-0 checkpoint is written at the start
+    changed: dict = field(default_factory=dict)  # settings a resume or a continuation changed, {key: [old, new]}
+
+    @property
+    def n(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.ddp.steps_per_epoch(self.n, self.cfg.batch_size)  # [distributed] this rank's share
+
+    @property
+    def objective_key(self) -> str:
+        """The plain ELBO, or the penalised objective when the ELBO object adds terms to it (or may, as scheduled)."""
+        return "objective" if getattr(self.elbo, "adds_terms", False) or self.schedules else "elbo"
+
+    @property
+    def config_dict(self) -> dict:
+        """The settings recorded in every checkpoint (``epochs``: the last epoch of the run so far)."""
+        return {**asdict(self.cfg), "epochs": self.last_epoch, "world_size": self.ddp.world_size}
+
+
 def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optional[TrainConfig] = None,
         elbo=None, schedules: Optional[Sequence] = None, observed: Optional[dict] = None, out_dir=None,
-        resume: bool = False, progress: bool = True,
-        callbacks: Sequence[Callable[[int, dict], None]] = ()) -> History:
-    """Train ``model`` on ``x`` by SVI; see the module docstring.
+        resume: bool = False, pretrain: Optional[bool] = None, progress: bool = True,
+        callbacks: Sequence[Callable[[int, dict], None]] = (), data: Optional[str] = None) -> History:
+    """Train ``model`` on ``x`` by SVI; see the module docstring. Returns the :class:`History`.
 
     ``observed`` maps keyword names to per-point tensors (N, ...) -- e.g. the factorial model's
     partial ``labels`` -- whose minibatch rows are passed to ``model.model``, ``model.guide`` and
-    ``model.after_step`` with every step. After each optimizer step the loop calls
-    ``model.after_step(x_batch, N, **batch)`` (the conjugate updates of the factorial prior).
-
+    ``model.after_step`` (the conjugate updates) with every step.
     ``elbo`` defaults to ``model.make_elbo(num_particles)`` and ``schedules`` to
     ``model.schedules()``: before each epoch every schedule sets its attribute of the ELBO object
-    (:mod:`.schedules`) and the value goes into that epoch's record.
-    ``callbacks`` are called as ``cb(epoch, record)`` after each epoch's record is written.
-    Returns the :class:`History`.
+    (:mod:`.schedules`) and the value goes into that epoch's record. ``callbacks``: see
+    :mod:`.callbacks`; they run after the built-in ones (metrics, progress bar, history, checkpoint).
+
+    **A new run or a continued one.** The first call on a model pretrains it (``model.pretrain``,
+    ``pretrain_epochs``: the autoencoder and the mixture's initialisation) and trains ``epochs`` SVI
+    epochs. The model keeps the state of its training (optimizer, schedule, random streams, history);
+    calling ``fit`` on it again (``pretrain=None``, the default) continues that run for ``epochs``
+    more epochs, with no pretraining and no initialisation: two calls of E epochs give the parameters
+    of one call of 2E. ``pretrain=True`` starts a new run from scratch; ``pretrain=False`` never
+    pretrains (on a model without a training state: SVI from its current parameters, a fresh optimizer).
+    ``resume=True`` instead restores the checkpoint of ``out_dir`` (every RNG included) and trains up
+    to ``epochs`` in total: an interrupted run resumed equals an uninterrupted one.
+
+    **A run directory.** With ``out_dir`` the call writes a complete run directory
+    (:func:`pyro_mixvae.runner.fit_in_directory`): ``config.json``, ``checkpoint.pt``,
+    ``history.jsonl`` and ``metrics.json``, which ``mixvae evaluate / sample / report`` read.
+    ``data`` names the data set (``digits``, a ``.npz`` path, ...) as ``config.json`` records it;
+    left None, ``x`` and ``y`` are saved to ``out_dir/data.npz`` and that file is recorded.
     """
+    if out_dir is not None:
+        from ..runner import fit_in_directory  # (the runner imports this module)
+
+        return fit_in_directory(model, x, y, out_dir, config=config, elbo=elbo, schedules=schedules,
+                                observed=observed, resume=resume, pretrain=pretrain, progress=progress,
+                                callbacks=callbacks, data=data).history
+    return train(model, x, y, config=config, elbo=elbo, schedules=schedules, observed=observed, resume=resume,
+                 pretrain=pretrain, progress=progress, callbacks=callbacks)
+
+
+def train(model, x, y=None, *, config=None, elbo=None, schedules=None, observed=None, out_dir=None,
+          resume: bool = False, pretrain: Optional[bool] = None, progress: bool = True, callbacks=()) -> History:
+    """The training loop of :func:`fit`, writing only ``checkpoint.pt`` and ``history.jsonl`` into ``out_dir``."""
+    run = prepare(model, x, y, config=config, elbo=elbo, schedules=schedules, observed=observed, out_dir=out_dir)
+    if run.out is not None and not resume and run.ddp.is_main:
+        run.out.mkdir(parents=True, exist_ok=True)
+    begin(run, resume, pretrain, progress)
+    callbacks = builtin_callbacks(progress) + list(callbacks)
+    try:
+        for cb in callbacks:
+            getattr(cb, "start", _nothing)(run)
+        train_epochs(run, callbacks)
+        for cb in callbacks:
+            getattr(cb, "end", _nothing)(run)
+    finally:
+        for cb in callbacks:
+            getattr(cb, "close", _nothing)()
+    setattr(model, STATE, training_state(run))
+    return run.history
+
+
+def _nothing(*args) -> None:
+    pass
+
+
+def prepare(model, x, y=None, *, config=None, elbo=None, schedules=None, observed=None, out_dir=None) -> TrainingRun:
+    """The :class:`TrainingRun` before its first epoch: config filled in, data and model on the device,
+    the optimizer, its schedule, the ELBO object (traced where it may be) and the schedules checked."""
     cfg = (config or TrainConfig()).check().for_model(model, num_data=len(x))
     ddp = distributed.setup(cfg.device, cfg.seed)  # [distributed] this rank of a torchrun job, or a no-op
-    device = ddp.device
-    out = Path(out_dir) if out_dir is not None else None
-    ckpt_path = out / CHECKPOINT if out is not None else None
-    if out is not None and not resume and ddp.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-
-    model.to(device)
-    x = torch.as_tensor(x, dtype=torch.float32).to(device)
-    n = x.shape[0]
-    observed = {k: torch.as_tensor(v).to(device) for k, v in (observed or {}).items()}
+    model.to(ddp.device)
+    x = torch.as_tensor(x, dtype=torch.float32).to(ddp.device)
+    observed = {k: torch.as_tensor(v).to(ddp.device) for k, v in (observed or {}).items()}
     for key, value in observed.items():
-        if value.shape[0] != n:
-            raise ConfigError(f"observed {key!r} has {value.shape[0]} rows; the data has {n} points")
+        if value.shape[0] != x.shape[0]:
+            raise ConfigError(f"observed {key!r} has {value.shape[0]} rows; the data has {x.shape[0]} points")
     optimizer = make_optimizer(model.parameters(), cfg.lr)
-    ddp.attach(optimizer, n, cfg.batch_size)  # [distributed] gradients averaged across ranks before each step
-    steps_per_epoch = ddp.steps_per_epoch(n, cfg.batch_size)
-    scheduler = WarmupStepDecay(optimizer, cfg.lr, cfg.lr_decay, cfg.lr_step, cfg.lr_warmup)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    ddp.attach(optimizer, x.shape[0], cfg.batch_size)  # [distributed] gradients averaged across ranks before each step
     # the loss is traced (infer/compiled.py) if asked, else where the model allows it (jit=None), but
     # not for an ELBO object passed in (it may not be static) nor with validation (graphs do not validate)
-    jit = cfg.jit
-    if jit is None and (elbo is not None or cfg.validate):
-        jit = False
+    jit = False if cfg.jit is None and (elbo is not None or cfg.validate) else cfg.jit
     elbo = elbo if elbo is not None else model.make_elbo(cfg.num_particles)
-    loss_fn = compiled_loss(elbo, model, jit)
     schedules = list(model.schedules() if schedules is None else schedules)
     for sched in schedules:
         if not hasattr(elbo, sched.attr):
             raise ConfigError(f"a schedule sets {sched.attr!r}, which the ELBO object {type(elbo).__name__} does not have")
-    history = History()
-    config_dict = {**asdict(cfg), "world_size": ddp.world_size}
+    return TrainingRun(model=model, x=x, y=y, observed=observed, cfg=cfg, ddp=ddp, elbo=elbo,
+                       loss_fn=compiled_loss(elbo, model, jit), schedules=schedules, optimizer=optimizer,
+                       scheduler=WarmupStepDecay(optimizer, cfg.lr, cfg.lr_decay, cfg.lr_step, cfg.lr_warmup),
+                       generator=torch.Generator().manual_seed(cfg.seed),
+                       out=Path(out_dir) if out_dir is not None else None)
 
-    def checkpoint(epoch):
-        ranks = ddp.checkpoint_extra(rng_state())  # [distributed] every rank's RNG state (a collective)
-        if ckpt_path is not None and ddp.is_main:
-            save_checkpoint(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
-                            generator=generator, config=config_dict, extra={"pretrain": history.pretrain, **ranks})
 
+# the attribute under which a model trained by fit keeps the state of its training (training_state)
+STATE = "_mixvae_training_state"
+
+
+def saved_state(model, pretrain: Optional[bool] = None) -> Optional[dict]:
+    """The training state ``fit`` left on ``model`` that a call with ``pretrain`` continues, else None."""
+    return None if pretrain else getattr(model, STATE, None)
+
+
+def training_state(run: TrainingRun) -> dict:
+    """What a later :func:`fit` on the same model continues from: the checkpoint's fields, in memory (the
+    optimizer's state is that of the optimizer this call leaves behind, not a copy)."""
+    return {"epoch": run.last_epoch, "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(), "generator": run.generator.get_state(), "rng": rng_state(),
+            "config": run.config_dict, "extra": {"pretrain": run.history.pretrain}, "records": list(run.history.records)}
+
+
+def begin(run: TrainingRun, resume: bool, pretrain: Optional[bool], progress: bool) -> None:
+    """Resume from the run directory's checkpoint, continue the model's own training state, or start anew."""
     if resume:
-        if ddp.is_main and (ckpt_path is None or not ckpt_path.exists()):
-            raise ConfigError(f"cannot resume: no {CHECKPOINT} in {out_dir}")
-        state = ddp.load_checkpoint(ckpt_path)  # [distributed] read on rank 0, sent to all; world size checked
-        from ..runs import load_parameters, read_history  # (runs imports this module)
-
-        load_parameters(model, state, ckpt_path)  # a different architecture is one line, not a size mismatch
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        changed = _apply_changed_schedule(optimizer, scheduler, cfg, state["config"])
-        generator.set_state(state["generator"])
-        set_rng_state(ddp.rank_rng_state(state))  # [distributed] this rank's own stream
-        start = state["epoch"] + 1
-        history.pretrain = state["extra"].get("pretrain", {})
-        history.records = read_history(out, upto=state["epoch"]) if ddp.is_main else []  # a torn line dropped
+        _resume(run)
+    elif saved_state(run.model, pretrain) is not None:  # a model fit trained before: its training goes on
+        state = saved_state(run.model, pretrain)
+        _restore(run, state, state["records"], state["rng"])
+        run.last_epoch = run.start - 1 + run.cfg.epochs
     else:
-        changed = {}
-        seed_everything(cfg.seed)
-        if cfg.pretrain_epochs > 0 and ddp.is_main:  # [distributed] once, on rank 0, then broadcast
-            t0 = time.perf_counter()
-            history.pretrain = model.pretrain(x, cfg.pretrain_epochs, cfg.batch_size, cfg.seed, progress=progress,
-                                              **observed)
-            history.pretrain["seconds"] = time.perf_counter() - t0
-            if not _all_finite(model, x[:cfg.batch_size]):
-                raise NonFiniteLossError("the parameters became non-finite in pretraining; nothing was saved")
-            history.pretrain.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), y))
-        history.pretrain = ddp.broadcast_state(model, history.pretrain)  # [distributed] rank 0's state to all
-        ddp.seed_ranks(cfg.seed)  # [distributed] each rank its own RNG stream for the guide's draws
-        checkpoint(0)
-        start = 1
-    if out is not None and ddp.is_main:
-        _write_history(out, history.records)
+        _start(run, pretrain is not False, progress)
 
-    # the plain ELBO, or the penalised objective when the ELBO object adds terms to it (or may, as scheduled)
-    objective_key = "objective" if getattr(elbo, "adds_terms", False) or schedules else "elbo"
-    watch = CollapseWatch(model.n_clusters, history.pretrain.get("clusters_used"))
-    for record in history.records:  # resumed: the epochs already trained
-        watch(record["epoch"], record)
-    bar = tqdm(total=(cfg.epochs - start + 1) * steps_per_epoch, desc=f"{model.name} SVI",
-               disable=not (progress and ddp.is_main), dynamic_ncols=True)
 
-    def non_finite(where: str, epoch: int, what: str = "the loss") -> NonFiniteLossError:
-        bar.close()
-        kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {out}" if out else ""
-        return NonFiniteLossError(f"{what} became non-finite {where}{kept}; try a lower --lr")
+def _resume(run: TrainingRun) -> None:
+    """Everything from the checkpoint in ``run.out``; training goes on up to ``cfg.epochs``."""
+    from ..runs import load_parameters, read_history  # (runs imports this module)
 
-    model.train()
-    with pyro.validation_enabled(cfg.validate), ddp.training():  # [distributed] conjugate statistics summed
-        for epoch in range(start, cfg.epochs + 1):
-            t0 = time.perf_counter()
-            scheduled = {}
-            for sched in schedules:
-                scheduled[sched.attr] = sched.value(epoch)
-                setattr(elbo, sched.attr, scheduled[sched.attr])
-            total = torch.zeros((), device=device)
-            terms: dict = {}
-            for step, idx in enumerate(ddp.batches(n, cfg.batch_size, generator, epoch), 1):  # [distributed] shard
-                idx = idx.to(device, non_blocking=True)
-                xb = x[idx]
-                batch = {k: v[idx] for k, v in observed.items()}
-                # on CPU checking the loss costs nothing; on CUDA it waits for the device, so only every
-                # SYNC_EVERY steps -- but every step across ranks, which must stop together [distributed]
-                check = ddp.distributed or device.type == "cpu" or step % SYNC_EVERY == 0 or step == steps_per_epoch
-                loss = svi_step(model, loss_fn, optimizer, xb, n, batch, is_finite=ddp.all_finite if check else None)
-                if loss is None:
-                    raise non_finite(f"at epoch {epoch}, step {step}", epoch)
-                scheduler.step()
-                total += loss * len(idx)
-                for key, value in getattr(elbo, "last_terms", {}).items():
-                    terms[key] = terms.get(key, 0.0) + torch.as_tensor(value).detach() * len(idx)
-                bar.update(1)
-            total, terms = ddp.reduce_epoch(total, terms, n)  # [distributed] over all ranks' points
-            if not torch.isfinite(total):  # a step left unchecked on CUDA went bad: keep the last good checkpoint
-                raise non_finite(f"during epoch {epoch}", epoch)
-            # the last step's update, before metrics and the checkpoint; all ranks agree [distributed]
-            if not ddp.all_finite(torch.tensor(0.0 if _all_finite(model, xb) else math.nan, device=device)):
-                raise non_finite(f"at epoch {epoch}, step {step}", epoch, "the parameters")
-            scheduler.end_epoch()
-            record = {"epoch": epoch, objective_key: -float(total) / n, "lr": optimizer.param_groups[0]["lr"], **scheduled}
-            if changed and epoch == start:
-                record["changed"] = changed  # settings a resume changed (mixvae fit --resume --override)
-            record.update({k: float(v) / n for k, v in terms.items()})
-            if ddp.is_main and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):  # [distributed] rank 0
-                record.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), y))
-            record["seconds"] = time.perf_counter() - t0
-            history.records.append(record)
-            bar.set_postfix({k: f"{record[k]:.3f}" for k in (objective_key, "acc") if k in record})
-            with deferred_signals():  # the history line and the checkpoint of an epoch are written together
-                if out is not None and ddp.is_main:
-                    _append_history(out, record)
-                checkpoint(epoch)
-            watch(epoch, record)
+    ckpt_path = run.out / CHECKPOINT if run.out is not None else None
+    if run.ddp.is_main and (ckpt_path is None or not ckpt_path.exists()):
+        raise ConfigError(f"cannot resume: no {CHECKPOINT} in {run.out}")
+    state = run.ddp.load_checkpoint(ckpt_path)  # [distributed] read on rank 0, sent to all; world size checked
+    load_parameters(run.model, state, ckpt_path)  # a different architecture is one line, not a size mismatch
+    records = read_history(run.out, upto=state["epoch"]) if run.ddp.is_main else []  # a torn line dropped
+    _restore(run, state, records, run.ddp.rank_rng_state(state))  # [distributed] this rank's own stream
+    run.last_epoch = run.cfg.epochs
+
+
+def _restore(run: TrainingRun, state: dict, records: list, rng: dict) -> None:
+    """The optimizer, its schedule (with the changed settings applied), the minibatch order and the RNGs."""
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.changed = _apply_changed_schedule(run.optimizer, run.scheduler, run.cfg, state["config"])
+    run.generator.set_state(state["generator"])
+    set_rng_state(rng)
+    run.start, run.begins_at_zero = state["epoch"] + 1, False
+    run.history.pretrain = state["extra"].get("pretrain", {})
+    run.history.records = list(records)
+
+
+def _start(run: TrainingRun, pretrain: bool, progress: bool) -> None:
+    """A new run: seeded, pretrained (once, on rank 0, then broadcast), each rank its own stream."""
+    cfg, ddp, model, x = run.cfg, run.ddp, run.model, run.x
+    seed_everything(cfg.seed)
+    if pretrain and cfg.pretrain_epochs > 0 and ddp.is_main:  # [distributed] once, on rank 0, then broadcast
+        t0 = time.perf_counter()
+        run.history.pretrain = model.pretrain(x, cfg.pretrain_epochs, cfg.batch_size, cfg.seed, progress=progress,
+                                              **run.observed)
+        run.history.pretrain["seconds"] = time.perf_counter() - t0
+        if not _all_finite(model, x[:cfg.batch_size]):
+            raise NonFiniteLossError("the parameters became non-finite in pretraining; nothing was saved")
+        run.history.pretrain.update(clustering_metrics(all_responsibilities(model, x).cpu().numpy(), run.y))
+    run.history.pretrain = ddp.broadcast_state(model, run.history.pretrain)  # [distributed] rank 0's state to all
+    ddp.seed_ranks(cfg.seed)  # [distributed] each rank its own RNG stream for the guide's draws
+    run.start, run.last_epoch = 1, cfg.epochs
+
+
+def train_epochs(run: TrainingRun, callbacks: Sequence) -> None:
+    """Epochs ``run.start`` .. ``run.last_epoch``: each one's record goes to the history, then to every callback."""
+    step_hooks = [cb.step for cb in callbacks if hasattr(cb, "step")]
+    run.model.train()
+    with pyro.validation_enabled(run.cfg.validate), run.ddp.training():  # [distributed] conjugate statistics summed
+        for epoch in range(run.start, run.last_epoch + 1):
+            record = run_epoch(run, epoch, step_hooks)
+            run.history.records.append(record)
             for cb in callbacks:
                 cb(epoch, record)
-    bar.close()
-    history.collapse = watch.finish()
-    return history
 
 
-def _append_history(out: Path, record: dict) -> None:
-    with open(out / HISTORY, "a") as f:
-        f.write(json.dumps(record) + "\n")
+def run_epoch(run: TrainingRun, epoch: int, step_hooks: Sequence = ()) -> dict:
+    """One epoch of SVI steps (:func:`svi_step`), its checks, and its record: objective, lr, schedules, terms."""
+    t0 = time.perf_counter()
+    scheduled = {}
+    for sched in run.schedules:
+        scheduled[sched.attr] = sched.value(epoch)
+        setattr(run.elbo, sched.attr, scheduled[sched.attr])
+    total, terms, xb, step = _epoch_steps(run, epoch, step_hooks)
+    total, terms = run.ddp.reduce_epoch(total, terms, run.n)  # [distributed] over all ranks' points
+    if not torch.isfinite(total):  # a step left unchecked on CUDA went bad: keep the last good checkpoint
+        raise _non_finite(run, f"during epoch {epoch}", epoch)
+    # the last step's update, before metrics and the checkpoint; all ranks agree [distributed]
+    device = run.x.device
+    if not run.ddp.all_finite(torch.tensor(0.0 if _all_finite(run.model, xb) else math.nan, device=device)):
+        raise _non_finite(run, f"at epoch {epoch}, step {step}", epoch, "the parameters")
+    run.scheduler.end_epoch()
+    record = {"epoch": epoch, run.objective_key: -float(total) / run.n, "lr": run.optimizer.param_groups[0]["lr"],
+              **scheduled}
+    if run.changed and epoch == run.start:
+        record["changed"] = run.changed  # settings a resume changed (mixvae fit --resume --override)
+    record.update({k: float(v) / run.n for k, v in terms.items()})
+    record["seconds"] = time.perf_counter() - t0
+    return record
 
 
-def _write_history(out: Path, records: list) -> None:
-    text = "".join(json.dumps(r) + "\n" for r in records)
-    atomic_write(out / HISTORY, lambda f: f.write(text.encode()))
+def _epoch_steps(run: TrainingRun, epoch: int, step_hooks: Sequence):
+    """The SVI steps of one epoch: (sum of loss x batch size, sums of the ELBO's terms, last batch, steps)."""
+    ddp, x, device, steps = run.ddp, run.x, run.x.device, run.steps_per_epoch
+    total = torch.zeros((), device=device)
+    terms: dict = {}
+    for step, idx in enumerate(ddp.batches(run.n, run.cfg.batch_size, run.generator, epoch), 1):  # [distributed] shard
+        idx = idx.to(device, non_blocking=True)
+        xb = x[idx]
+        batch = {k: v[idx] for k, v in run.observed.items()}
+        # on CPU checking the loss costs nothing; on CUDA it waits for the device, so only every
+        # SYNC_EVERY steps -- but every step across ranks, which must stop together [distributed]
+        check = ddp.distributed or device.type == "cpu" or step % SYNC_EVERY == 0 or step == steps
+        loss = svi_step(run.model, run.loss_fn, run.optimizer, xb, run.n, batch,
+                        is_finite=ddp.all_finite if check else None)
+        if loss is None:
+            raise _non_finite(run, f"at epoch {epoch}, step {step}", epoch)
+        run.scheduler.step()
+        total += loss * len(idx)
+        for key, value in getattr(run.elbo, "last_terms", {}).items():
+            terms[key] = terms.get(key, 0.0) + torch.as_tensor(value).detach() * len(idx)
+        for hook in step_hooks:
+            hook(run)
+    return total, terms, xb, step
+
+
+def _non_finite(run: TrainingRun, where: str, epoch: int, what: str = "the loss") -> NonFiniteLossError:
+    kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {run.out}" if run.out else ""
+    return NonFiniteLossError(f"{what} became non-finite {where}{kept}; try a lower --lr")
 
 
 def _all_finite(model, xb: torch.Tensor) -> bool:
@@ -442,7 +547,16 @@ def _all_finite(model, xb: torch.Tensor) -> bool:
     if not all(bool(torch.isfinite(t).all()) for t in tensors):
         return False
     with torch.random.fork_rng(devices=[xb.device] if xb.device.type == "cuda" else []):
-        return bool(torch.isfinite(predict_proba(model, xb)).all())
+        return bool(torch.isfinite(all_responsibilities(model, xb)).all())
+
+
+def __getattr__(name: str):
+    """``predict_proba`` moved to :mod:`pyro_mixvae.evaluation`; imported from here it still works (for now)."""
+    if name == "predict_proba":
+        from ..evaluation import predict_proba
+
+        return predict_proba
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _apply_changed_schedule(optimizer, scheduler: WarmupStepDecay, cfg: "TrainConfig", saved: dict) -> dict:

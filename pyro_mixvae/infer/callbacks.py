@@ -1,0 +1,150 @@
+"""What :func:`~pyro_mixvae.infer.train.fit` does around its epochs, as callbacks.
+
+A callback is any callable ``cb(epoch, record)``, called after each epoch with that epoch's
+record (the line of ``history.jsonl``), in the order of the list; a callback may add keys to
+the record, and the ones after it see them. A callback may also have the methods
+
+* ``start(run)`` -- once, before the first epoch of this call, with the
+  :class:`~pyro_mixvae.infer.train.TrainingRun` (model, data, optimizer, schedule, history, ...);
+* ``step(run)`` -- after every optimizer step;
+* ``end(run)`` -- once, after the last epoch (not when training stopped with an error);
+* ``close()`` -- always, last (also after an error).
+
+``fit`` runs its own callbacks (:func:`builtin_callbacks`) before the user's: the metrics
+against the labels, the progress bar, the history line and the checkpoint of the epoch
+(written together, with SIGINT / SIGTERM held back: :class:`Together`), and the collapse watch.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from tqdm.auto import tqdm
+
+from ..metrics import clustering_metrics
+from .checkpoint import CHECKPOINT, atomic_write, deferred_signals, rng_state, save_checkpoint
+from .collapse import CollapseWatch
+
+HISTORY = "history.jsonl"
+
+
+def all_responsibilities(model, x):
+    """:func:`pyro_mixvae.evaluation.predict_proba` (imported here when called: evaluation imports this package)."""
+    from ..evaluation import predict_proba
+
+    return predict_proba(model, x)
+
+
+class LabelMetrics:
+    """Accuracy, NMI, ARI and the clusters used (:func:`~pyro_mixvae.metrics.clustering_metrics`) of all the data,
+    every ``eval_every`` epochs and at the last, on rank 0; their time is added to the epoch's ``seconds``."""
+
+    def start(self, run) -> None:
+        self.run = run
+
+    def __call__(self, epoch: int, record: dict) -> None:
+        run = self.run
+        if run.ddp.is_main and (epoch % run.cfg.eval_every == 0 or epoch == run.last_epoch):  # [distributed] rank 0
+            t0 = time.perf_counter()
+            record.update(clustering_metrics(all_responsibilities(run.model, run.x).cpu().numpy(), run.y))
+            record["seconds"] += time.perf_counter() - t0
+
+
+class ProgressBar:
+    """A tqdm bar over the SVI steps of this call, showing the objective and the accuracy (rank 0, ``progress``)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled, self.bar = enabled, None
+
+    def start(self, run) -> None:
+        self.key = run.objective_key
+        self.bar = tqdm(total=(run.last_epoch - run.start + 1) * run.steps_per_epoch, desc=f"{run.model.name} SVI",
+                        disable=not (self.enabled and run.ddp.is_main), dynamic_ncols=True)
+
+    def step(self, run) -> None:
+        self.bar.update(1)
+
+    def __call__(self, epoch: int, record: dict) -> None:
+        self.bar.set_postfix({k: f"{record[k]:.3f}" for k in (self.key, "acc") if k in record})
+
+    def end(self, run) -> None:
+        self.close()  # before the collapse watch's warning
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class HistoryFile:
+    """``history.jsonl``: rewritten at the start with the records so far (a line past the checkpoint, or torn,
+    is gone), then one line appended per epoch; rank 0 only, and only with a run directory."""
+
+    def start(self, run) -> None:
+        self.out = run.out if run.ddp.is_main else None
+        if self.out is not None:
+            text = "".join(json.dumps(r) + "\n" for r in run.history.records)
+            atomic_write(self.out / HISTORY, lambda f: f.write(text.encode()))
+
+    def __call__(self, epoch: int, record: dict) -> None:
+        if self.out is not None:
+            with open(self.out / HISTORY, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+class Checkpointer:
+    """The checkpoint of every epoch (:func:`~.checkpoint.save_checkpoint`), and of epoch 0 at the start of a new run.
+
+    Called on every rank: in a distributed job the ranks' RNG states are gathered (a collective) and rank 0
+    writes them with the rest. Without a run directory nothing is written.
+    """
+
+    def start(self, run) -> None:
+        self.run = run
+        if run.begins_at_zero:
+            self(run.start - 1, {})
+
+    def __call__(self, epoch: int, record: dict) -> None:
+        run = self.run
+        ranks = run.ddp.checkpoint_extra(rng_state())  # [distributed] every rank's RNG state (a collective)
+        if run.out is not None and run.ddp.is_main:
+            save_checkpoint(run.out / CHECKPOINT, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler,
+                            epoch=epoch, generator=run.generator, config=run.config_dict,
+                            extra={"pretrain": run.history.pretrain, **ranks})
+
+
+class Together:
+    """Callbacks run as one: SIGINT / SIGTERM are held back until all have run (:func:`~.checkpoint.deferred_signals`),
+    so that an interrupt leaves an epoch's history line and its checkpoint both written or neither."""
+
+    def __init__(self, *callbacks):
+        self.callbacks = callbacks
+
+    def start(self, run) -> None:
+        for cb in self.callbacks:
+            cb.start(run)
+
+    def __call__(self, epoch: int, record: dict) -> None:
+        with deferred_signals():
+            for cb in self.callbacks:
+                cb(epoch, record)
+
+
+class Collapse:
+    """The collapse watch (:class:`~.collapse.CollapseWatch`) fed each record; at the end ``history.collapse``
+    is its event, and its one warning is given."""
+
+    def start(self, run) -> None:
+        self.watch = CollapseWatch(run.model.n_clusters, run.history.pretrain.get("clusters_used"))
+        for record in run.history.records:  # the epochs trained before (resumed or continued)
+            self.watch(record["epoch"], record)
+
+    def __call__(self, epoch: int, record: dict) -> None:
+        self.watch(epoch, record)
+
+    def end(self, run) -> None:
+        run.history.collapse = self.watch.finish()
+
+
+def builtin_callbacks(progress: bool = True) -> list:
+    """What every :func:`~pyro_mixvae.infer.train.fit` runs, in this order, before the callbacks passed in."""
+    return [LabelMetrics(), ProgressBar(progress), Together(HistoryFile(), Checkpointer()), Collapse()]
