@@ -509,10 +509,19 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"mixvae: warning: {message}\n"
 
 
+@contextlib.contextmanager
+def _one_line_warnings():
+    """Warnings (a cluster collapse, say) print as ``mixvae: warning: ...`` while the command runs."""
+    previous, warnings.formatwarning = warnings.formatwarning, _one_line_warning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    warnings.formatwarning = _one_line_warning
     args = None
-    with _signal_handlers():
+    with _signal_handlers(), _one_line_warnings():
         try:
             args = build_parser().parse_args(argv)
             args.command_line = "mixvae " + " ".join(sys.argv[1:] if argv is None else argv)

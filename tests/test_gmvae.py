@@ -291,7 +291,7 @@ def test_cli_fit_on_digits_with_the_default_guide(tmp_path):
     (["fit", "gmvae", "--data", "arcs", "--guide", "exact"], "guide"),
     (["fit", "gmvae", "--data", "arcs", "--guide", "posterior", "--set", "guide=mean-field"], "contradicts"),
     (["fit", "vade", "--data", "arcs", "--guide", "posterior"], "no guide setting"),
-    (["fit", "gmvae", "--data", "arcs", "--clusters", "1"], "--clusters"),
+    (["fit", "gmvae", "--data", "arcs", "--clusters", "0"], "--clusters"),
 ])
 def test_cli_refuses_bad_gmvae_settings_in_one_line(args, needle, tmp_path, capsys):
     out = tmp_path / "never"
