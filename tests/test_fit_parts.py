@@ -25,9 +25,7 @@ def _long_functions(path):
 
 
 @pytest.mark.parametrize("path", ["pyro_mixvae/infer/train.py", "pyro_mixvae/cli.py", "pyro_mixvae/runner.py",
-                                  "pyro_mixvae/infer/callbacks.py",
-                                  pytest.param("pyro_mixvae/estimator.py", marks=pytest.mark.xfail(
-                                      strict=False, reason="estimator rewrite pending"))])
+                                  "pyro_mixvae/infer/callbacks.py", "pyro_mixvae/estimator.py"])
 def test_no_function_is_longer_than_fifty_lines(path):
     assert _long_functions(path) == []
 
