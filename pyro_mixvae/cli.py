@@ -104,7 +104,7 @@ def _add_fit_parser(sub) -> None:
     f.add_argument("--seed", type=int, default=None, help="default: 0")
     f.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     f.add_argument("--likelihood", default="auto", choices=LIKELIHOODS,
-                   help="auto: bernoulli when all values lie in [0, 1], else gaussian")
+                   help="auto: bernoulli for images or binary data in [0, 1], else gaussian")
     f.add_argument("--eval-every", type=int, default=TrainConfig.eval_every, help="epochs between metric evaluations")
     f.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATA-seedS)")
     f.add_argument("--resume", action="store_true",

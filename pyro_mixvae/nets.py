@@ -29,8 +29,13 @@ distribution over one data point (its event shape is the data shape):
   ``[mu_x; log sigma_x^2] = f(z; theta)`` (VaDE eq. 2); log sigma_x^2 is clamped to
   [-10, 10] so that one bad batch cannot make the variance collapse to zero.
 
-``likelihood="auto"`` picks ``bernoulli`` when every value lies in [0, 1] and ``gaussian``
-otherwise (:func:`resolve_likelihood`).
+``likelihood="auto"`` (:func:`resolve_likelihood`) picks ``bernoulli`` for images with values in
+[0, 1] (one channel axis and two spatial axes per point, as the papers' grey-scale sets) and for
+binary data, and ``gaussian`` for everything else: tables, measurements and embeddings, bounded
+or not. The cross-entropy of a continuous value x in [0, 1] is bounded below by the value's own
+entropy, so on a few continuous features the reconstruction gains little from separating the
+groups, and the bound can gain more by dropping the cost of the assignment, log K: GMVAE and the
+factorial prior then merge separated groups (docs/studies/robustness.md).
 
 All networks accept any number of leading batch dimensions (Monte Carlo particles,
 enumerated clusters): the last dimension of z (or the data dimensions of x) is the feature
@@ -104,13 +109,17 @@ class GaussianLikelihood(Likelihood):
 
 
 def resolve_likelihood(name: str, x) -> str:
-    """``auto`` -> ``bernoulli`` when all values of ``x`` lie in [0, 1], else ``gaussian``."""
+    """``auto`` -> ``bernoulli`` when ``x`` lies in [0, 1] and is binary or image-shaped
+    (N, C, H, W), else ``gaussian`` (the module docstring says why)."""
     if name not in LIKELIHOODS:
         raise ConfigError(f"unknown likelihood {name!r}: expected one of {', '.join(LIKELIHOODS)}")
     if name != "auto":
         return name
     x = np.asarray(x) if not torch.is_tensor(x) else x.detach().cpu().numpy()
-    return "bernoulli" if (x.min() >= 0.0 and x.max() <= 1.0) else "gaussian"
+    if x.min() < 0.0 or x.max() > 1.0:
+        return "gaussian"
+    binary = bool(np.isin(x, (0, 1)).all())
+    return "bernoulli" if (binary or x.ndim >= 4) else "gaussian"
 
 
 def make_likelihood(name: str, data_shape) -> Likelihood:

@@ -5,7 +5,7 @@ labels ``y``); the same arguments give the same set.
 
 * :func:`make_separated_blobs` -- K isotropic Gaussian blobs (scikit-learn's ``make_blobs``)
   whose centres are at least ``separation`` standard deviations apart; ``bounded=True`` maps
-  them affinely into [0.05, 0.95] (a Bernoulli likelihood under ``likelihood="auto"``),
+  them affinely into [0.05, 0.95] (still a Gaussian likelihood under ``likelihood="auto"``: only images and binary data get a Bernoulli one),
   ``warped=True`` sends them through a fixed smooth nonlinear map (:func:`warp`) first;
 * :func:`load_table` -- scikit-learn's bundled tables (iris, wine, breast cancer), standardised;
 * :func:`robustness_suite` -- the named sets of ``experiments/robustness.py`` and its tests.

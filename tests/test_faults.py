@@ -195,7 +195,7 @@ def test_a_resume_that_changes_settings_is_refused_listing_the_differences(refs,
     before = snapshot(run)
     for extra, needles in [(["--lr", "0.01", "--batch-size", "20"], ["lr 0.002 -> 0.01", "batch-size 40 -> 20"]),
                            (["--set", "latent_dim=3"], ["latent_dim 2 -> 3"]),
-                           (["--likelihood", "gaussian"], ["likelihood"]),
+                           (["--likelihood", "bernoulli"], ["likelihood"]),
                            (["--clusters", "4"], ["clusters 3 -> 4"]),
                            (["--override", "hidden=8,8"], ["does not fit"]),
                            (["--override", "model=gmvae"], ["--override model"]),
@@ -465,7 +465,7 @@ def test_config_records_every_value_used(refs):
     assert cfg["settings"] == expected
     assert cfg["settings_given"] == {"hidden": "16,16", "latent_dim": "2"}
     assert all(v is not None for v in cfg["train"].values())
-    assert cfg["construction"]["settings"] == expected and cfg["likelihood"] == "bernoulli"
+    assert cfg["construction"]["settings"] == expected and cfg["likelihood"] == "gaussian"
 
 
 # ----------------------------------------------------------------------------- 7. the non-finite guard

@@ -50,8 +50,12 @@ def test_bernoulli_head_gives_cross_entropy_on_grey_values():
 
 
 def test_auto_likelihood():
-    assert resolve_likelihood("auto", np.array([0.0, 0.5, 1.0])) == "bernoulli"
-    assert resolve_likelihood("auto", np.array([-0.1, 0.5])) == "gaussian"
+    grey_images = np.full((3, 1, 4, 4), 0.5)
+    assert resolve_likelihood("auto", grey_images) == "bernoulli"
+    assert resolve_likelihood("auto", np.array([[0.0, 1.0], [1.0, 1.0]])) == "bernoulli"  # binary table
+    assert resolve_likelihood("auto", np.array([[0.0, 0.5], [1.0, 0.2]])) == "gaussian"  # continuous table in [0, 1]
+    assert resolve_likelihood("auto", grey_images - 0.6) == "gaussian"
+    assert resolve_likelihood("auto", np.array([[-0.1, 0.5]])) == "gaussian"
     assert resolve_likelihood("gaussian", np.array([0.5])) == "gaussian"
     with pytest.raises(ConfigError):
         resolve_likelihood("poisson", np.array([0.5]))
