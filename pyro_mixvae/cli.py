@@ -35,6 +35,7 @@ import signal
 import sys
 import threading
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -47,7 +48,7 @@ from .errors import ConfigError, MixVAEError, NonFiniteLossError, RunError, Term
 from .evaluation import evaluate
 from .infer import distributed
 from .infer.checkpoint import CHECKPOINT
-from .infer.train import TRAIN_DEFAULTS, TrainConfig, seed_everything
+from .infer.train import MIN_PRETRAIN_STEPS, TRAIN_DEFAULTS, TrainConfig, seed_everything
 from .metrics import format_metrics
 from .models import MODELS, get_model_class
 from .models.base import parse_settings
@@ -77,20 +78,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _add_fit_parser(sub) -> None:
-    d = TRAIN_DEFAULTS
-    model_default = "default: the model's, else {}"
-    f = sub.add_parser("fit", help="train a model and write a run directory")
+def _model_defaults(key: str) -> str:
+    """'vade 200, gmvae 50, ...': each model's default for a training value (before sizing to the data)."""
+    values = ", ".join(f"{name} {cls.train_defaults.get(key, TRAIN_DEFAULTS[key])}" for name, cls in sorted(MODELS.items()))
+    return values + "; `mixvae settings MODEL --data D` shows the values for D"
+
+
+def _add_data_arguments(f) -> None:
+    """The data, K and the model's settings: what ``fit`` and ``settings`` share."""
     f.add_argument("model", help=f"one of: {', '.join(sorted(MODELS))}")
     f.add_argument("--data", default=None,
                    help="digits (default), arcs, mnist, fashion-mnist, svhn, or PATH.npz / PATH.csv")
     f.add_argument("--split", default=None, help="train, test or all (default; for mnist, fashion-mnist, svhn)")
-    f.add_argument("--download", action="store_true",
-                   help="fetch mnist, fashion-mnist or svhn with torchvision first (into $MIXVAE_DATA_DIR, "
-                        "else ~/.cache/pyro_mixvae/datasets)")
     f.add_argument("--clusters", "-k", type=int, default=None, help="K (default: the number of classes, else 10)")
-    f.add_argument("--epochs", type=int, default=None, help="SVI epochs (default: the model's)")
-    f.add_argument("--pretrain-epochs", type=int, default=None, help="0 skips pretraining (default: the model's)")
+    f.add_argument("--likelihood", default="auto", choices=LIKELIHOODS,
+                   help="auto: bernoulli for images or binary data in [0, 1], else gaussian")
+    f.add_argument("--set", dest="settings", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="a model setting, repeatable (see `mixvae settings MODEL`)")
+    f.add_argument("--guide", default=None,
+                   help="the variational family, for models with a guide setting (gmvae: posterior or mean-field)")
+
+
+def _add_training_arguments(f) -> None:
+    """The training values; a value left out is the model's for the data (`mixvae settings MODEL --data D`)."""
+    d, model_default = TRAIN_DEFAULTS, "default: the model's, else {}"
+    f.add_argument("--epochs", type=int, default=None, help=f"SVI epochs (default: {_model_defaults('epochs')})")
+    f.add_argument("--pretrain-epochs", type=int, default=None,
+                   help=f"0 skips pretraining (default: {_model_defaults('pretrain_epochs')}; at least "
+                        f"{MIN_PRETRAIN_STEPS} optimizer steps on small data)")
     f.add_argument("--batch-size", type=int, default=None, help=model_default.format(d["batch_size"]))
     f.add_argument("--lr", type=float, default=None, help=model_default.format(d["lr"]))
     f.add_argument("--lr-decay", type=float, default=None,
@@ -103,9 +118,19 @@ def _add_fit_parser(sub) -> None:
                    help="Monte Carlo draws per data point (" + model_default.format(d["num_particles"]) + ")")
     f.add_argument("--seed", type=int, default=None, help="default: 0")
     f.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
-    f.add_argument("--likelihood", default="auto", choices=LIKELIHOODS,
-                   help="auto: bernoulli for images or binary data in [0, 1], else gaussian")
     f.add_argument("--eval-every", type=int, default=TrainConfig.eval_every, help="epochs between metric evaluations")
+    f.add_argument("--checkpoint-seconds", type=float, default=TrainConfig.checkpoint_seconds,
+                   help="at most one checkpoint per this many seconds, and the last epoch's; 0 = every epoch "
+                   "(default: %(default)s)")
+
+
+def _add_fit_parser(sub) -> None:
+    f = sub.add_parser("fit", help="train a model and write a run directory")
+    _add_data_arguments(f)
+    f.add_argument("--download", action="store_true",
+                   help="fetch mnist, fashion-mnist or svhn with torchvision first (into $MIXVAE_DATA_DIR, "
+                        "else ~/.cache/pyro_mixvae/datasets)")
+    _add_training_arguments(f)
     f.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATA-seedS)")
     f.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint, with its recorded settings")
@@ -114,13 +139,9 @@ def _add_fit_parser(sub) -> None:
                         "or a model setting that keeps the parameters' shapes); repeatable")
     f.add_argument("--restarts", type=int, default=1,
                    help="train R seeds (--seed, --seed+1, ...) and keep the best training ELBO (labels unused)")
-    f.add_argument("--set", dest="settings", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="a model setting, repeatable (see `mixvae settings MODEL`)")
     f.add_argument("--labels", default=None,
                    help="partial labels for semi-supervision (.npy/.npz/.csv, (N,) or (N, I), -1 = unknown; "
                         "factorial model)")
-    f.add_argument("--guide", default=None,
-                   help="the variational family, for models with a guide setting (gmvae: posterior or mean-field)")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
                    help="trace the training loss once per batch shape (default: on for models that allow it)")
@@ -157,8 +178,9 @@ def _add_other_parsers(sub) -> None:
 
     _add_select_parser(sub)
 
-    t = sub.add_parser("settings", help="list a model's --set keys")
-    t.add_argument("model")
+    t = sub.add_parser("settings", help="every default of a model on a data set: training values and --set keys")
+    _add_data_arguments(t)
+    t.add_argument("--json", action="store_true", help="as one JSON object {\"train\": ..., \"settings\": ...}")
 
 
 # ----------------------------------------------------------------------------- fit
@@ -299,8 +321,8 @@ def _fit_one(args, job, seed: int, out: Path, resume: bool, show: bool = True) -
     cls, x, data = job["cls"], job["x"], job["data"]
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
                          lr_step=args.lr_step, lr_warmup=args.lr_warmup, num_particles=args.num_particles, seed=seed,
-                         device=args.device, eval_every=args.eval_every, pretrain_epochs=args.pretrain_epochs,
-                         jit=args.jit)
+                         device=args.device, eval_every=args.eval_every, checkpoint_seconds=args.checkpoint_seconds,
+                         pretrain_epochs=args.pretrain_epochs, jit=args.jit)
     config.check()
     seed_everything(seed)
     model = cls(x.shape[1:], job["k"], job["likelihood"], **job["settings"])
@@ -462,10 +484,25 @@ def _run_select(args) -> None:
 
 
 def _run_settings(args) -> None:
+    """``mixvae settings MODEL``: every default that ``mixvae fit`` with the same data arguments would use --
+    the training values (its flags, :meth:`TrainConfig.for_model`) and the model's settings (``--set``)."""
     cls = get_model_class(args.model)
+    args.data, args.split, args.download = args.data or "digits", args.split or "all", False
+    job = _fit_job(args, cls)
+    model = cls(job["x"].shape[1:], job["k"], job["likelihood"], **job["settings"])
+    config = asdict(TrainConfig().for_model(model, len(job["x"])))
+    train = {key: config[key] for key in TRAIN_DEFAULTS}
+    if args.json:
+        print(json.dumps({"train": train, "settings": _jsonable(model.hparams)}))
+        return
+    print(f"training values of `mixvae fit` on {job['data'].name} ({len(job['x'])} points, K = {job['k']}, "
+          f"{job['likelihood']} likelihood):")
+    for key, value in train.items():
+        print(f"  --{key.replace('_', '-'):<17} {value}")
+    print("model settings (--set KEY=VALUE):")
     width = max(len(key) for key in cls.settings)
     for key, s in cls.settings.items():
-        print(f"{key:<{width}} default {s.default!r:<22} {s.help}")
+        print(f"  {key:<{width}} {model.hparams[key]!r:<22} {s.help}")
 
 
 _RECEIVED = RECEIVED  # the signals main() caught, first first (the runner reads them when it marks a run stopped)

@@ -9,6 +9,7 @@ import pytest
 from conftest import TINY
 from pyro_mixvae import data as data_module
 from pyro_mixvae.cli import main
+from pyro_mixvae.infer.train import TRAIN_DEFAULTS
 
 FAST = ["--epochs", "2", "--pretrain-epochs", "1", "--batch-size", "40", "--quiet", "--device", "cpu"] + TINY
 
@@ -141,7 +142,11 @@ def test_settings_lists_every_key_in_aligned_columns(model, capsys):
     from pyro_mixvae.models import get_model_class
 
     assert main(["settings", model]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out.splitlines()
+    cut = out.index("model settings (--set KEY=VALUE):")
+    training, lines = out[1:cut], out[cut + 1:]
+    assert [line.split()[0] for line in training] == ["--" + k.replace("_", "-") for k in TRAIN_DEFAULTS]
     keys = list(get_model_class(model).settings)
     assert [line.split()[0] for line in lines] == keys
-    assert len({line.index(" default ") for line in lines}) == 1  # the longest key sets the column
+    starts = {len(line) - len(line[2 + len(key):].lstrip()) for line, key in zip(lines, keys)}
+    assert len(starts) == 1  # the longest key sets the column

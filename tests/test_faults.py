@@ -32,9 +32,11 @@ TINY = ["--set", "hidden=16,16", "--set", "latent_dim=2"]
 SIGINT, SIGTERM = int(signal.SIGINT), int(signal.SIGTERM)
 
 
-def fit_args(data, out, *extra, jit=False, epochs=2):
+def fit_args(data, out, *extra, jit=False, epochs=2, checkpoint_seconds=0):
+    """A tiny run; a checkpoint every epoch unless ``checkpoint_seconds`` says otherwise."""
     return ["fit", "vade", "--data", str(data), "--out", str(out), "--epochs", str(epochs), "--pretrain-epochs", "0",
-            "--batch-size", "40", "--quiet", "--device", "cpu", *TINY, "--jit" if jit else "--no-jit", *extra]
+            "--batch-size", "40", "--quiet", "--device", "cpu", *TINY, "--jit" if jit else "--no-jit",
+            "--checkpoint-seconds", str(checkpoint_seconds), *extra]
 
 
 def cli(argv, capsys):
@@ -275,6 +277,30 @@ def test_an_interrupt_mid_epoch_keeps_the_last_checkpoint_and_resumes_exactly(si
     assert rc == 0, err
     assert same_params(run, refs[jit])
     assert json.loads((run / "metrics.json").read_text())["complete"] is True
+    no_stray(run)
+
+
+def test_an_interrupt_between_checkpoints_resumes_from_the_last_one_exactly(refs, data, tmp_path, capsys,
+                                                                              monkeypatch):
+    real, calls = train_module.svi_step, []
+
+    def step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:  # epoch 2, step 2; no checkpoint since epoch 0
+            os.kill(os.getpid(), SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "svi_step", step)
+    run = tmp_path / "run"
+    rc, err, _ = cli(fit_args(data, run, checkpoint_seconds=3600), capsys)
+    assert rc == 128 + SIGINT
+    assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 0
+    assert [r["epoch"] for r in read_history(run)] == [1]  # past the checkpoint: dropped when the run resumes
+    monkeypatch.undo()
+    rc, err, _ = cli(fit_args(data, run, "--resume", checkpoint_seconds=3600), capsys)
+    assert rc == 0, err
+    assert same_params(run, refs[False])
+    assert [r["epoch"] for r in read_history(run)] == [1, 2] and load_checkpoint(run / "checkpoint.pt")["epoch"] == 2
     no_stray(run)
 
 

@@ -174,7 +174,7 @@ def test_initialisation_and_default_epochs():
 
     torch.manual_seed(0)
     m = GMVAE((2,), 8, "gaussian", guide="mean-field")
-    assert m.arch == "fc120" and m.default_epochs == 200
+    assert m.arch == "fc120" and TrainConfig(device="cpu").for_model(m).epochs == 200
     assert TrainConfig(device="cpu").for_model(m).lr_step == 20  # fc120: the learning rate decays every 20 epochs
     assert TrainConfig(device="cpu").for_model(GMVAE((8, 8), 10, "bernoulli")).lr_step == 10
     last = [layer for layer in m.decoder.modules() if isinstance(layer, torch.nn.Linear)][-1]
@@ -185,7 +185,7 @@ def test_initialisation_and_default_epochs():
         assert torch.allclose(m.responsibilities(_x()), torch.full((5, 8), 1 / 8))
     bias = m.components.net[-1].bias.view(2, 8, 2)  # [means; log-variances] of the K components
     assert torch.allclose(bias[0].norm(dim=-1), torch.full((8,), COMPONENT_INIT_RADIUS))
-    assert GMVAE((8, 8), 10, "bernoulli").default_epochs == 50
+    assert TrainConfig(device="cpu").for_model(GMVAE((8, 8), 10, "bernoulli")).epochs == 50
     post = GMVAE((2,), 8, "gaussian", guide="posterior").components.net[-1].bias.view(2, 8, 2)
     assert post[0].norm(dim=-1).max() < 1.0  # PyTorch's init: the circle is for the mean-field guide
 

@@ -141,7 +141,7 @@ def test_standardised_tables_keep_their_start(model_name, table):
 
 def test_default_pretraining_lasts_a_minimum_number_of_steps():
     vade = build("vade", (20,), 4, "bernoulli", {"hidden": (8,), "latent_dim": 2})
-    assert vade.default_pretrain_epochs == 50
+    assert vade.train_defaults["pretrain_epochs"] == 50
     # 200 points in batches of 100: 2 steps per epoch, so 300 steps take 150 epochs
     assert TrainConfig(device="cpu").for_model(vade, num_data=200).pretrain_epochs == 150
     assert TrainConfig(device="cpu").for_model(vade, num_data=1797).pretrain_epochs == 50  # 18 x 50 = 900 steps

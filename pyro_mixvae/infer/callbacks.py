@@ -11,12 +11,13 @@ the record, and the ones after it see them. A callback may also have the methods
 * ``close()`` -- always, last (also after an error).
 
 ``fit`` runs its own callbacks (:func:`builtin_callbacks`) before the user's: the metrics
-against the labels, the progress bar, the history line and the checkpoint of the epoch
+against the labels, the progress bar, the history line of the epoch and its checkpoint when one is due
 (written together, with SIGINT / SIGTERM held back: :class:`Together`), and the collapse watch.
 """
 from __future__ import annotations
 
 import json
+import math
 import time
 
 from tqdm.auto import tqdm
@@ -92,29 +93,39 @@ class HistoryFile:
 
 
 class Checkpointer:
-    """The checkpoint of every epoch (:func:`~.checkpoint.save_checkpoint`), and of epoch 0 at the start of a new run.
+    """The checkpoint (:func:`~.checkpoint.save_checkpoint`) of epoch 0 at the start of a new run, of the last
+    epoch, and in between of the first epoch that ends ``cfg.checkpoint_seconds`` or more after the last
+    checkpoint (0: every epoch). An interrupt loses at most that much training; the history lines past
+    the checkpoint are dropped when the run resumes (:class:`HistoryFile`).
 
-    Called on every rank: in a distributed job the ranks' RNG states are gathered (a collective) and rank 0
-    writes them with the rest. Without a run directory nothing is written.
+    Called on every rank: in a distributed job rank 0's clock decides for all, the ranks' RNG states are
+    gathered (a collective) and rank 0 writes them with the rest. Without a run directory nothing is written.
     """
 
     def start(self, run) -> None:
-        self.run = run
+        self.run, self.last = run, -math.inf
         if run.begins_at_zero:
-            self(run.start - 1, {})
+            self.save(run.start - 1)
 
     def __call__(self, epoch: int, record: dict) -> None:
+        run = self.run
+        due = epoch == run.last_epoch or time.monotonic() - self.last >= run.cfg.checkpoint_seconds
+        if run.ddp.broadcast_object(due):  # [distributed] rank 0's decision
+            self.save(epoch)
+
+    def save(self, epoch: int) -> None:
         run = self.run
         ranks = run.ddp.checkpoint_extra(rng_state())  # [distributed] every rank's RNG state (a collective)
         if run.out is not None and run.ddp.is_main:
             save_checkpoint(run.out / CHECKPOINT, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler,
                             epoch=epoch, generator=run.generator, config=run.config_dict,
                             extra={"pretrain": run.history.pretrain, **ranks})
+        self.last, run.saved_epoch = time.monotonic(), epoch
 
 
 class Together:
     """Callbacks run as one: SIGINT / SIGTERM are held back until all have run (:func:`~.checkpoint.deferred_signals`),
-    so that an interrupt leaves an epoch's history line and its checkpoint both written or neither."""
+    so that an interrupt never leaves an epoch's history line or its checkpoint half written."""
 
     def __init__(self, *callbacks):
         self.callbacks = callbacks

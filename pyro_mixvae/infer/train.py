@@ -62,7 +62,9 @@ SYNC_EVERY = 50  # on CUDA, steps between two host reads of the loss (the non-fi
 
 # VaDE Sect. 4.2: Adam, lr 0.002 decayed x0.9 every 10 epochs, batches of 100
 # plus a linear warm-up of the learning rate over the first lr_warmup steps (WarmupStepDecay)
-TRAIN_DEFAULTS = {"batch_size": 100, "lr": 2e-3, "lr_decay": 0.9, "lr_step": 10, "lr_warmup": 100, "num_particles": 1}
+# every model's training values unless its ``train_defaults`` says otherwise (VaDE Sect. 4.2's optimiser)
+TRAIN_DEFAULTS = {"epochs": 50, "pretrain_epochs": 0, "batch_size": 100, "lr": 2e-3, "lr_decay": 0.9, "lr_step": 10,
+                  "lr_warmup": 100, "num_particles": 1}
 # a model's default pretraining lasts at least this many optimizer steps: on a small data set its
 # default epochs are too few steps for the autoencoder to separate the groups (TrainConfig.for_model)
 MIN_PRETRAIN_STEPS = 300
@@ -72,9 +74,8 @@ MIN_PRETRAIN_STEPS = 300
 class TrainConfig:
     """Settings of :func:`fit`.
 
-    A field left as None takes the model's value (``model.default_epochs``,
-    ``model.default_pretrain_epochs``, ``model.train_defaults``) and otherwise
-    :data:`TRAIN_DEFAULTS` (VaDE Sect. 4.2); :meth:`for_model` fills them in.
+    A field left as None takes the model's value (``model.train_defaults``) and otherwise
+    :data:`TRAIN_DEFAULTS` (VaDE Sect. 4.2); :meth:`for_model` fills them in, sized to the data.
     """
 
     epochs: Optional[int] = None
@@ -88,6 +89,7 @@ class TrainConfig:
     seed: int = 0
     device: Optional[str] = None
     eval_every: int = 1
+    checkpoint_seconds: float = 10.0  # at most one checkpoint per this many seconds, and the last epoch's; 0 = every epoch
     validate: bool = False  # Pyro's argument validation: off for speed in training, on in tests
     jit: Optional[bool] = None  # trace the loss once per batch shape (None: the model's jit_compatible)
 
@@ -99,6 +101,8 @@ class TrainConfig:
         for name in ("batch_size", "num_particles", "lr_step", "eval_every"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 1; got {getattr(self, name)}")
+        if not self.checkpoint_seconds >= 0:
+            raise ConfigError(f"checkpoint-seconds must be >= 0; got {self.checkpoint_seconds}")
         if self.lr_warmup is not None and int(self.lr_warmup) < 0:
             raise ConfigError(f"lr-warmup must be >= 0; got {self.lr_warmup}")
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
@@ -115,8 +119,7 @@ class TrainConfig:
         :data:`MIN_PRETRAIN_STEPS` optimizer steps, ceil(MIN_PRETRAIN_STEPS / ceil(N / batch_size))
         epochs; with batches of 100 that changes no default from N = 1500 points up.
         """
-        filled = {"epochs": int(model.default_epochs), "pretrain_epochs": int(model.default_pretrain_epochs),
-                  **TRAIN_DEFAULTS, **model.train_defaults}
+        filled = {**TRAIN_DEFAULTS, **model.train_defaults}
         mine = {k: v for k, v in asdict(self).items() if v is not None}
         cfg = replace(self, **{k: v for k, v in filled.items() if k not in mine})
         if num_data is not None and "pretrain_epochs" not in mine and cfg.pretrain_epochs > 0:
@@ -283,6 +286,7 @@ class TrainingRun:
     last_epoch: int = 0
     begins_at_zero: bool = True  # a new run: its epoch-0 checkpoint is written at the start
     changed: dict = field(default_factory=dict)  # settings a resume or a continuation changed, {key: [old, new]}
+    saved_epoch: Optional[int] = None  # the epoch of the checkpoint in ``out`` (set by the Checkpointer)
 
     @property
     def n(self) -> int:
@@ -436,7 +440,7 @@ def _resume(run: TrainingRun) -> None:
     load_parameters(run.model, state, ckpt_path)  # a different architecture is one line, not a size mismatch
     records = read_history(run.out, upto=state["epoch"]) if run.ddp.is_main else []  # a torn line dropped
     _restore(run, state, records, run.ddp.rank_rng_state(state))  # [distributed] this rank's own stream
-    run.last_epoch = run.cfg.epochs
+    run.last_epoch, run.saved_epoch = run.cfg.epochs, state["epoch"]
 
 
 def _restore(run: TrainingRun, state: dict, records: list, rng: dict) -> None:
@@ -490,11 +494,11 @@ def run_epoch(run: TrainingRun, epoch: int, step_hooks: Sequence = ()) -> dict:
     total, terms, xb, step = _epoch_steps(run, epoch, step_hooks)
     total, terms = run.ddp.reduce_epoch(total, terms, run.n)  # [distributed] over all ranks' points
     if not torch.isfinite(total):  # a step left unchecked on CUDA went bad: keep the last good checkpoint
-        raise _non_finite(run, f"during epoch {epoch}", epoch)
+        raise _non_finite(run, f"during epoch {epoch}")
     # the last step's update, before metrics and the checkpoint; all ranks agree [distributed]
     device = run.x.device
     if not run.ddp.all_finite(torch.tensor(0.0 if _all_finite(run.model, xb) else math.nan, device=device)):
-        raise _non_finite(run, f"at epoch {epoch}, step {step}", epoch, "the parameters")
+        raise _non_finite(run, f"at epoch {epoch}, step {step}", "the parameters")
     run.scheduler.end_epoch()
     record = {"epoch": epoch, run.objective_key: -float(total) / run.n, "lr": run.optimizer.param_groups[0]["lr"],
               **scheduled}
@@ -520,7 +524,7 @@ def _epoch_steps(run: TrainingRun, epoch: int, step_hooks: Sequence):
         loss = svi_step(run.model, run.loss_fn, run.optimizer, xb, run.n, batch,
                         is_finite=ddp.all_finite if check else None)
         if loss is None:
-            raise _non_finite(run, f"at epoch {epoch}, step {step}", epoch)
+            raise _non_finite(run, f"at epoch {epoch}, step {step}")
         run.scheduler.step()
         total += loss * len(idx)
         for key, value in getattr(run.elbo, "last_terms", {}).items():
@@ -530,8 +534,9 @@ def _epoch_steps(run: TrainingRun, epoch: int, step_hooks: Sequence):
     return total, terms, xb, step
 
 
-def _non_finite(run: TrainingRun, where: str, epoch: int, what: str = "the loss") -> NonFiniteLossError:
-    kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {run.out}" if run.out else ""
+def _non_finite(run: TrainingRun, where: str, what: str = "the loss") -> NonFiniteLossError:
+    saved = run.saved_epoch
+    kept = f"; the last good checkpoint (epoch {saved}) is kept in {run.out}" if run.out and saved is not None else ""
     return NonFiniteLossError(f"{what} became non-finite {where}{kept}; try a lower --lr")
 
 

@@ -199,11 +199,10 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
     jit_compatible = False
     max_plate_nesting = 1
     min_clusters = 1
-    default_epochs = 50
-    default_pretrain_epochs = 0
     # the model's enumerated cluster sites (one per factor): what sample() clamps and returns
     cluster_sites: Sequence[str] = ("c",)
-    # training settings that differ from pyro_mixvae.infer.train.TRAIN_DEFAULTS for this model
+    # the training values (epochs, pretrain_epochs, lr, ...) that differ for this model from
+    # pyro_mixvae.infer.train.TRAIN_DEFAULTS; TrainConfig.for_model reads both, `mixvae settings` shows them
     train_defaults: Dict[str, Any] = {}
 
     def __init__(self, data_shape, n_clusters: int, likelihood: str = "bernoulli", **settings):

@@ -81,8 +81,7 @@ class FactorialMixtureVAE(MixtureVAE):
     """The factorial mixture prior VAE; ``responsibilities`` are factor 0's (see :meth:`factor_responsibilities`)."""
 
     name = "factorial"
-    default_epochs = 100
-    default_pretrain_epochs = 50
+    train_defaults = {"epochs": 100, "pretrain_epochs": 50}
     accepts_labels = True
     settings = {
         "factors": Setting(int, 1, "I, the number of factors", _positive_int),

@@ -72,14 +72,11 @@ DECODER_LOG_VAR_INIT = -5.0
 # fc120 with the mean-field guide only: the K component means at w = 0 start on a circle of this radius in z, log-variance below
 COMPONENT_INIT_RADIUS = 1.5
 COMPONENT_LOG_VAR_INIT = -1.0
-# default SVI epochs and learning-rate decay step per architecture (elsewhere: the class default, 50
-# epochs, and the CLI's decay every 10 epochs); with the z-prior warm-start below, chosen on arcs
-# (docs/studies/gmvae_arcs_tuning.md)
-ARCH_EPOCHS = {"fc120": 200}
-# default autoencoder pretraining epochs per architecture (GMVAE.pretrain); none for fc120, whose
-# settings were chosen on arcs without it
-ARCH_PRETRAIN_EPOCHS = {"mlp": 50, "conv": 50}
-ARCH_LR_STEP = {"fc120": 20}
+# the training defaults per architecture (over TRAIN_DEFAULTS: 50 SVI epochs, no pretraining, decay
+# every 10 epochs): fc120's epochs and decay step, with the z-prior warm-start below, chosen on arcs
+# without pretraining (docs/studies/gmvae_arcs_tuning.md); mlp and conv pretrain an autoencoder (GMVAE.pretrain)
+ARCH_TRAIN_DEFAULTS = {"fc120": {"epochs": 200, "lr_step": 20}, "mlp": {"pretrain_epochs": 50},
+                       "conv": {"pretrain_epochs": 50}}
 # default z-prior warm-start (eta_warmup, eta_warmup_epochs) per (architecture, guide); (1, 0) = off elsewhere
 ETA_WARMUP = {("fc120", "mean-field"): (5.0, 90)}
 
@@ -151,7 +148,6 @@ class GMVAE(MixtureVAE):
 
     name = "gmvae"
     jit_compatible = True
-    default_pretrain_epochs = 0
     settings = {
         "guide": Setting(str, "posterior", "posterior: q(c|z,w) = p_beta(c|z,w) (min-information paper); "
                          "mean-field: a classifier q(c|x) (consistency-violation paper)", one_of(GUIDES)),
@@ -207,10 +203,7 @@ class GMVAE(MixtureVAE):
         self.w_log_var = nn.Linear(features, self.w_dim)
         self.classifier = nn.Linear(features, K) if self.guide_name == "mean-field" else None
         self.components = ComponentNet(self.w_dim, hp["beta_hidden"] or beta_width, K, D)
-        self.default_epochs = ARCH_EPOCHS.get(arch, type(self).default_epochs)
-        self.default_pretrain_epochs = ARCH_PRETRAIN_EPOCHS.get(arch, type(self).default_pretrain_epochs)
-        if arch in ARCH_LR_STEP:
-            self.train_defaults = {**type(self).train_defaults, "lr_step": ARCH_LR_STEP[arch]}
+        self.train_defaults = {**type(self).train_defaults, **ARCH_TRAIN_DEFAULTS[arch]}
         warmup, warmup_epochs = ETA_WARMUP.get((arch, self.guide_name), (1.0, 0))
         self.eta_warmup = warmup if hp["eta_warmup"] is None else hp["eta_warmup"]
         self.eta_warmup_epochs = warmup_epochs if hp["eta_warmup_epochs"] is None else hp["eta_warmup_epochs"]

@@ -40,9 +40,8 @@ class VaDE(MixtureVAE):
     name = "vade"
     jit_compatible = True
     # 50 autoencoder epochs, then 200 epochs of SVI with the paper's schedule (lr 0.002, x0.9 every
-    # 10 epochs, Sect. 4.2); results in experiments/results/benchmark.md
-    default_epochs = 200
-    default_pretrain_epochs = 50
+    # 10 epochs, Sect. 4.2: TRAIN_DEFAULTS); results in experiments/results/benchmark.md
+    train_defaults = {"epochs": 200, "pretrain_epochs": 50}
     settings = {
         "latent_dim": Setting(int, 10, "dimension J of z", positive),
         "hidden": Setting(int_tuple, (500, 500, 2000), "encoder widths; the decoder mirrors them",

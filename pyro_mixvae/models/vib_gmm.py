@@ -41,8 +41,7 @@ class VIBGMM(VaDE):
     """VIB-GMM as a Pyro model/guide pair (VaDE's programs) trained on the annealed VIB cost."""
 
     name = "vib-gmm"
-    default_pretrain_epochs = 20
-    default_epochs = 150
+    train_defaults = {"epochs": 150, "pretrain_epochs": 20}
     settings = {
         **{k: v for k, v in VaDE.settings.items() if k != "s"},
         "s_min": Setting(float, 0.1, "first value of s, the weight of D_vKL (Algorithm 2)", positive),
