@@ -48,7 +48,7 @@ from .errors import ConfigError, MixVAEError, NonFiniteLossError, RunError, Term
 from .evaluation import evaluate
 from .infer import distributed
 from .infer.checkpoint import CHECKPOINT
-from .infer.train import MIN_PRETRAIN_STEPS, TRAIN_DEFAULTS, TrainConfig, seed_everything
+from .infer.train import MIN_PRETRAIN_STEPS, SMALL_DATA, TRAIN_DEFAULTS, TrainConfig, seed_everything
 from .metrics import format_metrics
 from .models import MODELS, get_model_class
 from .models.base import parse_settings
@@ -80,8 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _model_defaults(key: str) -> str:
     """'vade 200, gmvae 50, ...': each model's default for a training value (before sizing to the data)."""
-    values = ", ".join(f"{name} {cls.train_defaults.get(key, TRAIN_DEFAULTS[key])}" for name, cls in sorted(MODELS.items()))
-    return values + "; `mixvae settings MODEL --data D` shows the values for D"
+    def one(name, cls):
+        value = f"{name} {cls.train_defaults.get(key, TRAIN_DEFAULTS[key])}"
+        small = cls.small_data_defaults.get(key)
+        return value if small is None else f"{value} ({small} below {SMALL_DATA:,} points)"
+
+    return ", ".join(one(*item) for item in sorted(MODELS.items())) + "; `mixvae settings MODEL --data D` shows the values for D"
 
 
 def _add_data_arguments(f) -> None:

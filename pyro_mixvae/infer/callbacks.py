@@ -52,18 +52,21 @@ class LabelMetrics:
 
 
 class ProgressBar:
-    """A tqdm bar over the SVI steps of this call, showing the objective and the accuracy (rank 0, ``progress``)."""
+    """A tqdm bar counting the epochs of this call, moved on at every SVI step by a fraction of an epoch, showing
+    the objective and the accuracy (rank 0, ``progress``)."""
 
     def __init__(self, enabled: bool = True):
         self.enabled, self.bar = enabled, None
 
     def start(self, run) -> None:
         self.key = run.objective_key
-        self.bar = tqdm(total=(run.last_epoch - run.start + 1) * run.steps_per_epoch, desc=f"{run.model.name} SVI",
+        self.per_step = 1.0 / run.steps_per_epoch
+        self.bar = tqdm(total=run.last_epoch - run.start + 1, desc=f"{run.model.name} SVI", unit="epoch",
+                        bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} epochs [{elapsed}<{remaining}{postfix}]",
                         disable=not (self.enabled and run.ddp.is_main), dynamic_ncols=True)
 
     def step(self, run) -> None:
-        self.bar.update(1)
+        self.bar.update(self.per_step)
 
     def __call__(self, epoch: int, record: dict) -> None:
         self.bar.set_postfix({k: f"{record[k]:.3f}" for k in (self.key, "acc") if k in record})

@@ -120,7 +120,8 @@ def resolve_gmm_fit(assign: str, n_points: int, n_clusters: int) -> str:
     return "tsne" if n_points >= TSNE_MIN_POINTS_PER_PERPLEXITY * TSNE_PERPLEXITY * n_clusters else "diag"
 
 
-def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1, assign: str = "diag"):
+def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1, assign: str = "diag",
+                 progress: bool = False):
     """Diagonal GMM on the codes ``z``; returns (weights (K,), means (K, J), variances (K, J)).
 
     ``assign="diag"`` (this function's default) is scikit-learn's diagonal ``GaussianMixture`` on ``z``.
@@ -142,6 +143,8 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
 
     ``assign="auto"`` (the models' default) is ``"tsne"`` when the clusters hold on average at least
     3 x perplexity points, t-SNE's neighbourhood, else ``"diag"`` (:func:`resolve_gmm_fit`).
+
+    ``progress`` shows a bar over the stages: the t-SNE embedding, then each of the GMM's starts on it.
     """
     if assign not in GMM_FITS:
         raise ValueError(f"assign must be one of {GMM_FITS}; got {assign!r}")
@@ -156,7 +159,9 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     if assign == "tsne":
         if len(z) > TSNE_MAX_POINTS:
             z = z[np.random.default_rng(seed).choice(len(z), TSNE_MAX_POINTS, replace=False)]
-        resp = _tsne_responsibilities(z, n_clusters, seed, n_init, reg)
+        with tqdm(total=1 + n_init, desc=f"mixture start: t-SNE of {len(z)} codes", unit="stage",
+                  disable=not progress, leave=False) as bar:
+            resp = _tsne_responsibilities(z, n_clusters, seed, n_init, reg, bar)
     else:
         zs = (z - z.mean(0)) / np.maximum(z.std(0), 1e-12)
         gmm = GaussianMixture(n_components=n_clusters, covariance_type="full", random_state=seed,
@@ -168,7 +173,7 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     return nk / nk.sum(), means, variances
 
 
-def _tsne_responsibilities(z: np.ndarray, n_clusters: int, seed: int, n_init: int, reg: float) -> np.ndarray:
+def _tsne_responsibilities(z: np.ndarray, n_clusters: int, seed: int, n_init: int, reg: float, bar) -> np.ndarray:
     """Responsibilities of the full GMM, among ``n_init`` single starts on a t-SNE embedding of ``z``,
     whose hard labels have the largest silhouette on the embedding.
 
@@ -182,6 +187,8 @@ def _tsne_responsibilities(z: np.ndarray, n_clusters: int, seed: int, n_init: in
     dim = min(TSNE_DIM, z.shape[1])  # the PCA start needs as many code dimensions
     embedded = TSNE(dim, init="pca", perplexity=perplexity, random_state=seed).fit_transform(z)
     embedded = embedded.astype(np.float64)
+    bar.set_description(f"mixture start: {n_init} GMM starts on the embedding")
+    bar.update()
     reg = reg * float(embedded.var())  # the regulariser relative to the embedding's scale
     rng = np.random.RandomState(seed)
     best, best_score = None, -np.inf
@@ -193,4 +200,5 @@ def _tsne_responsibilities(z: np.ndarray, n_clusters: int, seed: int, n_init: in
         score = silhouette_score(embedded, labels) if len(np.unique(labels)) > 1 else -1.0
         if score > best_score:
             best, best_score = resp, score
+        bar.update()
     return best

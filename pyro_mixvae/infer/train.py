@@ -60,14 +60,17 @@ from .compiled import compiled_loss
 SYNC_EVERY = 50  # on CUDA, steps between two host reads of the loss (the non-finite check)
 
 
-# VaDE Sect. 4.2: Adam, lr 0.002 decayed x0.9 every 10 epochs, batches of 100
-# plus a linear warm-up of the learning rate over the first lr_warmup steps (WarmupStepDecay)
-# every model's training values unless its ``train_defaults`` says otherwise (VaDE Sect. 4.2's optimiser)
+# every model's training values unless its ``train_defaults`` says otherwise. VaDE Sect. 4.2: Adam,
+# lr 0.002 decayed x0.9 every 10 epochs, batches of 100; plus a linear warm-up of the learning rate
+# over the first lr_warmup steps (WarmupStepDecay)
 TRAIN_DEFAULTS = {"epochs": 50, "pretrain_epochs": 0, "batch_size": 100, "lr": 2e-3, "lr_decay": 0.9, "lr_step": 10,
                   "lr_warmup": 100, "num_particles": 1}
 # a model's default pretraining lasts at least this many optimizer steps: on a small data set its
 # default epochs are too few steps for the autoencoder to separate the groups (TrainConfig.for_model)
 MIN_PRETRAIN_STEPS = 300
+# below this many points a model's ``small_data_defaults`` replace its ``train_defaults`` where they say
+# so (a shorter SVI schedule where the training bound has stopped rising: experiments/results/perf.md)
+SMALL_DATA = 10_000
 
 
 @dataclass
@@ -115,12 +118,14 @@ class TrainConfig:
     def for_model(self, model, num_data: Optional[int] = None) -> "TrainConfig":
         """A checked copy with every field left as None filled from the model, then from TRAIN_DEFAULTS.
 
-        With ``num_data`` N, a model's default pretraining (when it has one) is lengthened to at least
-        :data:`MIN_PRETRAIN_STEPS` optimizer steps, ceil(MIN_PRETRAIN_STEPS / ceil(N / batch_size))
-        epochs; with batches of 100 that changes no default from N = 1500 points up.
+        With ``num_data`` N below :data:`SMALL_DATA`, the model's ``small_data_defaults`` take the place
+        of its ``train_defaults``, as one schedule: not when a value they hold was given. A model's default pretraining (when it has one) is
+        lengthened to at least :data:`MIN_PRETRAIN_STEPS` optimizer steps, ceil(MIN_PRETRAIN_STEPS /
+        ceil(N / batch_size)) epochs; with batches of 100 that changes no default from N = 1500 points up.
         """
-        filled = {**TRAIN_DEFAULTS, **model.train_defaults}
         mine = {k: v for k, v in asdict(self).items() if v is not None}
+        small = num_data is not None and num_data < SMALL_DATA and not set(model.small_data_defaults) & set(mine)
+        filled = {**TRAIN_DEFAULTS, **model.train_defaults, **(model.small_data_defaults if small else {})}
         cfg = replace(self, **{k: v for k, v in filled.items() if k not in mine})
         if num_data is not None and "pretrain_epochs" not in mine and cfg.pretrain_epochs > 0:
             steps_per_epoch = -(-int(num_data) // int(cfg.batch_size))

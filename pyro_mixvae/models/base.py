@@ -204,6 +204,8 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
     # the training values (epochs, pretrain_epochs, lr, ...) that differ for this model from
     # pyro_mixvae.infer.train.TRAIN_DEFAULTS; TrainConfig.for_model reads both, `mixvae settings` shows them
     train_defaults: Dict[str, Any] = {}
+    # the values that replace those on data sets of fewer than pyro_mixvae.infer.train.SMALL_DATA points
+    small_data_defaults: Dict[str, Any] = {}
 
     def __init__(self, data_shape, n_clusters: int, likelihood: str = "bernoulli", **settings):
         super().__init__()

@@ -261,19 +261,20 @@ class GMVAE(MixtureVAE):
         losses = pretrain_autoencoder(self.encoder, self.decoder, self.likelihood, x, epochs=epochs,
                                       batch_size=batch_size, lr=self.hparams["pretrain_lr"], seed=seed,
                                       progress=progress)
-        variances = self.init_components_from_codes(encode_means(self.encoder, x), seed)
+        variances = self.init_components_from_codes(encode_means(self.encoder, x), seed, progress)
         init_guide_scale(self.encoder, variances)
         return {"pretrain_recon": losses[-1] if losses else None}
 
     @torch.no_grad()
-    def init_components_from_codes(self, z: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    def init_components_from_codes(self, z: torch.Tensor, seed: int = 0, progress: bool = False) -> torch.Tensor:
         """Fit the GMM of ``gmm_assign`` on the codes; the beta-net's last layer then emits its means and
         log-variances whatever w is (weights zero, biases the GMM's). Returns the variances (K, D).
 
         The prior weights stay 1/K (eq. 1b): the GMM's weights are not used.
         """
         _, means, variances = fit_diag_gmm(z.cpu().numpy(), self.n_clusters, seed,
-                                           n_init=self.hparams["gmm_restarts"], assign=self.hparams["gmm_assign"])
+                                           n_init=self.hparams["gmm_restarts"], assign=self.hparams["gmm_assign"],
+                                           progress=progress)
         out = self.components.net[-1]
         out.weight.zero_()
         bias = out.bias.view(2, self.n_clusters, self.latent_dim)

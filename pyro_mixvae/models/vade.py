@@ -40,8 +40,10 @@ class VaDE(MixtureVAE):
     name = "vade"
     jit_compatible = True
     # 50 autoencoder epochs, then 200 epochs of SVI with the paper's schedule (lr 0.002, x0.9 every
-    # 10 epochs, Sect. 4.2: TRAIN_DEFAULTS); results in experiments/results/benchmark.md
+    # 10 epochs, Sect. 4.2: TRAIN_DEFAULTS); results in experiments/results/benchmark.md. On fewer
+    # than 10,000 points the same decay in half the epochs (experiments/results/perf.md)
     train_defaults = {"epochs": 200, "pretrain_epochs": 50}
+    small_data_defaults = {"epochs": 100, "lr_step": 5}
     settings = {
         "latent_dim": Setting(int, 10, "dimension J of z", positive),
         "hidden": Setting(int_tuple, (500, 500, 2000), "encoder widths; the decoder mirrors them",
@@ -129,18 +131,15 @@ class VaDE(MixtureVAE):
                                       batch_size=batch_size, lr=self.hparams["pretrain_lr"],
                                       noise=self.hparams["pretrain_noise"], seed=seed,
                                       progress=progress)
-        with tqdm(total=1, desc=f"initialisation (gmm_assign={self.hparams['gmm_assign']})",
-                  disable=not progress) as bar:  # t-SNE on 5000 codes takes about a minute
-            self.init_mixture_from_codes(encode_means(self.encoder, x), seed)
-            init_guide_scale(self.encoder, self.log_var_c.exp())
-            bar.update()
+        self.init_mixture_from_codes(encode_means(self.encoder, x), seed, progress)
+        init_guide_scale(self.encoder, self.log_var_c.exp())
         return {"pretrain_recon": losses[-1] if losses else None}
 
     @torch.no_grad()
-    def init_mixture_from_codes(self, z: torch.Tensor, seed: int = 0) -> None:
+    def init_mixture_from_codes(self, z: torch.Tensor, seed: int = 0, progress: bool = False) -> None:
         weights, means, variances = fit_diag_gmm(z.cpu().numpy(), self.n_clusters, seed,
                                                  n_init=self.hparams["gmm_restarts"],
-                                                 assign=self.hparams["gmm_assign"])
+                                                 assign=self.hparams["gmm_assign"], progress=progress)
         like = self.mu_c
         self.pi_logits.copy_(torch.as_tensor(np.log(np.maximum(weights, 1e-6)), dtype=like.dtype))
         self.mu_c.copy_(torch.as_tensor(means, dtype=like.dtype))

@@ -42,6 +42,7 @@ class VIBGMM(VaDE):
 
     name = "vib-gmm"
     train_defaults = {"epochs": 150, "pretrain_epochs": 20}
+    small_data_defaults: dict = {}
     settings = {
         **{k: v for k, v in VaDE.settings.items() if k != "s"},
         "s_min": Setting(float, 0.1, "first value of s, the weight of D_vKL (Algorithm 2)", positive),
