@@ -468,18 +468,15 @@ def _run_settings(args) -> None:
         print(f"{key:<{width}} default {s.default!r:<22} {s.help}")
 
 
-_RECEIVED = RECEIVED  # the signals main() caught, first first (the runner reads them when it marks a run stopped)
-
-
 def _on_signal(signum, frame):
-    _RECEIVED.append(signum)
+    RECEIVED.append(signum)
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 @contextlib.contextmanager
 def _signal_handlers():
     """SIGINT and SIGTERM raise (KeyboardInterrupt, :class:`Terminated`) and are remembered, for main()."""
-    _RECEIVED.clear()
+    RECEIVED.clear()
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -530,7 +527,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except SystemExit:
             raise
         except BaseException as e:  # a signal may surface as another exception (a traced graph's RuntimeError)
-            signum = _RECEIVED[0] if _RECEIVED else signal.SIGTERM if isinstance(e, Terminated) else \
+            signum = RECEIVED[0] if RECEIVED else signal.SIGTERM if isinstance(e, Terminated) else \
                 signal.SIGINT if isinstance(e, KeyboardInterrupt) else None
             if signum is not None:
                 print(f"mixvae: {_interrupted(args, signum)}", file=sys.stderr)
