@@ -40,8 +40,8 @@ from tqdm.auto import tqdm
 from .data import check_data
 from .errors import ConfigError
 from .runner import as_model_input
-from .evaluation import DEFAULT_GLOBAL_DRAWS, elbo_per_point, importance_log_likelihood
-from .infer.train import TrainConfig, fit, predict_proba, seed_everything
+from .evaluation import DEFAULT_GLOBAL_DRAWS, elbo_per_point, importance_log_likelihood, predict_proba
+from .infer.train import TrainConfig, fit, seed_everything
 from .models import get_model_class
 from .models.base import parse_settings
 from .nets import resolve_likelihood

@@ -1,7 +1,7 @@
 """Inference machinery shared by every model: the SVI loop, ELBO terms, pretraining, checkpoints."""
-from .elbo import InformationBottleneckELBO, MixtureELBO
+from .elbo import InformationBottleneckELBO, MixtureELBO, default_elbo
 from .schedules import GeometricSchedule, LinearSchedule
-from .train import History, TrainConfig, default_elbo, fit, resolve_device, seed_everything
+from .train import History, TrainConfig, fit, resolve_device, seed_everything
 
 __all__ = ["GeometricSchedule", "History", "InformationBottleneckELBO", "LinearSchedule", "MixtureELBO", "TrainConfig", "default_elbo", "fit", "resolve_device", "seed_everything"]
 from .conjugate import ConjugateMixture, MixtureStats, step_size, sufficient_statistics

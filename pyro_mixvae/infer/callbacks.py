@@ -24,15 +24,9 @@ from tqdm.auto import tqdm
 from ..metrics import clustering_metrics
 from .checkpoint import CHECKPOINT, atomic_write, deferred_signals, rng_state, save_checkpoint
 from .collapse import CollapseWatch
+from .predict import predict_proba
 
 HISTORY = "history.jsonl"
-
-
-def all_responsibilities(model, x):
-    """:func:`pyro_mixvae.evaluation.predict_proba` (imported here when called: evaluation imports this package)."""
-    from ..evaluation import predict_proba
-
-    return predict_proba(model, x)
 
 
 class LabelMetrics:
@@ -46,7 +40,7 @@ class LabelMetrics:
         run = self.run
         if run.ddp.is_main and (epoch % run.cfg.eval_every == 0 or epoch == run.last_epoch):  # [distributed] rank 0
             t0 = time.perf_counter()
-            record.update(clustering_metrics(all_responsibilities(run.model, run.x).cpu().numpy(), run.y))
+            record.update(clustering_metrics(predict_proba(run.model, run.x).cpu().numpy(), run.y))
             record["seconds"] += time.perf_counter() - t0
 
 

@@ -48,14 +48,15 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pyro
 import torch
-from pyro.infer import TraceEnum_ELBO
 
 from ..errors import ConfigError, NonFiniteLossError
 from ..metrics import clustering_metrics
 from . import distributed
-from .callbacks import HISTORY, all_responsibilities, builtin_callbacks  # noqa: F401 (HISTORY: runs.py reads it here)
+from .callbacks import HISTORY, builtin_callbacks  # noqa: F401 (HISTORY: runs.py reads it here)
 from .checkpoint import CHECKPOINT, rng_state, set_rng_state
 from .compiled import compiled_loss
+from .elbo import default_elbo  # noqa: F401 (imported from here by pyro_mixvae.infer and experiments)
+from .predict import predict_proba
 
 SYNC_EVERY = 50  # on CUDA, steps between two host reads of the loss (the non-finite check)
 
@@ -229,16 +230,6 @@ def svi_step(model, loss_fn, optimizer, x: torch.Tensor, num_data: int, observed
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (what ``pyro.set_rng_seed`` does)."""
     pyro.set_rng_seed(int(seed))
-
-
-def default_elbo(model, num_particles: int = 1):
-    """``TraceEnum_ELBO`` with the model's plate nesting and vectorised particles.
-
-    This is the plain bound; a model's training objective (``model.make_elbo``) may add terms
-    to it, but the ELBO that is reported (:mod:`pyro_mixvae.evaluation`) is always this one.
-    """
-    return TraceEnum_ELBO(max_plate_nesting=model.max_plate_nesting, num_particles=num_particles,
-                          vectorize_particles=True)
 
 
 @dataclass
@@ -462,7 +453,7 @@ def _start(run: TrainingRun, pretrain: bool, progress: bool) -> None:
         run.history.pretrain["seconds"] = time.perf_counter() - t0
         if not _all_finite(model, x[:cfg.batch_size]):
             raise NonFiniteLossError("the parameters became non-finite in pretraining; nothing was saved")
-        run.history.pretrain.update(clustering_metrics(all_responsibilities(model, x).cpu().numpy(), run.y))
+        run.history.pretrain.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), run.y))
     run.history.pretrain = ddp.broadcast_state(model, run.history.pretrain)  # [distributed] rank 0's state to all
     ddp.seed_ranks(cfg.seed)  # [distributed] each rank its own RNG stream for the guide's draws
     run.start, run.last_epoch = 1, cfg.epochs
@@ -547,16 +538,7 @@ def _all_finite(model, xb: torch.Tensor) -> bool:
     if not all(bool(torch.isfinite(t).all()) for t in tensors):
         return False
     with torch.random.fork_rng(devices=[xb.device] if xb.device.type == "cuda" else []):
-        return bool(torch.isfinite(all_responsibilities(model, xb)).all())
-
-
-def __getattr__(name: str):
-    """``predict_proba`` moved to :mod:`pyro_mixvae.evaluation`; imported from here it still works (for now)."""
-    if name == "predict_proba":
-        from ..evaluation import predict_proba
-
-        return predict_proba
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return bool(torch.isfinite(predict_proba(model, xb)).all())
 
 
 def _apply_changed_schedule(optimizer, scheduler: WarmupStepDecay, cfg: "TrainConfig", saved: dict) -> dict:

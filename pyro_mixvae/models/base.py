@@ -49,6 +49,7 @@ from pyro.infer import Predictive
 from torch import nn
 
 from ..errors import ConfigError
+from ..infer.elbo import default_elbo
 from ..infer.params import announce_params
 
 
@@ -263,8 +264,6 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
 
     def make_elbo(self, num_particles: int = 1):
         """The training objective: plain ``TraceEnum_ELBO`` unless a model adds terms from its settings."""
-        from ..infer.train import default_elbo
-
         return default_elbo(self, num_particles)
 
     def schedules(self) -> list:
