@@ -31,12 +31,12 @@ from .data import check_data
 from .errors import ConfigError, NonFiniteLossError, RunError, Terminated
 from .evaluation import elbo_per_point, evaluate
 from .infer import distributed
-from .infer.checkpoint import CHECKPOINT, atomic_write, deferred_signals, load_checkpoint
+from .infer.checkpoint import CHECKPOINT, atomic_write, deferred_signals, load_checkpoint, state_mismatch
 from .infer.train import History, TrainConfig, saved_state, seed_everything, train
 from .metrics import DEFINITIONS
 from .nets import resolve_likelihood
 from .runs import (CONFIG, METRICS, check_same_data, check_writable, data_fingerprint, read_config, read_history,
-                   read_json, run_directory, run_lock, state_mismatch, write_json)
+                   read_json, run_directory, run_lock, write_json)
 
 DATA_FILE = "data.npz"  # the data of a run fitted from Python without a data set's name
 RESTART_FILES = (CONFIG, CHECKPOINT, "history.jsonl")

@@ -13,14 +13,17 @@ the record, and the ones after it see them. A callback may also have the methods
 ``fit`` runs its own callbacks (:func:`builtin_callbacks`) before the user's: the metrics
 against the labels, the progress bar, the history line and the checkpoint of the epoch
 (written together, with SIGINT / SIGTERM held back: :class:`Together`), and the collapse watch.
+:func:`read_history` reads the history file back (on resume, in ``mixvae report``).
 """
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..errors import RunError
 from ..metrics import clustering_metrics
 from .checkpoint import CHECKPOINT, atomic_write, deferred_signals, rng_state, save_checkpoint
 from .collapse import CollapseWatch
@@ -83,6 +86,33 @@ class HistoryFile:
         if self.out is not None:
             with open(self.out / HISTORY, "a") as f:
                 f.write(json.dumps(record) + "\n")
+
+
+def read_history(run_dir, upto: int | None = None) -> list:
+    """The records of ``history.jsonl`` with ``epoch <= upto``.
+
+    A torn last line (a run killed while appending) is left out; any other line that is not a
+    JSON record with an ``epoch`` is a one-line :class:`RunError`.
+    """
+    path = Path(run_dir) / HISTORY
+    if not path.is_file():
+        return []
+    try:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunError(f"{path} cannot be read: {e}") from None
+    records = []
+    for i, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+                raise ValueError("not an epoch record")
+        except ValueError:
+            if i == len(lines):
+                break  # torn by an interruption
+            raise RunError(f"{path} is damaged at line {i}") from None
+        records.append(record)
+    return [r for r in records if upto is None or r["epoch"] <= upto]
 
 
 class Checkpointer:

@@ -52,8 +52,8 @@ import torch
 from ..errors import ConfigError, NonFiniteLossError
 from ..metrics import clustering_metrics
 from . import distributed
-from .callbacks import HISTORY, builtin_callbacks  # noqa: F401 (HISTORY: runs.py reads it here)
-from .checkpoint import CHECKPOINT, rng_state, set_rng_state
+from .callbacks import builtin_callbacks, read_history
+from .checkpoint import CHECKPOINT, load_parameters, rng_state, set_rng_state
 from .compiled import compiled_loss
 from .elbo import default_elbo  # noqa: F401 (imported from here by pyro_mixvae.infer and experiments)
 from .predict import predict_proba
@@ -418,8 +418,6 @@ def begin(run: TrainingRun, resume: bool, pretrain: Optional[bool], progress: bo
 
 def _resume(run: TrainingRun) -> None:
     """Everything from the checkpoint in ``run.out``; training goes on up to ``cfg.epochs``."""
-    from ..runs import load_parameters, read_history  # (runs imports this module)
-
     ckpt_path = run.out / CHECKPOINT if run.out is not None else None
     if run.ddp.is_main and (ckpt_path is None or not ckpt_path.exists()):
         raise ConfigError(f"cannot resume: no {CHECKPOINT} in {run.out}")
