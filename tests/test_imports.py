@@ -24,11 +24,6 @@ ROOT = Path(__file__).resolve().parent.parent / "pyro_mixvae"
 PACKAGE = "pyro_mixvae"
 # analysis.py imports plots.py at module level, plots.py imports analysis.py inside a function
 KNOWN_CYCLE = frozenset({"pyro_mixvae.analysis", "pyro_mixvae.plots"})
-# the training loop, the run orchestrator and the models reach each other through function-local
-# imports (train -> runner / runs, runner -> infer.train); known and listed until it is untangled
-KNOWN_KNOT = frozenset({"pyro_mixvae.infer.pretrain", "pyro_mixvae.infer.train", "pyro_mixvae.models",
-                        "pyro_mixvae.models.factorial", "pyro_mixvae.models.gmvae", "pyro_mixvae.models.vade",
-                        "pyro_mixvae.models.vib_gmm", "pyro_mixvae.runner", "pyro_mixvae.runs"})
 
 
 def module_names() -> dict:
@@ -146,13 +141,12 @@ def test_no_cycle_through_function_local_imports_but_the_known_one():
     still depend on each other. Any cycle but the known ones fails here, and so does a known one that
     gains or loses a member."""
     found = set(cycles(import_graph(functions=True)))
-    known = {KNOWN_CYCLE, KNOWN_KNOT}
+    known = {KNOWN_CYCLE}
     assert found <= known, f"import cycles: {sorted(sorted(c) for c in found - known)}"
 
 
-@pytest.mark.xfail(strict=True, reason="analysis.py <-> plots.py and the training knot depend on each other "
-                                       "through function-local imports (issue 24); once both are fixed this test "
-                                       "passes, and the strict xfail turns that into a failure: then remove this "
-                                       "marker, KNOWN_CYCLE and KNOWN_KNOT")
+@pytest.mark.xfail(strict=True, reason="analysis.py <-> plots.py depend on each other through a "
+                                       "function-local import (issue 24); once it is fixed this test passes, and the "
+                                       "strict xfail turns that into a failure: then remove this marker and KNOWN_CYCLE")
 def test_no_import_cycle_at_all():
     assert cycles(import_graph(functions=True)) == []

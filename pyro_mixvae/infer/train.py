@@ -17,9 +17,10 @@ model's own run continued, or a checkpoint resumed), :func:`train_epochs` / :fun
 epoch's line of ``history.jsonl`` (ELBO -- or ``objective`` when the ELBO object adds terms to
 the bound --, metrics when there are labels, seconds, learning rate, and any term an ELBO
 subclass reports) and its atomic checkpoint (:mod:`.checkpoint`), and the collapse watch.
-``resume=True`` restores the checkpoint, every RNG included, so that an interrupted run resumed
-ends with the same parameters as an uninterrupted one; a second ``fit`` on a trained model
-continues its run from the state the first left on it, just as exactly.
+``resume=True`` (of :func:`train`, and of :func:`pyro_mixvae.infer.fit` with a run directory)
+restores the checkpoint, every RNG included, so that an interrupted run resumed ends with the same
+parameters as an uninterrupted one; a second ``fit`` on a trained model continues its run from the
+state the first left on it, just as exactly.
 
 On CPU (and in a distributed job) a NaN or infinite loss stops the run
 before the optimizer applies it, with a :class:`~pyro_mixvae.errors.NonFiniteLossError` naming
@@ -295,10 +296,10 @@ class TrainingRun:
 
 
 def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optional[TrainConfig] = None,
-        elbo=None, schedules: Optional[Sequence] = None, observed: Optional[dict] = None, out_dir=None,
-        resume: bool = False, pretrain: Optional[bool] = None, progress: bool = True,
-        callbacks: Sequence[Callable[[int, dict], None]] = (), data: Optional[str] = None) -> History:
-    """Train ``model`` on ``x`` by SVI; see the module docstring. Returns the :class:`History`.
+        elbo=None, schedules: Optional[Sequence] = None, observed: Optional[dict] = None,
+        pretrain: Optional[bool] = None, progress: bool = True,
+        callbacks: Sequence[Callable[[int, dict], None]] = ()) -> History:
+    """Train ``model`` on ``x`` by SVI, in memory; see the module docstring. Returns the :class:`History`.
 
     ``observed`` maps keyword names to per-point tensors (N, ...) -- e.g. the factorial model's
     partial ``labels`` -- whose minibatch rows are passed to ``model.model``, ``model.guide`` and
@@ -315,22 +316,11 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     more epochs, with no pretraining and no initialisation: two calls of E epochs give the parameters
     of one call of 2E. ``pretrain=True`` starts a new run from scratch; ``pretrain=False`` never
     pretrains (on a model without a training state: SVI from its current parameters, a fresh optimizer).
-    ``resume=True`` instead restores the checkpoint of ``out_dir`` (every RNG included) and trains up
-    to ``epochs`` in total: an interrupted run resumed equals an uninterrupted one.
 
-    **A run directory.** With ``out_dir`` the call writes a complete run directory
-    (:func:`pyro_mixvae.runner.fit_in_directory`): ``config.json``, ``checkpoint.pt``,
-    ``history.jsonl`` and ``metrics.json``, which ``mixvae evaluate / sample / report`` read.
-    ``data`` names the data set (``digits``, a ``.npz`` path, ...) as ``config.json`` records it;
-    left None, ``x`` and ``y`` are saved to ``out_dir/data.npz`` and that file is recorded.
+    A run directory (``out_dir``, ``resume``) is the runner's: :func:`pyro_mixvae.infer.fit` is
+    :func:`pyro_mixvae.runner.fit`, this function with those two arguments.
     """
-    if out_dir is not None:
-        from ..runner import fit_in_directory  # (the runner imports this module)
-
-        return fit_in_directory(model, x, y, out_dir, config=config, elbo=elbo, schedules=schedules,
-                                observed=observed, resume=resume, pretrain=pretrain, progress=progress,
-                                callbacks=callbacks, data=data).history
-    return train(model, x, y, config=config, elbo=elbo, schedules=schedules, observed=observed, resume=resume,
+    return train(model, x, y, config=config, elbo=elbo, schedules=schedules, observed=observed,
                  pretrain=pretrain, progress=progress, callbacks=callbacks)
 
 
