@@ -41,7 +41,6 @@ from typing import Optional, Sequence
 import torch
 
 from . import __version__
-from .analysis import sample_figure
 from .data import check_data, load_dataset, load_partial_labels
 from .errors import ConfigError, MixVAEError, NonFiniteLossError, RunError, Terminated
 from .evaluation import evaluate
@@ -52,6 +51,7 @@ from .metrics import format_metrics
 from .models import MODELS, get_model_class
 from .models.base import parse_settings
 from .nets import LIKELIHOODS
+from .plots import sample_figure
 from .runner import RECEIVED, as_model_input, check_clusters, fit_in_directory, prepare_data, restarts
 from .runs import CONFIG, METRICS, check_same_data, check_writable, completion, load_run, read_config, read_json, run_lock
 

@@ -32,6 +32,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.patches import Ellipse  # noqa: E402
 
+from .analysis import group, import_arviz  # noqa: E402
+
 # history columns that are not terms of the objective
 _NOT_TERMS = {"epoch", "lr", "seconds", "elbo", "objective", "acc", "acc_cluster_label", "acc_majority", "nmi",
               "ari", "clusters_used", "assignment_entropy"}
@@ -317,9 +319,7 @@ def arviz_figures(idata, posterior_path, ppc_path, max_clusters: int = 6, max_po
     """ArviZ's posterior plot (``plot_posterior``; ``plot_dist`` in ArviZ >= 1) of genuine draws -- the
     global mixture weights where the guide has a q over them, else q(z | x) of the first points -- and
     ``plot_ppc`` of the posterior predictive against the data; returns the paths written."""
-    from .analysis import _arviz, group
-
-    az = _arviz()
+    az = import_arviz()
     post = group(idata, "posterior")
     weights = [v for v in post.data_vars if v == "pi" or v.startswith("pi_")]
     if weights:

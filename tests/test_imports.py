@@ -10,20 +10,13 @@ cycle. Two graphs:
 * module level (inside try / if / with / class bodies too; not under ``if TYPE_CHECKING:``, which
   never runs): what Python executes on import; it must have no cycle at all;
 * with the imports inside functions too: a function-local import that closes a cycle hides it from
-  the import order, the modules still depend on each other. The one such cycle known when this test
-  was written (``analysis`` <-> ``plots``) is marked by name: any other cycle fails at once, and
-  when that one is removed the strict xfail of ``test_no_import_cycle_at_all`` fails the run, so
-  that the marker and ``KNOWN_CYCLE`` are removed with it.
+  the import order, the modules still depend on each other; there must be none either.
 """
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent / "pyro_mixvae"
 PACKAGE = "pyro_mixvae"
-# analysis.py imports plots.py at module level, plots.py imports analysis.py inside a function
-KNOWN_CYCLE = frozenset({"pyro_mixvae.analysis", "pyro_mixvae.plots"})
 
 
 def module_names() -> dict:
@@ -136,17 +129,8 @@ def test_no_module_level_import_cycle():
     assert cycles(import_graph()) == []
 
 
-def test_no_cycle_through_function_local_imports_but_the_known_one():
-    """A function-local import that closes a cycle hides the cycle from the import order; the modules
-    still depend on each other. Any cycle but the known ones fails here, and so does a known one that
-    gains or loses a member."""
-    found = set(cycles(import_graph(functions=True)))
-    known = {KNOWN_CYCLE}
-    assert found <= known, f"import cycles: {sorted(sorted(c) for c in found - known)}"
-
-
-@pytest.mark.xfail(strict=True, reason="analysis.py <-> plots.py depend on each other through a "
-                                       "function-local import (issue 24); once it is fixed this test passes, and the "
-                                       "strict xfail turns that into a failure: then remove this marker and KNOWN_CYCLE")
 def test_no_import_cycle_at_all():
-    assert cycles(import_graph(functions=True)) == []
+    """A function-local import that closes a cycle hides the cycle from the import order; the modules
+    still depend on each other."""
+    found = cycles(import_graph(functions=True))
+    assert found == [], f"import cycles: {sorted(sorted(c) for c in found)}"
