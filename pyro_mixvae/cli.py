@@ -52,8 +52,10 @@ from .models import MODELS, get_model_class
 from .models.base import parse_settings
 from .nets import LIKELIHOODS
 from .plots import sample_figure
+from .report import write_report
 from .runner import RECEIVED, as_model_input, check_clusters, fit_in_directory, prepare_data, restarts
 from .runs import CONFIG, METRICS, check_same_data, check_writable, completion, load_run, read_config, read_json, run_lock
+from .selection import select_n_clusters, write_selection
 
 
 class _Parser(argparse.ArgumentParser):
@@ -387,8 +389,6 @@ def _run_sample(args) -> None:
 
 
 def _run_report(args) -> None:
-    from .report import write_report
-
     if not Path(args.run_dir).is_dir():
         raise ConfigError(f"{args.run_dir} is not a run directory")
     with run_lock(args.run_dir, "report", required=False):  # a read-only run may be reported elsewhere (--out)
@@ -438,8 +438,6 @@ def _k_grid(text: str) -> list:
 
 def _run_select(args) -> None:
     """``mixvae select``: :func:`pyro_mixvae.selection.select_n_clusters` and its report."""
-    from .selection import select_n_clusters, write_selection
-
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     given = dict(args.settings)
     unknown = [key for key in given if not any(key in get_model_class(m).settings for m in models)]

@@ -31,8 +31,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.patches import Ellipse  # noqa: E402
+from scipy.optimize import linear_sum_assignment  # noqa: E402
+from sklearn.manifold import TSNE  # noqa: E402
 
 from .analysis import group, import_arviz  # noqa: E402
+from .metrics import contingency  # noqa: E402
 
 # history columns that are not terms of the objective
 _NOT_TERMS = {"epoch", "lr", "seconds", "elbo", "objective", "acc", "acc_cluster_label", "acc_majority", "nmi",
@@ -140,8 +143,6 @@ def _project(z: np.ndarray, projection: str, seed: int):
     if z.shape[1] == 2:
         return z, np.eye(2), np.zeros(2)
     if projection == "tsne":
-        from sklearn.manifold import TSNE
-
         return TSNE(2, init="pca", random_state=seed, perplexity=min(30.0, len(z) / 4)).fit_transform(z), None, None
     centre = z.mean(0)
     _, _, vt = np.linalg.svd(z - centre, full_matrices=False)
@@ -210,10 +211,6 @@ def cluster_samples_figure(x_cluster: np.ndarray, path, n: int = 8, title: str =
 def hungarian_order(labels: np.ndarray, assignment: np.ndarray) -> tuple:
     """(classes, clusters ordered so that cluster i is matched to class i by the Hungarian matching that
     defines ACC; unmatched clusters last, by size) and the contingency table in that order."""
-    from scipy.optimize import linear_sum_assignment
-
-    from .metrics import contingency
-
     table = contingency(labels, assignment)  # (clusters, classes)
     classes, clusters = np.unique(labels), np.unique(assignment)
     rows, cols = linear_sum_assignment(table, maximize=True)
