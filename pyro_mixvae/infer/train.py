@@ -317,8 +317,8 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     of one call of 2E. ``pretrain=True`` starts a new run from scratch; ``pretrain=False`` never
     pretrains (on a model without a training state: SVI from its current parameters, a fresh optimizer).
 
-    A run directory (``out_dir``, ``resume``) is the runner's: :func:`pyro_mixvae.infer.fit` is
-    :func:`pyro_mixvae.runner.fit`, this function with those two arguments.
+    A run directory (``out_dir``, ``resume``, ``data``) is the runner's: :func:`pyro_mixvae.infer.fit`
+    (that is, :func:`pyro_mixvae.runner.fit`) is this function with those arguments.
     """
     return train(model, x, y, config=config, elbo=elbo, schedules=schedules, observed=observed,
                  pretrain=pretrain, progress=progress, callbacks=callbacks)

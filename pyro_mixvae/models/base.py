@@ -9,8 +9,9 @@ parameter store, so several models in one process are independent.
 Pyro's own machinery works on the two programs as they are:
 
 * **training** -- every subclass's ``model`` and ``guide`` first announce the module's trainable
-  parameters to Pyro (:func:`~pyro_mixvae.infer.params.announce_params`, a ``pyro.module`` statement that leaves the global
-  parameter store alone, as ``PyroModule`` does under ``module_local_params``), so a stock
+  parameters to Pyro (:func:`~pyro_mixvae.infer.params.announce_params`, a ``pyro.module``
+  statement that leaves the global parameter store alone, as ``PyroModule`` does under
+  ``module_local_params``), so a stock
   ``pyro.infer.SVI(m.model, m.guide, pyro.optim.Adam(...), m.make_elbo())`` trains them all,
   whatever ``pyro.settings`` say; :meth:`MixtureVAE.conjugate_step` after each ``svi.step`` does
   what SVI cannot (the factorial prior's natural-gradient step);
