@@ -41,8 +41,8 @@ the indices of the points in the data (a random subset when ``max_points`` is sm
 
 ArviZ 0.2x (an ``InferenceData``) and ArviZ >= 1.0 (an ``xarray.DataTree``) are both
 supported: :func:`save_netcdf` and :func:`load_inference_data` write and read either.
-:func:`sample_figure` (what ``mixvae sample`` draws) and the other figures live in
-:mod:`pyro_mixvae.plots`.
+:func:`~pyro_mixvae.plots.sample_figure` (what ``mixvae sample`` draws) and the other figures live
+in :mod:`pyro_mixvae.plots`.
 """
 from __future__ import annotations
 
@@ -64,7 +64,6 @@ from .errors import ConfigError
 from .evaluation import DEFAULT_IW_SAMPLES, _enumerated, _guide_trace, _split_sites, draw_globals, importance_log_likelihood
 from .infer.train import History
 from .nets import eval_mode
-from .plots import sample_figure  # noqa: F401  (re-exported: ``mixvae sample`` draws it)
 
 POINT_ESTIMATE = "point values of parameters (one draw, not a posterior distribution)"
 DRAWS_ESTIMATE = "draws from the guide's variational posterior q"
@@ -72,7 +71,9 @@ LOCAL_ESTIMATE = ("draws of the local latents from q(z | x) only; the global par
                   "(constant_data)")
 
 
-def _arviz():
+def import_arviz():
+    """The ``arviz`` module, imported on first use: only posterior analysis needs it, and with xarray it
+    would add to every start-up of the package and the CLI."""
     with warnings.catch_warnings():  # arviz 0.2x announces its refactor on import
         warnings.simplefilter("ignore", FutureWarning)
         import arviz
@@ -142,7 +143,7 @@ def to_inference_data(model, data, *, y=None, history=None, num_samples: int = 1
     :param local_points: the first points of ``obs`` whose q(z | x) draws go into ``posterior``.
     :param seed: seeds the draws and the subset; the global RNG is left as it was.
     """
-    az = _arviz()
+    az = import_arviz()
     model, records = _unwrap(model, history)
     x, y = _as_arrays(data, y)
     if min(num_samples, ppc_samples, local_points) < 1 or iw_samples < 0:
@@ -305,7 +306,7 @@ def _from_dict(az, groups, coords, dims, root_attrs, group_attrs):
 
 
 def _dataset(variables: dict, coords: dict, attrs: dict):
-    import xarray as xr
+    import xarray as xr  # here, as arviz: only posterior analysis needs it
 
     used = {d for dims, _ in variables.values() for d in dims}
     return xr.Dataset(variables, coords={k: v for k, v in coords.items() if k in used}, attrs=attrs)
@@ -318,7 +319,7 @@ def _add_group(idata, name: str, dataset) -> None:
             warnings.simplefilter("ignore", UserWarning)
             idata.add_groups({name: dataset})
     else:
-        import xarray as xr
+        import xarray as xr  # here, as arviz: only posterior analysis needs it
 
         idata[name] = xr.DataTree(dataset)
 
@@ -357,10 +358,10 @@ def save_netcdf(idata, path) -> Path:
 
 def load_inference_data(path):
     """Read what :func:`save_netcdf` wrote, fully loaded into memory (the file is closed)."""
-    az = _arviz()
+    az = import_arviz()
     reader = getattr(az, "from_netcdf", None)
     if reader is None:  # pragma: no cover - arviz >= 1 without from_netcdf
-        import xarray as xr
+        import xarray as xr  # here, as arviz: only posterior analysis needs it
 
         return xr.open_datatree(str(path), engine="h5netcdf").load()
     if hasattr(az, "rc_context") and "data.load" in az.rcParams:  # arviz 0.2x reads lazily by default

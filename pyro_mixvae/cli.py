@@ -42,7 +42,6 @@ from typing import Optional, Sequence
 import torch
 
 from . import __version__
-from .analysis import sample_figure
 from .data import check_data, load_dataset, load_partial_labels
 from .errors import ConfigError, MixVAEError, NonFiniteLossError, RunError, Terminated
 from .evaluation import evaluate
@@ -53,8 +52,11 @@ from .metrics import format_metrics
 from .models import MODELS, get_model_class
 from .models.base import parse_settings
 from .nets import LIKELIHOODS
+from .plots import sample_figure
+from .report import write_report
 from .runner import RECEIVED, as_model_input, check_clusters, fit_in_directory, prepare_data, restarts
 from .runs import CONFIG, METRICS, check_same_data, check_writable, completion, load_run, read_config, read_json, run_lock
+from .selection import select_n_clusters, write_selection
 
 
 class _Parser(argparse.ArgumentParser):
@@ -413,8 +415,6 @@ def _run_sample(args) -> None:
 
 
 def _run_report(args) -> None:
-    from .report import write_report
-
     if not Path(args.run_dir).is_dir():
         raise ConfigError(f"{args.run_dir} is not a run directory")
     with run_lock(args.run_dir, "report", required=False):  # a read-only run may be reported elsewhere (--out)
@@ -464,8 +464,6 @@ def _k_grid(text: str) -> list:
 
 def _run_select(args) -> None:
     """``mixvae select``: :func:`pyro_mixvae.selection.select_n_clusters` and its report."""
-    from .selection import select_n_clusters, write_selection
-
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     given = dict(args.settings)
     unknown = [key for key in given if not any(key in get_model_class(m).settings for m in models)]
@@ -509,18 +507,15 @@ def _run_settings(args) -> None:
         print(f"  {key:<{width}} {model.hparams[key]!r:<22} {s.help}")
 
 
-_RECEIVED = RECEIVED  # the signals main() caught, first first (the runner reads them when it marks a run stopped)
-
-
 def _on_signal(signum, frame):
-    _RECEIVED.append(signum)
+    RECEIVED.append(signum)
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 @contextlib.contextmanager
 def _signal_handlers():
     """SIGINT and SIGTERM raise (KeyboardInterrupt, :class:`Terminated`) and are remembered, for main()."""
-    _RECEIVED.clear()
+    RECEIVED.clear()
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -571,7 +566,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except SystemExit:
             raise
         except BaseException as e:  # a signal may surface as another exception (a traced graph's RuntimeError)
-            signum = _RECEIVED[0] if _RECEIVED else signal.SIGTERM if isinstance(e, Terminated) else \
+            signum = RECEIVED[0] if RECEIVED else signal.SIGTERM if isinstance(e, Terminated) else \
                 signal.SIGINT if isinstance(e, KeyboardInterrupt) else None
             if signum is not None:
                 print(f"mixvae: {_interrupted(args, signum)}", file=sys.stderr)

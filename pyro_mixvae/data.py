@@ -173,7 +173,7 @@ def load_dataset(spec: str, *, split: str = "all", data_dir: Optional[str] = Non
 # --------------------------------------------------------------------------- built-in sets
 
 def _load_digits() -> Dataset:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # here, like each loader's backend: only this data set needs it
 
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
@@ -258,7 +258,7 @@ _IDX_HOW = {
 
 
 def _torchvision_dataset(name: str):
-    import torchvision.datasets
+    import torchvision.datasets  # here: torchvision takes about a second to import
 
     return getattr(torchvision.datasets, _TORCHVISION_CLASS[name])
 
@@ -267,7 +267,7 @@ def read_idx(path: str, kind: str) -> np.ndarray:
     """An idx file of images (N, H, W) or labels (N,) as uint8, through torchvision's
     ``read_image_file`` / ``read_label_file``; a ``.gz`` is unpacked first by torchvision's
     ``extract_archive`` into a temporary folder."""
-    from torchvision.datasets.mnist import read_image_file, read_label_file
+    from torchvision.datasets.mnist import read_image_file, read_label_file  # here: as torchvision.datasets above
     from torchvision.datasets.utils import extract_archive
 
     read = {"images": read_image_file, "labels": read_label_file}[kind]
@@ -347,7 +347,7 @@ _SVHN_HOW = (
 def _svhn_part(path: str, split: str):
     """(images uint8 (N, 3, 32, 32), labels (N,)) of one .mat file: torchvision's SVHN class when the
     file passes its checksum, else read as that class reads it (scipy.io.loadmat, X transposed, 10 -> 0)."""
-    from scipy.io import loadmat
+    from scipy.io import loadmat  # here: only SVHN needs it, and torchvision below is slow to import
     from torchvision.datasets.utils import check_integrity
 
     cls = _torchvision_dataset("svhn")

@@ -43,7 +43,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils import check_random_state, check_scalar
 from sklearn.utils.validation import _check_feature_names, _check_n_features, check_array, check_is_fitted
 
-from .data import check_data
+from .data import check_data, load_partial_labels_array
 from .evaluation import elbo_per_point, predict_proba
 from .infer.train import TrainConfig, resolve_device
 from .models import get_model_class
@@ -310,8 +310,6 @@ class FactorialMixtureVAE(MixtureVAEEstimator):
     def _observed(self, X, model) -> dict:
         if getattr(self, "_labels_for_fit", None) is None:
             return {}
-        from .data import load_partial_labels_array
-
         return {"labels": load_partial_labels_array(self._labels_for_fit, len(X), model.components)}
 
     def _set_labels(self, x: torch.Tensor) -> None:

@@ -19,16 +19,10 @@ from pyro.poutine.util import site_is_subsample
 import torch
 
 from .errors import ConfigError
-from .infer.train import default_elbo
+from .infer.elbo import default_elbo
+from .infer.predict import predict_proba
 from .metrics import clustering_metrics
 from .nets import eval_mode
-
-
-@torch.no_grad()
-def predict_proba(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """(N, K) responsibilities of all of ``x``, in evaluation mode, batch by batch."""
-    with eval_mode(model):
-        return torch.cat([model.responsibilities(xb) for xb in x.split(batch_size)])
 
 
 @torch.no_grad()

@@ -31,6 +31,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.patches import Ellipse  # noqa: E402
+from scipy.optimize import linear_sum_assignment  # noqa: E402
+from sklearn.manifold import TSNE  # noqa: E402
+
+from .analysis import group, import_arviz  # noqa: E402
+from .metrics import contingency  # noqa: E402
 
 # history columns that are not terms of the objective
 _NOT_TERMS = {"epoch", "lr", "seconds", "elbo", "objective", "acc", "acc_cluster_label", "acc_majority", "nmi",
@@ -138,8 +143,6 @@ def _project(z: np.ndarray, projection: str, seed: int):
     if z.shape[1] == 2:
         return z, np.eye(2), np.zeros(2)
     if projection == "tsne":
-        from sklearn.manifold import TSNE
-
         return TSNE(2, init="pca", random_state=seed, perplexity=min(30.0, len(z) / 4)).fit_transform(z), None, None
     centre = z.mean(0)
     _, _, vt = np.linalg.svd(z - centre, full_matrices=False)
@@ -208,10 +211,6 @@ def cluster_samples_figure(x_cluster: np.ndarray, path, n: int = 8, title: str =
 def hungarian_order(labels: np.ndarray, assignment: np.ndarray) -> tuple:
     """(classes, clusters ordered so that cluster i is matched to class i by the Hungarian matching that
     defines ACC; unmatched clusters last, by size) and the contingency table in that order."""
-    from scipy.optimize import linear_sum_assignment
-
-    from .metrics import contingency
-
     table = contingency(labels, assignment)  # (clusters, classes)
     classes, clusters = np.unique(labels), np.unique(assignment)
     rows, cols = linear_sum_assignment(table, maximize=True)
@@ -317,9 +316,7 @@ def arviz_figures(idata, posterior_path, ppc_path, max_clusters: int = 6, max_po
     """ArviZ's posterior plot (``plot_posterior``; ``plot_dist`` in ArviZ >= 1) of genuine draws -- the
     global mixture weights where the guide has a q over them, else q(z | x) of the first points -- and
     ``plot_ppc`` of the posterior predictive against the data; returns the paths written."""
-    from .analysis import _arviz, group
-
-    az = _arviz()
+    az = import_arviz()
     post = group(idata, "posterior")
     weights = [v for v in post.data_vars if v == "pi" or v.startswith("pi_")]
     if weights:

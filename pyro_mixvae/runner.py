@@ -1,13 +1,14 @@
 """The run orchestrator: the data and K checks, one run into a run directory, and restarts.
 
 Shared by ``mixvae fit`` (:mod:`pyro_mixvae.cli`), the estimators (:mod:`pyro_mixvae.estimator`)
-and :func:`pyro_mixvae.infer.fit` called with ``out_dir``:
+and :func:`fit`, which is :func:`pyro_mixvae.infer.fit`:
 
 * :func:`prepare_data` -- the model input (float32, images as (N, C, H, W)), the likelihood
   resolved (``auto``: Bernoulli when every value lies in [0, 1], else Gaussian) and the data
   checked against it; :func:`check_clusters` -- K between the model's minimum and N.
-* :func:`fit_in_directory` -- one run written as a complete run directory (``config.json``,
-  ``checkpoint.pt``, ``history.jsonl``, ``metrics.json``; :mod:`pyro_mixvae.runs`) that
+* :func:`fit` -- the training loop (:func:`pyro_mixvae.infer.train.fit`) in memory, or with ``out_dir``
+  into a run directory; :func:`fit_in_directory` -- one run written as a complete run directory
+  (``config.json``, ``checkpoint.pt``, ``history.jsonl``, ``metrics.json``; :mod:`pyro_mixvae.runs`) that
   ``mixvae evaluate / sample / report`` read, locked while it trains, marked incomplete when
   stopped, and removed when it stops before its first checkpoint.
 * :func:`restarts` -- R runs with seeds S, S+1, ...; the one with the best training ELBO is kept
@@ -31,12 +32,12 @@ from .data import check_data
 from .errors import ConfigError, NonFiniteLossError, RunError, Terminated
 from .evaluation import elbo_per_point, evaluate
 from .infer import distributed
-from .infer.checkpoint import CHECKPOINT, atomic_write, deferred_signals, load_checkpoint
+from .infer.checkpoint import CHECKPOINT, atomic_write, deferred_signals, load_checkpoint, state_mismatch
 from .infer.train import History, TrainConfig, saved_state, seed_everything, train
 from .metrics import DEFINITIONS
 from .nets import resolve_likelihood
 from .runs import (CONFIG, METRICS, check_same_data, check_writable, data_fingerprint, read_config, read_history,
-                   read_json, run_directory, run_lock, state_mismatch, write_json)
+                   read_json, run_directory, run_lock, write_json)
 
 DATA_FILE = "data.npz"  # the data of a run fitted from Python without a data set's name
 RESTART_FILES = (CONFIG, CHECKPOINT, "history.jsonl")
@@ -72,6 +73,27 @@ class RunResult:
     history: History
     metrics: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+
+
+def fit(model, x, y: Optional[np.ndarray] = None, *, config: Optional[TrainConfig] = None, elbo=None,
+        schedules: Optional[Sequence] = None, observed: Optional[dict] = None, out_dir=None, resume: bool = False,
+        pretrain: Optional[bool] = None, progress: bool = True, callbacks: Sequence[Callable[[int, dict], None]] = (),
+        data: Optional[str] = None) -> History:
+    """:func:`pyro_mixvae.infer.fit`: the training loop of :func:`pyro_mixvae.infer.train.fit` (its arguments
+    and how a second call continues the run are described there), in memory or into a run directory.
+
+    **A run directory.** With ``out_dir`` the call writes a complete run directory
+    (:func:`fit_in_directory`): ``config.json``, ``checkpoint.pt``, ``history.jsonl`` and ``metrics.json``,
+    which ``mixvae evaluate / sample / report`` read. ``data`` names the data set (``digits``, a ``.npz``
+    path, ...) as ``config.json`` records it; left None, ``x`` and ``y`` are saved to ``out_dir/data.npz``
+    and that file is recorded. ``resume=True`` restores the checkpoint of ``out_dir`` (every RNG included)
+    and trains up to ``epochs`` in total: an interrupted run resumed equals an uninterrupted one.
+    """
+    kwargs = dict(config=config, elbo=elbo, schedules=schedules, observed=observed, resume=resume,
+                  pretrain=pretrain, progress=progress, callbacks=callbacks)
+    if out_dir is not None:
+        return fit_in_directory(model, x, y, out_dir, data=data, **kwargs).history
+    return train(model, x, y, **kwargs)
 
 
 def fit_in_directory(model, x, y, out_dir, *, config: Optional[TrainConfig] = None, observed=None,
@@ -262,8 +284,6 @@ def fit_best(build: Callable, x, y=None, *, seeds: Sequence[int], config: Option
     trained by :func:`~pyro_mixvae.infer.fit`; returns ``(best, results)``, each result ``{seed, elbo, model,
     history}`` and the last epoch's acc / NMI / ARI when ``y`` is given. The ELBO is that of the training data
     (:func:`~pyro_mixvae.evaluation.elbo_per_point`), computed only when there is a choice to make."""
-    from .infer.train import fit
-
     config = config or TrainConfig()
 
     def one(seed, directory, resume):

@@ -4,7 +4,9 @@ A run directory holds ``config.json`` (every setting used, the model's defaults 
 model's construction and a fingerprint of the data), ``checkpoint.pt``
 (:mod:`pyro_mixvae.infer.checkpoint`), ``history.jsonl`` (one line per epoch) and
 ``metrics.json`` (``"complete": true`` once training has finished; a run stopped early by an
-interrupt or a non-finite loss writes ``"complete": false`` and why).
+interrupt or a non-finite loss writes ``"complete": false`` and why). ``history.jsonl`` is read by
+:func:`~pyro_mixvae.infer.callbacks.read_history` (beside the callback that writes it) and the
+parameters by :func:`~pyro_mixvae.infer.checkpoint.load_parameters`, which the training loop resumes with.
 
 One process at a time writes it: ``fit`` (new or resumed) and ``report`` hold an exclusive
 ``fcntl.flock`` on ``.lock`` (which holds the writer's pid) while they run
@@ -28,8 +30,9 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, MixVAEError, RunError
-from .infer.checkpoint import CHECKPOINT, atomic_write, deferred_signals, load_checkpoint, remove_temporaries
-from .infer.train import HISTORY
+from .infer.callbacks import HISTORY, read_history  # noqa: F401 (read_history: the run directory API has it)
+from .infer.checkpoint import (CHECKPOINT, atomic_write, deferred_signals, load_checkpoint, load_parameters,
+                               remove_temporaries)
 from .models import build
 
 CONFIG = "config.json"
@@ -66,33 +69,6 @@ def read_config(run_dir) -> dict:
     if missing or not isinstance(cfg.get("train"), dict) or not isinstance(cfg.get("settings"), dict):
         raise RunError(f"{Path(run_dir) / CONFIG} is damaged: it lacks {', '.join(missing) or 'a valid train/settings'}")
     return cfg
-
-
-def read_history(run_dir, upto: int | None = None) -> list:
-    """The records of ``history.jsonl`` with ``epoch <= upto``.
-
-    A torn last line (a run killed while appending) is left out; any other line that is not a
-    JSON record with an ``epoch`` is a one-line :class:`RunError`.
-    """
-    path = Path(run_dir) / HISTORY
-    if not path.is_file():
-        return []
-    try:
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise RunError(f"{path} cannot be read: {e}") from None
-    records = []
-    for i, line in enumerate(lines, 1):
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
-                raise ValueError("not an epoch record")
-        except ValueError:
-            if i == len(lines):
-                break  # torn by an interruption
-            raise RunError(f"{path} is damaged at line {i}") from None
-        records.append(record)
-    return [r for r in records if upto is None or r["epoch"] <= upto]
 
 
 # ----------------------------------------------------------------------------- the data's fingerprint
@@ -242,32 +218,6 @@ def model_from_checkpoint(state: dict, path):
         raise RunError(f"{path} is damaged: its model construction is not valid ({' '.join(str(e).split())[:150]})") from None
     load_parameters(model, state, path)
     return model
-
-
-def load_parameters(model, state: dict, path) -> None:
-    """``model.load_state_dict(state["model"])`` (and its extra state); a key or shape mismatch is one line."""
-    problem = state_mismatch(model.state_dict(), state["model"])
-    if problem:
-        raise RunError(f"{path} does not fit this model: {problem}")
-    try:
-        model.load_state_dict(state["model"])
-        model.load_extra_state(state["model_extra"])
-    except (RuntimeError, TypeError, ValueError, KeyError) as e:
-        raise RunError(f"{path} does not fit this model: {' '.join(str(e).split())[:150]}") from None
-
-
-def state_mismatch(expected: dict, found: dict) -> str:
-    """'' when ``found`` has the keys and shapes of ``expected``, else what differs (first few)."""
-    if not all(torch.is_tensor(v) for v in found.values()):
-        return "its parameters are not all tensors"
-    missing = [k for k in expected if k not in found]
-    extra = [k for k in found if k not in expected]
-    shapes = [f"{k} {tuple(found[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-              if k in found and tuple(found[k].shape) != tuple(v.shape)]
-    parts = ([f"missing {', '.join(missing[:3])}"] if missing else []) + \
-            ([f"unexpected {', '.join(extra[:3])}"] if extra else []) + \
-            ([f"shapes {'; '.join(shapes[:3])}"] if shapes else [])
-    return "; ".join(parts)
 
 
 def completion(cfg: dict, metrics: dict | None = None) -> str:

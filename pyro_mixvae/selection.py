@@ -40,8 +40,8 @@ from tqdm.auto import tqdm
 from .data import check_data
 from .errors import ConfigError
 from .runner import as_model_input
-from .evaluation import DEFAULT_GLOBAL_DRAWS, elbo_per_point, importance_log_likelihood
-from .infer.train import TrainConfig, fit, predict_proba, seed_everything
+from .evaluation import DEFAULT_GLOBAL_DRAWS, elbo_per_point, importance_log_likelihood, predict_proba
+from .infer.train import TrainConfig, fit, seed_everything
 from .models import get_model_class
 from .models.base import parse_settings
 from .nets import resolve_likelihood
@@ -62,7 +62,7 @@ class Selection:
 
     def to_frame(self):
         """The table as a ``pandas.DataFrame``."""
-        import pandas as pd
+        import pandas as pd  # here: pandas is not one of this package's own dependencies
 
         return pd.DataFrame(self.table)
 
@@ -235,7 +235,7 @@ def select_n_clusters(X, ks: Sequence[int] = tuple(range(2, 11)), *, models: Seq
 
 def write_selection(selection: Selection, out_dir, command: str = "") -> Path:
     """``out_dir/selection.json``, ``selection.png`` and ``selection.md``; returns the markdown's path."""
-    from .plots import selection_figure
+    from .plots import selection_figure  # here: plots loads matplotlib, which choosing K does not need
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

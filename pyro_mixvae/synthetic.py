@@ -7,6 +7,8 @@ labels ``y``); the same arguments give the same set.
   whose centres are at least ``separation`` standard deviations apart; ``bounded=True`` maps
   them affinely into [0.05, 0.95] (still a Gaussian likelihood under ``likelihood="auto"``: only images and binary data get a Bernoulli one),
   ``warped=True`` sends them through a fixed smooth nonlinear map (:func:`warp`) first;
+* :func:`make_unit_blobs` -- K tight groups in [0, 1]^D around uniformly drawn centres, clipped to the
+  box (the guides' example, and the tests' small labelled sets);
 * :func:`load_table` -- scikit-learn's bundled tables (iris, wine, breast cancer), standardised;
 * :func:`robustness_suite` -- the named sets of ``experiments/robustness.py`` and its tests.
 """
@@ -65,6 +67,16 @@ def make_separated_blobs(n: int, dim: int, k: int, *, separation: float = 8.0, b
     return Dataset(x=x.astype(np.float32), y=y.astype(np.int64), name=name)
 
 
+def make_unit_blobs(n: int, dim: int, k: int, *, noise: float = 0.05, seed: int = 0) -> Dataset:
+    """``k`` groups of ``n // k`` points in [0, 1]^dim: centres drawn uniformly from [0.1, 0.9]^dim, each
+    point its group's centre plus N(0, noise^2) per coordinate, clipped to [0, 1]."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0.1, 0.9, size=(k, dim))
+    y = np.repeat(np.arange(k), n // k)
+    x = np.clip(centres[y] + noise * rng.standard_normal((len(y), dim)), 0, 1)
+    return Dataset(x=x.astype(np.float32), y=y, name=f"unit-blobs-n{len(y)}-d{dim}-k{k}")
+
+
 def load_table(name: str) -> Dataset:
     """One of scikit-learn's bundled tables (``TABLES``), each column standardised."""
     if name not in TABLES:
@@ -76,11 +88,8 @@ def load_table(name: str) -> Dataset:
 
 def guide_example(seed: int = 0) -> Dataset:
     """The example of ``guides/cluster-your-own-data.md``: 4 groups of 50 points in 20 dimensions in [0, 1]."""
-    rng = np.random.default_rng(seed)
-    centres = rng.uniform(0.1, 0.9, size=(4, 20))
-    y = np.repeat(np.arange(4), 50)
-    x = np.clip(centres[y] + 0.05 * rng.standard_normal((200, 20)), 0, 1)
-    return Dataset(x=x.astype(np.float32), y=y, name="guide-example")
+    data = make_unit_blobs(200, 20, 4, noise=0.05, seed=seed)
+    return Dataset(x=data.x, y=data.y, name="guide-example")
 
 
 def robustness_suite(full: bool = False) -> Dict[str, Dataset]:

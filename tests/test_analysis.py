@@ -35,19 +35,13 @@ LOCALS = {"vade": ["z"], "vib-gmm": ["z"], "gmvae": ["w", "z"], "factorial": ["z
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory):
+def reports(tmp_path_factory, blobs_npz):
     """One tiny run and its report per model type, on a labelled .npz the package never saw."""
     root = tmp_path_factory.mktemp("runs")
-    rng = np.random.default_rng(0)
-    centres = rng.uniform(0.1, 0.9, size=(3, 12))
-    y = np.repeat(np.arange(3), 40)
-    x = np.clip(centres[y] + 0.03 * rng.standard_normal((120, 12)), 0, 1).astype(np.float32)
-    data = root / "blobs.npz"
-    np.savez(data, x=x, y=y)
     out = {}
     for name, extra in MODELS.items():
         run = root / name
-        assert main(["fit", name, "--data", str(data), *FAST, *extra, "--out", str(run)]) == 0
+        assert main(["fit", name, "--data", str(blobs_npz), *FAST, *extra, "--out", str(run)]) == 0
         assert main(["report", str(run), "--num-samples", "32", "--iw-samples", "10"]) == 0
         out[name] = run
     return out

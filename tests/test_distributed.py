@@ -10,7 +10,6 @@ import os
 import socket
 from pathlib import Path
 
-import numpy as np
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -24,6 +23,7 @@ from pyro_mixvae.infer.train import train  # the loop alone: these models' guide
 from pyro_mixvae.models import VaDE
 from pyro_mixvae.models.base import data_plate
 from pyro_mixvae.models.factorial import FactorialMixtureVAE
+from pyro_mixvae.synthetic import make_unit_blobs
 
 N, BATCH, EPOCHS, SEED, LR = 64, 16, 2, 3, 1e-2
 SEED_SPREAD = 0.05  # acc of the digits settings over seeds 0-4 in one process: 0.704-0.757 (distributed.md)
@@ -69,10 +69,8 @@ class FixedNoiseFactorial(FactorialMixtureVAE):
 
 
 def _data():
-    rng = np.random.default_rng(0)
-    y = np.repeat(np.arange(2), N // 2)
-    x = np.clip(rng.uniform(0.1, 0.9, (2, 6))[y] + 0.05 * rng.standard_normal((N, 6)), 0, 1)
-    return torch.tensor(x, dtype=torch.float32), y
+    data = make_unit_blobs(N, 6, 2)
+    return torch.as_tensor(data.x), data.y
 
 
 def _models(seed):

@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 
 from pyro_mixvae.cli import main
+from pyro_mixvae.synthetic import make_unit_blobs
 
 pytestmark = pytest.mark.slow
 
@@ -114,15 +115,14 @@ def skip_reason(words: list):
 
 def _make_inputs(argv: list, folder: Path) -> None:
     """The user's files a documented command names (``--data X.npz|.csv``, ``--labels X.npy``)."""
-    rng = np.random.default_rng(0)
-    y = np.repeat(np.arange(4), 25)
-    x = np.clip(rng.uniform(0.1, 0.9, (4, 20))[y] + 0.05 * rng.standard_normal((100, 20)), 0, 1)
+    blobs = make_unit_blobs(100, 20, 4)
+    x, y = blobs.x, blobs.y
     factors = next((int(a.split("=")[1]) for a in argv if a.startswith("factors=")), 1)
     for flag, value in zip(argv, argv[1:]):
         path = folder / value
         if flag == "--data" and value.endswith((".npz", ".csv")) and not path.exists():
             if value.endswith(".npz"):
-                np.savez(path, x=x.astype(np.float32), y=y)
+                np.savez(path, x=x, y=y)
             else:
                 np.savetxt(path, np.column_stack([x, y]), delimiter=",", header=",".join(
                     [f"f{i}" for i in range(20)] + ["label"]), comments="")

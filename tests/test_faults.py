@@ -75,14 +75,9 @@ def consistent(run, epoch):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    centres = rng.uniform(0.1, 0.9, size=(3, 8))
-    y = np.repeat(np.arange(3), 40)
-    x = np.clip(centres[y] + 0.05 * rng.standard_normal((120, 8)), 0, 1).astype(np.float32)
-    path = tmp_path_factory.mktemp("data") / "blobs.npz"
-    np.savez(path, x=x, y=y)
-    return path
+def data(blobs_file):
+    """3 groups of 40 points in [0, 1]^8, as a .npz."""
+    return blobs_file(120, 8, 3)
 
 
 @pytest.fixture(scope="module")

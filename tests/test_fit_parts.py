@@ -13,6 +13,7 @@ from pyro_mixvae.evaluation import elbo_per_point
 from pyro_mixvae.infer import TrainConfig, fit, seed_everything
 from pyro_mixvae.models import VaDE
 from pyro_mixvae.runner import fit_best
+from pyro_mixvae.synthetic import make_unit_blobs
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 50
@@ -30,13 +31,6 @@ def test_no_function_is_longer_than_fifty_lines(path):
     assert _long_functions(path) == []
 
 
-def _blobs(n=90, d=8, k=3, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.arange(k), n // k)
-    x = np.clip(rng.uniform(0.1, 0.9, (k, d))[y] + 0.05 * rng.standard_normal((n, d)), 0, 1)
-    return x.astype(np.float32), y
-
-
 def _model(seed=0):
     seed_everything(seed)
     return VaDE((8,), 3, "bernoulli", hidden=(16, 16), latent_dim=2, gmm_restarts=1)
@@ -47,7 +41,8 @@ def _cfg(epochs):
 
 
 def test_fit_from_python_writes_a_run_directory_that_evaluate_and_report_read(tmp_path, capsys):
-    x, y = _blobs()
+    blobs = make_unit_blobs(90, 8, 3)
+    x, y = blobs.x, blobs.y
     model = _model()
     out = tmp_path / "run"
     history = fit(model, x, y, config=_cfg(2), out_dir=out, progress=False)
@@ -66,7 +61,8 @@ def test_fit_from_python_writes_a_run_directory_that_evaluate_and_report_read(tm
 
 
 def test_a_second_fit_continues_the_run_without_pretraining_again(tmp_path, monkeypatch):
-    x, y = _blobs()
+    blobs = make_unit_blobs(90, 8, 3)
+    x, y = blobs.x, blobs.y
     straight = _model()
     fit(straight, x, y, config=_cfg(4), progress=False)
 
@@ -92,7 +88,8 @@ def test_a_second_fit_continues_the_run_without_pretraining_again(tmp_path, monk
 
 
 def test_restarts_through_the_orchestrator_keep_the_best_training_elbo():
-    x, y = _blobs(seed=2)
+    blobs = make_unit_blobs(90, 8, 3, seed=2)
+    x, y = blobs.x, blobs.y
 
     def build(seed):
         return _model(seed), {}

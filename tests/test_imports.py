@@ -10,28 +10,13 @@ cycle. Two graphs:
 * module level (inside try / if / with / class bodies too; not under ``if TYPE_CHECKING:``, which
   never runs): what Python executes on import; it must have no cycle at all;
 * with the imports inside functions too: a function-local import that closes a cycle hides it from
-  the import order, the modules still depend on each other. The one such cycle known when this test
-  was written (``analysis`` <-> ``plots``) is marked by name: any other cycle fails at once, and
-  when that one is removed the strict xfail of ``test_no_import_cycle_at_all`` fails the run, so
-  that the marker and ``KNOWN_CYCLE`` are removed with it.
+  the import order, the modules still depend on each other; there must be none either.
 """
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent / "pyro_mixvae"
 PACKAGE = "pyro_mixvae"
-# analysis.py imports plots.py at module level, plots.py imports analysis.py inside a function
-KNOWN_CYCLE = frozenset({"pyro_mixvae.analysis", "pyro_mixvae.plots"})
-# the training loop, its callbacks, the run orchestrator and evaluation reach each other through
-# function-local imports (train -> runner / runs / evaluation, models.base -> infer.train,
-# infer.compiled -> models.base, runner -> infer.train); known and listed until it is untangled
-KNOWN_KNOT = frozenset({"pyro_mixvae.evaluation", "pyro_mixvae.infer.callbacks", "pyro_mixvae.infer.compiled",
-                        "pyro_mixvae.infer.pretrain", "pyro_mixvae.infer.train", "pyro_mixvae.models",
-                        "pyro_mixvae.models.base", "pyro_mixvae.models.factorial", "pyro_mixvae.models.gmvae",
-                        "pyro_mixvae.models.vade", "pyro_mixvae.models.vib_gmm", "pyro_mixvae.runner",
-                        "pyro_mixvae.runs"})
 
 
 def module_names() -> dict:
@@ -144,18 +129,8 @@ def test_no_module_level_import_cycle():
     assert cycles(import_graph()) == []
 
 
-def test_no_cycle_through_function_local_imports_but_the_known_one():
-    """A function-local import that closes a cycle hides the cycle from the import order; the modules
-    still depend on each other. Any cycle but the known ones fails here, and so does a known one that
-    gains or loses a member."""
-    found = set(cycles(import_graph(functions=True)))
-    known = {KNOWN_CYCLE, KNOWN_KNOT}
-    assert found <= known, f"import cycles: {sorted(sorted(c) for c in found - known)}"
-
-
-@pytest.mark.xfail(strict=True, reason="analysis.py <-> plots.py and the training knot depend on each other "
-                                       "through function-local imports (issue 24); once both are fixed this test "
-                                       "passes, and the strict xfail turns that into a failure: then remove this "
-                                       "marker, KNOWN_CYCLE and KNOWN_KNOT")
 def test_no_import_cycle_at_all():
-    assert cycles(import_graph(functions=True)) == []
+    """A function-local import that closes a cycle hides the cycle from the import order; the modules
+    still depend on each other."""
+    found = cycles(import_graph(functions=True))
+    assert found == [], f"import cycles: {sorted(sorted(c) for c in found)}"

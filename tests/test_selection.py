@@ -65,14 +65,9 @@ def test_holdout_split_is_disjoint_and_refuses_bad_fractions():
 
 
 @pytest.fixture(scope="module")
-def blobs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("select")
-    rng = np.random.default_rng(0)
-    centres = rng.uniform(0.1, 0.9, size=(3, 10))
-    y = np.repeat(np.arange(3), 30)
-    x = np.clip(centres[y] + 0.03 * rng.standard_normal((90, 10)), 0, 1).astype(np.float32)
-    np.savez(root / "blobs.npz", x=x, y=y)
-    return root
+def blobs(blobs_file):
+    """3 groups of 30 points in [0, 1]^10, as a .npz."""
+    return blobs_file(90, 10, 3, noise=0.03)
 
 
 ARGS = ["--clusters", "2-3", "--restarts", "2", "--epochs", "2", "--pretrain-epochs", "2", "--batch-size", "30",
@@ -80,9 +75,9 @@ ARGS = ["--clusters", "2-3", "--restarts", "2", "--epochs", "2", "--pretrain-epo
         "--device", "cpu", "--quiet"]
 
 
-def test_select_end_to_end_and_resumes(blobs, monkeypatch, capsys):
-    out = blobs / "out"
-    assert main(["select", "--data", str(blobs / "blobs.npz"), "--models", "vade,factorial", *ARGS,
+def test_select_end_to_end_and_resumes(blobs, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    assert main(["select", "--data", str(blobs), "--models", "vade,factorial", *ARGS,
                  "--set", "latent_dim=2", "--set", "dim=2", "--set", "prior_init_iters=1", "--out", str(out)]) == 0
     saved = json.loads((out / "selection.json").read_text())
     assert [(r["model"], r["k"]) for r in saved["table"]] == [("vade", 2), ("vade", 3), ("factorial", 2),
@@ -101,19 +96,19 @@ def test_select_end_to_end_and_resumes(blobs, monkeypatch, capsys):
         raise AssertionError("a finished candidate was trained again")
 
     monkeypatch.setattr(selection, "_train_candidate", no_training)
-    assert main(["select", "--data", str(blobs / "blobs.npz"), "--models", "vade,factorial", *ARGS,
+    assert main(["select", "--data", str(blobs), "--models", "vade,factorial", *ARGS,
                  "--set", "latent_dim=2", "--set", "dim=2", "--set", "prior_init_iters=1", "--out", str(out)]) == 0
     assert json.loads((out / "selection.json").read_text())["chosen"] == saved["chosen"]
 
 
 def test_select_refuses_a_setting_no_model_has(blobs, capsys):
-    assert main(["select", "--data", str(blobs / "blobs.npz"), "--set", "nonsense=1", "--quiet"]) == 2
+    assert main(["select", "--data", str(blobs), "--set", "nonsense=1", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("mixvae: error:") and "\n" not in err and "nonsense" in err
 
 
 def test_estimator_form_returns_a_table(blobs):
-    x = np.load(blobs / "blobs.npz")["x"]
+    x = np.load(blobs)["x"]
     from pyro_mixvae.infer.train import TrainConfig
 
     result = selection.select_n_clusters(x, [2, 3], restarts=2, holdout=0.25, iw_samples=5, progress=False,

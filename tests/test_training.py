@@ -9,13 +9,7 @@ from pyro_mixvae import VaDE as VaDEEstimator
 from pyro_mixvae.errors import NonFiniteLossError
 from pyro_mixvae.infer import TrainConfig, fit, seed_everything
 from pyro_mixvae.models import VaDE
-
-
-def _blobs(n=90, d=8, k=3, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.arange(k), n // k)
-    x = np.clip(rng.uniform(0.1, 0.9, (k, d))[y] + 0.05 * rng.standard_normal((n, d)), 0, 1)
-    return x.astype(np.float32), y
+from pyro_mixvae.synthetic import make_unit_blobs
 
 
 def _new_model(seed):
@@ -27,7 +21,8 @@ CFG = dict(epochs=4, pretrain_epochs=2, batch_size=32, device="cpu", seed=5, lr_
 
 
 def test_resume_after_interruption_gives_the_same_parameters(tmp_path):
-    x, y = _blobs()
+    blobs = make_unit_blobs(90, 8, 3)
+    x, y = blobs.x, blobs.y
     straight = _new_model(0)
     fit(straight, x, y, config=TrainConfig(**CFG), out_dir=tmp_path / "a", progress=False)
 
@@ -61,7 +56,8 @@ def test_resume_after_interruption_gives_the_same_parameters(tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    x, y = _blobs()
+    blobs = make_unit_blobs(90, 8, 3)
+    x, y = blobs.x, blobs.y
     model = _new_model(0)
 
     class NaNAt:
@@ -101,7 +97,8 @@ def test_shapes_of_guide_responsibilities_and_samples():
 
 
 def test_estimator_api_and_two_estimators_are_independent():
-    x, y = _blobs(seed=1)
+    blobs = make_unit_blobs(90, 8, 3, seed=1)
+    x, y = blobs.x, blobs.y
     kw = dict(hidden=(16, 16), latent_dim=2, epochs=3, pretrain_epochs=3, batch_size=30, device="cpu")
     a = VaDEEstimator(3, random_state=0, **kw).fit(x, y)
     before = {k: v.clone() for k, v in a.model_.state_dict().items()}

@@ -13,27 +13,24 @@ the record, and the ones after it see them. A callback may also have the methods
 ``fit`` runs its own callbacks (:func:`builtin_callbacks`) before the user's: the metrics
 against the labels, the progress bar, the history line of the epoch and its checkpoint when one is due
 (written together, with SIGINT / SIGTERM held back: :class:`Together`), and the collapse watch.
+:func:`read_history` reads the history file back (on resume, in ``mixvae report``).
 """
 from __future__ import annotations
 
 import json
 import math
 import time
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..errors import RunError
 from ..metrics import clustering_metrics
 from .checkpoint import CHECKPOINT, atomic_write, deferred_signals, rng_state, save_checkpoint
 from .collapse import CollapseWatch
+from .predict import predict_proba
 
 HISTORY = "history.jsonl"
-
-
-def all_responsibilities(model, x):
-    """:func:`pyro_mixvae.evaluation.predict_proba` (imported here when called: evaluation imports this package)."""
-    from ..evaluation import predict_proba
-
-    return predict_proba(model, x)
 
 
 class LabelMetrics:
@@ -47,7 +44,7 @@ class LabelMetrics:
         run = self.run
         if run.ddp.is_main and (epoch % run.cfg.eval_every == 0 or epoch == run.last_epoch):  # [distributed] rank 0
             t0 = time.perf_counter()
-            record.update(clustering_metrics(all_responsibilities(run.model, run.x).cpu().numpy(), run.y))
+            record.update(clustering_metrics(predict_proba(run.model, run.x).cpu().numpy(), run.y))
             record["seconds"] += time.perf_counter() - t0
 
 
@@ -93,6 +90,33 @@ class HistoryFile:
         if self.out is not None:
             with open(self.out / HISTORY, "a") as f:
                 f.write(json.dumps(record) + "\n")
+
+
+def read_history(run_dir, upto: int | None = None) -> list:
+    """The records of ``history.jsonl`` with ``epoch <= upto``.
+
+    A torn last line (a run killed while appending) is left out; any other line that is not a
+    JSON record with an ``epoch`` is a one-line :class:`RunError`.
+    """
+    path = Path(run_dir) / HISTORY
+    if not path.is_file():
+        return []
+    try:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunError(f"{path} cannot be read: {e}") from None
+    records = []
+    for i, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+                raise ValueError("not an epoch record")
+        except ValueError:
+            if i == len(lines):
+                break  # torn by an interruption
+            raise RunError(f"{path} is damaged at line {i}") from None
+        records.append(record)
+    return [r for r in records if upto is None or r["epoch"] <= upto]
 
 
 class Checkpointer:

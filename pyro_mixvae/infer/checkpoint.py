@@ -191,3 +191,29 @@ def load_checkpoint(path, map_location="cpu") -> dict:
 def _first_line(error) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return (lines[0] if lines else type(error).__name__)[:200]
+
+
+def load_parameters(model, state: dict, path) -> None:
+    """``model.load_state_dict(state["model"])`` (and its extra state); a key or shape mismatch is one line."""
+    problem = state_mismatch(model.state_dict(), state["model"])
+    if problem:
+        raise RunError(f"{path} does not fit this model: {problem}")
+    try:
+        model.load_state_dict(state["model"])
+        model.load_extra_state(state["model_extra"])
+    except (RuntimeError, TypeError, ValueError, KeyError) as e:
+        raise RunError(f"{path} does not fit this model: {' '.join(str(e).split())[:150]}") from None
+
+
+def state_mismatch(expected: dict, found: dict) -> str:
+    """'' when ``found`` has the keys and shapes of ``expected``, else what differs (first few)."""
+    if not all(torch.is_tensor(v) for v in found.values()):
+        return "its parameters are not all tensors"
+    missing = [k for k in expected if k not in found]
+    extra = [k for k in found if k not in expected]
+    shapes = [f"{k} {tuple(found[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
+              if k in found and tuple(found[k].shape) != tuple(v.shape)]
+    parts = ([f"missing {', '.join(missing[:3])}"] if missing else []) + \
+            ([f"unexpected {', '.join(extra[:3])}"] if extra else []) + \
+            ([f"shapes {'; '.join(shapes[:3])}"] if shapes else [])
+    return "; ".join(parts)

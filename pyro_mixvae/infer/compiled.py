@@ -45,6 +45,8 @@ import pyro
 import torch
 from torch import nn
 
+from .params import param_sites_off
+
 
 class _LossModule(nn.Module):
     """``forward(x, *observed) -> (loss, *reported terms)`` for one batch shape; the model is a
@@ -135,8 +137,6 @@ def compiled_loss(elbo, model, enabled: Optional[bool] = None):
 
 def _eager_loss(elbo, model, x, num_data, **observed):
     """The ELBO's loss of the Python programs, without their param sites (the caller's optimizer
-    holds the module's parameters already; :func:`~pyro_mixvae.models.base.param_sites_off`)."""
-    from ..models.base import param_sites_off  # here: models import infer at load time
-
+    holds the module's parameters already; :func:`~.params.param_sites_off`)."""
     with param_sites_off():
         return elbo.differentiable_loss(model.model, model.guide, x, num_data, **observed)

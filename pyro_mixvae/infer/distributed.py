@@ -44,6 +44,7 @@ from datetime import timedelta
 from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
+import pyro
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
@@ -338,8 +339,6 @@ class DataParallel(SingleProcess):
 
     def seed_ranks(self, seed: int) -> None:
         """Give each rank its own RNG stream for the SVI phase (the guide's draws), from (seed, rank)."""
-        import pyro
-
         pyro.set_rng_seed(int(np.random.SeedSequence([int(seed), self.rank]).generate_state(1)[0]))
 
     def check_consistent(self, **facts) -> None:

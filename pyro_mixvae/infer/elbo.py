@@ -1,4 +1,5 @@
-"""ELBO subclasses with the extra terms of the GMVAE papers and of VIB-GMM.
+"""ELBO objects: a model's plain bound (:func:`default_elbo`), and subclasses with the extra terms of
+the GMVAE papers and of VIB-GMM.
 
 :class:`MixtureELBO` is ``TraceEnum_ELBO`` plus three terms that compose (loss = minimised);
 :class:`InformationBottleneckELBO` adds VIB-GMM's weight ``s`` on the KL part (see its docstring);
@@ -72,6 +73,16 @@ from pyro.infer import TraceEnum_ELBO
 from pyro.infer.util import is_identically_zero
 
 from ..errors import ConfigError
+
+
+def default_elbo(model, num_particles: int = 1):
+    """``TraceEnum_ELBO`` with the model's plate nesting and vectorised particles.
+
+    This is the plain bound; a model's training objective (``model.make_elbo``) may add terms
+    to it, but the ELBO that is reported (:mod:`pyro_mixvae.evaluation`) is always this one.
+    """
+    return TraceEnum_ELBO(max_plate_nesting=model.max_plate_nesting, num_particles=num_particles,
+                          vectorize_particles=True)
 
 
 class ClusterTerms:

@@ -17,9 +17,10 @@ model's own run continued, or a checkpoint resumed), :func:`train_epochs` / :fun
 epoch's line of ``history.jsonl`` (ELBO -- or ``objective`` when the ELBO object adds terms to
 the bound --, metrics when there are labels, seconds, learning rate, and any term an ELBO
 subclass reports) and its atomic checkpoint (:mod:`.checkpoint`), and the collapse watch.
-``resume=True`` restores the checkpoint, every RNG included, so that an interrupted run resumed
-ends with the same parameters as an uninterrupted one; a second ``fit`` on a trained model
-continues its run from the state the first left on it, just as exactly.
+``resume=True`` (of :func:`train`, and of :func:`pyro_mixvae.infer.fit` with a run directory)
+restores the checkpoint, every RNG included, so that an interrupted run resumed ends with the same
+parameters as an uninterrupted one; a second ``fit`` on a trained model continues its run from the
+state the first left on it, just as exactly.
 
 On CPU (and in a distributed job) a NaN or infinite loss stops the run
 before the optimizer applies it, with a :class:`~pyro_mixvae.errors.NonFiniteLossError` naming
@@ -48,14 +49,15 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pyro
 import torch
-from pyro.infer import TraceEnum_ELBO
 
 from ..errors import ConfigError, NonFiniteLossError
 from ..metrics import clustering_metrics
 from . import distributed
-from .callbacks import HISTORY, all_responsibilities, builtin_callbacks  # noqa: F401 (HISTORY: runs.py reads it here)
-from .checkpoint import CHECKPOINT, rng_state, set_rng_state
+from .callbacks import builtin_callbacks, read_history
+from .checkpoint import CHECKPOINT, load_parameters, rng_state, set_rng_state
 from .compiled import compiled_loss
+from .elbo import default_elbo  # noqa: F401 (imported from here by pyro_mixvae.infer and experiments)
+from .predict import predict_proba
 
 SYNC_EVERY = 50  # on CUDA, steps between two host reads of the loss (the non-finite check)
 
@@ -239,16 +241,6 @@ def seed_everything(seed: int) -> None:
     pyro.set_rng_seed(int(seed))
 
 
-def default_elbo(model, num_particles: int = 1):
-    """``TraceEnum_ELBO`` with the model's plate nesting and vectorised particles.
-
-    This is the plain bound; a model's training objective (``model.make_elbo``) may add terms
-    to it, but the ELBO that is reported (:mod:`pyro_mixvae.evaluation`) is always this one.
-    """
-    return TraceEnum_ELBO(max_plate_nesting=model.max_plate_nesting, num_particles=num_particles,
-                          vectorize_particles=True)
-
-
 @dataclass
 class History:
     """The per-epoch records of a run (also written to ``history.jsonl``)."""
@@ -313,10 +305,10 @@ class TrainingRun:
 
 
 def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optional[TrainConfig] = None,
-        elbo=None, schedules: Optional[Sequence] = None, observed: Optional[dict] = None, out_dir=None,
-        resume: bool = False, pretrain: Optional[bool] = None, progress: bool = True,
-        callbacks: Sequence[Callable[[int, dict], None]] = (), data: Optional[str] = None) -> History:
-    """Train ``model`` on ``x`` by SVI; see the module docstring. Returns the :class:`History`.
+        elbo=None, schedules: Optional[Sequence] = None, observed: Optional[dict] = None,
+        pretrain: Optional[bool] = None, progress: bool = True,
+        callbacks: Sequence[Callable[[int, dict], None]] = ()) -> History:
+    """Train ``model`` on ``x`` by SVI, in memory; see the module docstring. Returns the :class:`History`.
 
     ``observed`` maps keyword names to per-point tensors (N, ...) -- e.g. the factorial model's
     partial ``labels`` -- whose minibatch rows are passed to ``model.model``, ``model.guide`` and
@@ -333,22 +325,11 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     more epochs, with no pretraining and no initialisation: two calls of E epochs give the parameters
     of one call of 2E. ``pretrain=True`` starts a new run from scratch; ``pretrain=False`` never
     pretrains (on a model without a training state: SVI from its current parameters, a fresh optimizer).
-    ``resume=True`` instead restores the checkpoint of ``out_dir`` (every RNG included) and trains up
-    to ``epochs`` in total: an interrupted run resumed equals an uninterrupted one.
 
-    **A run directory.** With ``out_dir`` the call writes a complete run directory
-    (:func:`pyro_mixvae.runner.fit_in_directory`): ``config.json``, ``checkpoint.pt``,
-    ``history.jsonl`` and ``metrics.json``, which ``mixvae evaluate / sample / report`` read.
-    ``data`` names the data set (``digits``, a ``.npz`` path, ...) as ``config.json`` records it;
-    left None, ``x`` and ``y`` are saved to ``out_dir/data.npz`` and that file is recorded.
+    A run directory (``out_dir``, ``resume``, ``data``) is the runner's: :func:`pyro_mixvae.infer.fit`
+    (that is, :func:`pyro_mixvae.runner.fit`) is this function with those arguments.
     """
-    if out_dir is not None:
-        from ..runner import fit_in_directory  # (the runner imports this module)
-
-        return fit_in_directory(model, x, y, out_dir, config=config, elbo=elbo, schedules=schedules,
-                                observed=observed, resume=resume, pretrain=pretrain, progress=progress,
-                                callbacks=callbacks, data=data).history
-    return train(model, x, y, config=config, elbo=elbo, schedules=schedules, observed=observed, resume=resume,
+    return train(model, x, y, config=config, elbo=elbo, schedules=schedules, observed=observed,
                  pretrain=pretrain, progress=progress, callbacks=callbacks)
 
 
@@ -436,8 +417,6 @@ def begin(run: TrainingRun, resume: bool, pretrain: Optional[bool], progress: bo
 
 def _resume(run: TrainingRun) -> None:
     """Everything from the checkpoint in ``run.out``; training goes on up to ``cfg.epochs``."""
-    from ..runs import load_parameters, read_history  # (runs imports this module)
-
     ckpt_path = run.out / CHECKPOINT if run.out is not None else None
     if run.ddp.is_main and (ckpt_path is None or not ckpt_path.exists()):
         raise ConfigError(f"cannot resume: no {CHECKPOINT} in {run.out}")
@@ -471,7 +450,7 @@ def _start(run: TrainingRun, pretrain: bool, progress: bool) -> None:
         run.history.pretrain["seconds"] = time.perf_counter() - t0
         if not _all_finite(model, x[:cfg.batch_size]):
             raise NonFiniteLossError("the parameters became non-finite in pretraining; nothing was saved")
-        run.history.pretrain.update(clustering_metrics(all_responsibilities(model, x).cpu().numpy(), run.y))
+        run.history.pretrain.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), run.y))
     run.history.pretrain = ddp.broadcast_state(model, run.history.pretrain)  # [distributed] rank 0's state to all
     ddp.seed_ranks(cfg.seed)  # [distributed] each rank its own RNG stream for the guide's draws
     run.start, run.last_epoch = 1, cfg.epochs
@@ -557,16 +536,7 @@ def _all_finite(model, xb: torch.Tensor) -> bool:
     if not all(bool(torch.isfinite(t).all()) for t in tensors):
         return False
     with torch.random.fork_rng(devices=[xb.device] if xb.device.type == "cuda" else []):
-        return bool(torch.isfinite(all_responsibilities(model, xb)).all())
-
-
-def __getattr__(name: str):
-    """``predict_proba`` moved to :mod:`pyro_mixvae.evaluation`; imported from here it still works (for now)."""
-    if name == "predict_proba":
-        from ..evaluation import predict_proba
-
-        return predict_proba
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return bool(torch.isfinite(predict_proba(model, xb)).all())
 
 
 def _apply_changed_schedule(optimizer, scheduler: WarmupStepDecay, cfg: "TrainConfig", saved: dict) -> dict:

@@ -9,8 +9,9 @@ parameter store, so several models in one process are independent.
 Pyro's own machinery works on the two programs as they are:
 
 * **training** -- every subclass's ``model`` and ``guide`` first announce the module's trainable
-  parameters to Pyro (:func:`announce_params`, a ``pyro.module`` statement that leaves the global
-  parameter store alone, as ``PyroModule`` does under ``module_local_params``), so a stock
+  parameters to Pyro (:func:`~pyro_mixvae.infer.params.announce_params`, a ``pyro.module``
+  statement that leaves the global parameter store alone, as ``PyroModule`` does under
+  ``module_local_params``), so a stock
   ``pyro.infer.SVI(m.model, m.guide, pyro.optim.Adam(...), m.make_elbo())`` trains them all,
   whatever ``pyro.settings`` say; :meth:`MixtureVAE.conjugate_step` after each ``svi.step`` does
   what SVI cannot (the factorial prior's natural-gradient step);
@@ -37,9 +38,7 @@ need, with the same names everywhere:
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import weakref
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Sequence
@@ -47,13 +46,12 @@ from typing import Any, Callable, Dict, Optional, Sequence
 import pyro
 import torch
 from pyro import poutine
-from pyro.distributions import constraints
 from pyro.infer import Predictive
-from pyro.params.param_store import param_with_module_name
-from pyro.poutine.runtime import am_i_wrapped, effectful
 from torch import nn
 
 from ..errors import ConfigError
+from ..infer.elbo import default_elbo
+from ..infer.params import announce_params
 
 
 @dataclass(frozen=True)
@@ -132,47 +130,8 @@ def _convert(kind, raw):
     return kind(raw)
 
 
-def announce_params(module: nn.Module, prefix: str) -> None:
-    """``pyro.module(prefix, module)`` without Pyro's global parameter store.
-
-    One ``param`` statement per trainable parameter, named ``prefix$$$name``, whose value has
-    ``.unconstrained()`` -> the parameter itself: what ``pyro.infer.SVI`` collects and hands to
-    its optimizer, and what ``poutine.trace(param_only=True)`` records. Nothing is stored, so two
-    models never share a parameter -- what ``PyroModule`` does under
-    ``pyro.settings.set(module_local_params=True)``, without depending on that setting. Nothing
-    happens outside Pyro's handlers (a plain call) or while ``torch.jit.trace`` records a loss
-    (the traced graph takes the module's parameters as its own).
-    """
-    if _quiet[0] or torch.jit.is_tracing() or not am_i_wrapped():
-        return
-    for name, param in module.named_parameters():
-        if param.requires_grad:
-            _announce(param_with_module_name(prefix, name), param)
-
-
-_quiet = [0]
-
-
-@contextlib.contextmanager
-def param_sites_off():
-    """Within: :func:`announce_params` does nothing. For a loop that hands the module's parameters
-    to its own optimizer (:func:`~pyro_mixvae.infer.fit`, through
-    :func:`~pyro_mixvae.infer.compiled.compiled_loss`), where the param sites would only cost time."""
-    _quiet[0] += 1
-    try:
-        yield
-    finally:
-        _quiet[0] -= 1
-
-
-def _announce(name: str, param: nn.Parameter) -> None:
-    value = param.detach()  # an alias carries the reference, so the Parameter itself stays picklable
-    value.unconstrained = weakref.ref(param)
-    effectful(lambda *_, **__: value, type="param")(name, value, constraint=constraints.real, name=name)
-
-
 def _announcing(program):
-    """Wrap a model's ``model`` / ``guide`` so that it calls :func:`announce_params` first."""
+    """Wrap a model's ``model`` / ``guide`` so that it calls :func:`~pyro_mixvae.infer.params.announce_params` first."""
 
     @functools.wraps(program)
     def run(self, *args, **kwargs):
@@ -218,7 +177,7 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
 
     def __init_subclass__(cls, **kwargs):
         """Every subclass's ``model`` and ``guide`` announce the module's parameters to Pyro
-        (:func:`announce_params`), so that stock ``pyro.infer.SVI`` trains them."""
+        (:func:`~pyro_mixvae.infer.params.announce_params`), so that stock ``pyro.infer.SVI`` trains them."""
         super().__init_subclass__(**kwargs)
         for name in ("model", "guide"):
             program = cls.__dict__.get(name)
@@ -307,8 +266,6 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
 
     def make_elbo(self, num_particles: int = 1):
         """The training objective: plain ``TraceEnum_ELBO`` unless a model adds terms from its settings."""
-        from ..infer.train import default_elbo
-
         return default_elbo(self, num_particles)
 
     def schedules(self) -> list:

@@ -61,6 +61,7 @@ from ..distributions import NormalGamma
 from ..errors import ConfigError
 from ..infer.conjugate import DEFAULT_KAPPA, DEFAULT_TAU0, ConjugateMixture, MixtureStats, check_schedule
 from ..infer.distributed import sum_across_ranks
+from ..infer.elbo import AuxiliaryELBO
 from ..infer.pretrain import fit_diag_gmm, pretrain_autoencoder
 from ..nets import ARCHITECTURES, eval_mode, make_encoder_decoder, make_likelihood
 from .base import MixtureVAE, Setting, data_plate, int_tuple, non_negative, one_of, positive
@@ -214,8 +215,6 @@ class FactorialMixtureVAE(MixtureVAE):
         adds delta times :meth:`classify`'s negative log-likelihood of the known labels (eq. 8)."""
         if self.hparams["delta"] == 0:
             return super().make_elbo(num_particles)
-        from ..infer.elbo import AuxiliaryELBO
-
         return AuxiliaryELBO(self.classify, self.hparams["delta"], max_plate_nesting=self.max_plate_nesting,
                              num_particles=num_particles, vectorize_particles=True)
 

@@ -52,7 +52,9 @@ import torch
 from pyro.ops.indexing import Vindex
 from torch import nn
 
+from ..infer.elbo import MixtureELBO
 from ..infer.pretrain import GMM_FITS, encode_means, fit_diag_gmm, init_guide_scale, pretrain_autoencoder
+from ..infer.schedules import LinearSchedule
 from ..nets import conv_decoder, conv_encoder, make_likelihood, mlp_decoder, mlp_encoder
 from .base import MixtureVAE, Setting, data_plate, int_tuple, one_of, positive
 
@@ -332,8 +334,6 @@ class GMVAE(MixtureVAE):
 
     def make_elbo(self, num_particles: int = 1):
         """:class:`MixtureELBO` with this model's eta, alpha and lam."""
-        from ..infer.elbo import MixtureELBO
-
         return MixtureELBO(self.eta, self.alpha, self.lam, max_plate_nesting=self.max_plate_nesting,
                            num_particles=num_particles, vectorize_particles=True)
 
@@ -353,8 +353,6 @@ class GMVAE(MixtureVAE):
         threshold lam the z-prior term has no gradient whatever its weight, and without lam the
         accuracy fell.
         """
-        from ..infer.schedules import LinearSchedule
-
         if self.eta == 0 or self.eta_warmup == 1 or self.eta_warmup_epochs == 0:
             return []
         return [LinearSchedule("eta", self.eta_warmup * self.eta, self.eta, int(self.eta_warmup_epochs))]

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..infer.elbo import InformationBottleneckELBO
 from ..infer.pretrain import GMM_FITS, encode_means, fit_diag_gmm, init_guide_scale, pretrain_autoencoder
 from ..nets import ARCHITECTURES, make_encoder_decoder, make_likelihood
 from .base import MixtureVAE, Setting, data_plate, int_tuple, non_negative, one_of, positive
@@ -112,8 +113,6 @@ class VaDE(MixtureVAE):
         :class:`~pyro_mixvae.infer.elbo.InformationBottleneckELBO` with the sampled KL."""
         if self.hparams.get("s", 1.0) == 1.0:
             return super().make_elbo(num_particles)
-        from ..infer.elbo import InformationBottleneckELBO
-
         return InformationBottleneckELBO(s=self.hparams["s"], kl="sampled", max_plate_nesting=self.max_plate_nesting,
                                          num_particles=num_particles, vectorize_particles=True)
 
