@@ -80,10 +80,13 @@ def main(argv=None) -> None:
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the table and the records go "
+                        "(default: experiments/results); records found there are not run again")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     stem = "robustness-full" if args.full else "robustness"
-    log = RESULTS / f"{stem}.jsonl"
+    args.results.mkdir(parents=True, exist_ok=True)
+    log = args.results / f"{stem}.jsonl"
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     seen = {(r["data"], r["model"], r["seed"]) for r in done}
     for name, data in robustness_suite(full=args.full).items():
@@ -97,7 +100,7 @@ def main(argv=None) -> None:
                     f.write(json.dumps(record) + "\n")
                 done.append(record)
     command = "python experiments/robustness.py " + " ".join(sys.argv[1:])
-    (RESULTS / f"{stem}.md").write_text(table(done, command.strip()))
+    (args.results / f"{stem}.md").write_text(table(done, command.strip()))
 
 
 if __name__ == "__main__":
