@@ -52,8 +52,13 @@ QUICK = {
     "init_study.py codes": (["--seeds", "0", "--pretrain-epochs", "1", "--fit-args", "--set hidden=16,16"], []),
     "init_study.py compare": (["--seeds", "0", "--restarts", "2", "--points", "300"], []),
     "perf/overhead.py": (["--steps", "2", "--warmup", "1", "--skip-fashion"], []),
+    "perf/profile_main.py": ([], ["fit", "vade", "--data", "digits", "--epochs", "1", "--pretrain-epochs", "1",
+                                  "--set", "hidden=16,16", "--quiet"]),
+    "perf/size_defaults.py": (["--widths", "16,16", "--seeds", "0", *FIT_ARGS], []),
+    "robustness.py": (["--models", "vade", "--seeds", "0"], []),
 }
-OWN_OUT = {"gmvae_arcs_tune.py": "tune.jsonl", "perf/overhead.py": "perf.json"}  # scripts with --out FILE
+OWN_OUT = {"gmvae_arcs_tune.py": "tune.jsonl", "perf/overhead.py": "perf.json",  # scripts with --out FILE
+           "perf/profile_main.py": "profile.md"}
 LARGE_DATA = ("mnist", "fashion-mnist", "svhn")
 
 
@@ -95,6 +100,8 @@ def skip_reason(words: list):
     line = " ".join(words)
     if "&&" in words or words[0].startswith((".venv", "pip")) or "venv" in words or "pytest" in words:
         return "sets up an environment or runs the test suite"
+    if words[0] == "bash":
+        return "a shell script that times the full main job or needs CUDA, run by hand"
     if words[0] == "torchrun" or "torch.distributed.run" in words or "distributed_digits.py" in line:
         return "needs several processes (torchrun)"
     placeholders = [w for w in re.split(r"[\s=:,]+", line) if re.fullmatch(r"[A-Z][A-Z_]{2,}", w)]
@@ -152,7 +159,7 @@ def run_script(words: list, folder: Path) -> None:
     if script in OWN_OUT:
         outputs = ["--out", str(results / OWN_OUT[script])]
     elif "--results" in help_text:
-        outputs = ["--results", str(results), "--runs", str(folder / "runs")]
+        outputs = ["--results", str(results)] + (["--runs", str(folder / "runs")] if "--runs" in help_text else [])
     else:
         pytest.skip(f"{script} has no --results option: it would write into the repository")
     before, after = (args[:args.index("--")], args[args.index("--") + 1:]) if "--" in args else (args, [])

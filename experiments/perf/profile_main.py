@@ -3,7 +3,7 @@ SVI steps, per-epoch metrics, checkpoints, the final evaluation and the rest.
 
 The command runs in this process under cProfile (its overhead is small next to torch's kernels);
 the phases are the cumulative times of the functions that do them. The import is timed in a fresh
-interpreter. Output: one markdown table (stdout, and appended to ``--results`` with the command).
+interpreter. Output: one markdown table (stdout, and appended to ``--out`` with the command).
 
     python experiments/perf/profile_main.py                       # the README's main job
     python experiments/perf/profile_main.py --label before -- fit vade --data digits --epochs 20
@@ -90,14 +90,14 @@ def table(label: str, argv: list, imported: float, phases: dict) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--label", default="main job")
-    p.add_argument("--results", default=None, help="markdown file the table is appended to")
+    p.add_argument("--out", default=None, help="markdown file the table is appended to")
     p.add_argument("command", nargs="*", default=None, help="mixvae arguments after --; default: " + " ".join(MAIN_JOB))
     args = p.parse_args(argv)
     command = args.command or MAIN_JOB
     out = table(args.label, command, import_seconds(), profile(list(command)))
     print(out)
-    if args.results:
-        with open(args.results, "a") as f:
+    if args.out:
+        with open(args.out, "a") as f:
             f.write(f"\n`python {' '.join(sys.argv)}`\n\n{out}")
 
 
