@@ -97,6 +97,7 @@ def main(argv=None) -> None:
     out = table(args.label, command, import_seconds(), profile(list(command)))
     print(out)
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "a") as f:
             f.write(f"\n`python {' '.join(sys.argv)}`\n\n{out}")
 
