@@ -346,12 +346,10 @@ class GMVAE(MixtureVAE):
         uniform p(c) -- the "anti-clustering" effect of CV Sect. 3.2.2 -- so early in training no
         cluster can claim a stretch of the data before the encoder has separated it; the CV
         paper (Sect. 4.1) credits the z-prior with exactly this ("it effectively prevents the
-        recognition network from deciding too quickly on the label assignments"). Found on arcs:
-        with the mean-field guide (eta = 1, alpha = 2) the assignment is otherwise fixed within
-        ~5 epochs by where the initial components sit on the data's ring; a slower fall helped a
-        little (30, 60, 90 epochs tried). With the posterior guide it did not help: below the
-        threshold lam the z-prior term has no gradient whatever its weight, and without lam the
-        accuracy fell.
+        recognition network from deciding too quickly on the label assignments"). On by default
+        for fc120 with the mean-field guide only (``ETA_WARMUP``); with the posterior guide and
+        the threshold lam the z-prior term has no gradient below lam, whatever its weight
+        (``docs/studies/gmvae_arcs_tuning.md``).
         """
         if self.eta == 0 or self.eta_warmup == 1 or self.eta_warmup_epochs == 0:
             return []
