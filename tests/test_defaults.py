@@ -69,5 +69,6 @@ def test_the_shown_defaults_follow_the_model_and_the_data(tmp_path, capsys):
         main(["settings", name, "--data", str(path), "--json"])
         shown[name, dim] = json.loads(capsys.readouterr().out)["train"]
     assert shown["gmvae", 2]["epochs"] == 200 and shown["gmvae", 2]["pretrain_epochs"] == 0  # fc120 on 2-D data
+    assert shown["gmvae", 2]["lr_warmup"] == 0 and shown["gmvae", 6]["lr_warmup"] == TRAIN_DEFAULTS["lr_warmup"]
     assert shown["gmvae", 6]["pretrain_epochs"] > 0
     assert shown["vade", 6]["pretrain_epochs"] * 1 >= 300  # 60 points, one step per epoch: at least 300 steps
