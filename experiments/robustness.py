@@ -63,11 +63,13 @@ def passes(r: dict) -> bool:
 
 def table(records: list, command: str) -> str:
     lines = [f"Written by `{command}`.", "",
-             "| data | model | seed | K | start (from) acc / used | end acc / nmi / used | k-means acc | collapse | check |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| data | likelihood | model | seed | K | start (from) acc / used | end acc / nmi / used | k-means acc "
+             "| collapse | check |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in records:
         collapse = f"epoch {r['collapse']['epoch']}" if r["collapse"] else ""
-        lines.append(f"| {r['data']} | {r['model']} | {r['seed']} | {r['K']} | {r['start_acc']:.3f} / {r['start_used']}"
+        lines.append(f"| {r['data']} | {r.get('likelihood', '')} | {r['model']} | {r['seed']} | {r['K']} | "
+                     f"{r['start_acc']:.3f} / {r['start_used']}"
                      f" ({r['start_from']}) | {r['end_acc']:.3f} / {r['end_nmi']:.3f} / {r['end_used']} | "
                      f"{r['kmeans_acc']:.3f} | {collapse} | {'pass' if passes(r) else 'FAIL'} |")
     ok = sum(passes(r) for r in records)
@@ -80,8 +82,10 @@ def main(argv=None) -> None:
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--sets", nargs="+", default=None, help="only these data sets of the suite")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the table and the records go "
                         "(default: experiments/results); records found there are not run again")
+    parser.add_argument("--table-only", action="store_true", help="rewrite the table from the records, run nothing")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     stem = "robustness-full" if args.full else "robustness"
@@ -89,7 +93,10 @@ def main(argv=None) -> None:
     log = args.results / f"{stem}.jsonl"
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     seen = {(r["data"], r["model"], r["seed"]) for r in done}
-    for name, data in robustness_suite(full=args.full).items():
+    suite = {} if args.table_only else robustness_suite(full=args.full)
+    for name, data in suite.items():
+        if args.sets and name not in args.sets:
+            continue
         for model_name in args.models:
             for seed in args.seeds:
                 if (name, model_name, seed) in seen:
@@ -99,7 +106,8 @@ def main(argv=None) -> None:
                 with open(log, "a") as f:
                     f.write(json.dumps(record) + "\n")
                 done.append(record)
-    command = "python experiments/robustness.py " + " ".join(sys.argv[1:])
+    # the command that makes the records (a --table-only rewrite names it, not itself)
+    command = "python experiments/robustness.py " + " ".join(a for a in sys.argv[1:] if a != "--table-only")
     (args.results / f"{stem}.md").write_text(table(done, command.strip()))
 
 
