@@ -121,9 +121,10 @@ class TrainConfig:
         """A checked copy with every field left as None filled from the model, then from TRAIN_DEFAULTS.
 
         With ``num_data`` N below :data:`SMALL_DATA`, the model's ``small_data_defaults`` take the place
-        of its ``train_defaults``, as one schedule: not when a value they hold was given. A model's default pretraining (when it has one) is
-        lengthened to at least :data:`MIN_PRETRAIN_STEPS` optimizer steps, ceil(MIN_PRETRAIN_STEPS /
-        ceil(N / batch_size)) epochs; with batches of 100 that changes no default from N = 1500 points up.
+        of its ``train_defaults``, as one schedule: not when a value they hold was given. A model's
+        default pretraining (when it has one) is lengthened to at least :data:`MIN_PRETRAIN_STEPS`
+        optimizer steps, ceil(MIN_PRETRAIN_STEPS / ceil(N / batch_size)) epochs; with batches of 100
+        that changes no default from N = 1500 points up.
         """
         mine = {k: v for k, v in asdict(self).items() if v is not None}
         small = num_data is not None and num_data < SMALL_DATA and not set(model.small_data_defaults) & set(mine)
