@@ -72,3 +72,17 @@ def test_the_shown_defaults_follow_the_model_and_the_data(tmp_path, capsys):
     assert shown["gmvae", 2]["lr_warmup"] == 0 and shown["gmvae", 6]["lr_warmup"] == TRAIN_DEFAULTS["lr_warmup"]
     assert shown["gmvae", 6]["pretrain_epochs"] > 0
     assert shown["vade", 6]["pretrain_epochs"] * 1 >= 300  # 60 points, one step per epoch: at least 300 steps
+
+
+def test_the_small_data_schedule_is_one_unit():
+    """Below SMALL_DATA points VaDE's schedule is 100 epochs decaying every 5; from there up, or when a
+    value of that schedule is given, the papers' 200 epochs decaying every 10."""
+    from pyro_mixvae.infer.train import SMALL_DATA
+    from pyro_mixvae.models import build
+
+    vade = build("vade", (6,), 3, "gaussian", {"hidden": (8,)})
+    schedule = lambda cfg, n: (lambda c: (c.epochs, c.lr_step))(cfg.for_model(vade, num_data=n))  # noqa: E731
+    assert schedule(TrainConfig(device="cpu"), SMALL_DATA - 1) == (100, 5)
+    assert schedule(TrainConfig(device="cpu"), SMALL_DATA) == (200, 10)
+    assert schedule(TrainConfig(device="cpu", epochs=200), 1797) == (200, 10)
+    assert schedule(TrainConfig(device="cpu", lr_step=10), 1797) == (200, 10)
