@@ -114,15 +114,20 @@ def sklearn_baselines(data, seeds, done=frozenset(), keep=lambda records: None) 
     return records
 
 
+def elbo_selected(rs) -> str:
+    """'seed, acc' of the run with the best training ELBO (chosen without labels), or '' when none has one."""
+    scored = [r for r in rs if r["elbo"] is not None]
+    best = max(scored, key=lambda r: r["elbo"]) if scored else None
+    return f"{best['seed']}, {best['acc']:.3f}" if best else ""
+
+
 def table(records) -> str:
     lines = ["| data | model | seeds | acc | nmi | ari | training ELBO | seconds | ELBO-selected run: seed, acc |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for data in dict.fromkeys(r["data"] for r in records):
         for model in dict.fromkeys(r["model"] for r in records if r["data"] == data):
             rs = [r for r in records if r["data"] == data and r["model"] == model]
-            scored = [r for r in rs if r["elbo"] is not None]
-            best = max(scored, key=lambda r: r["elbo"]) if scored else None
-            chosen = f"{best['seed']}, {best['acc']:.3f}" if best else "-"
+            chosen = elbo_selected(rs) or "-"
             lines.append(f"| {data} | {model} | {len(rs)} | " + " | ".join(mean_std([r[k] for r in rs]) for k in KEYS)
                          + f" | {chosen} |")
         for name, value, source in PUBLISHED.get(data, []):
@@ -148,11 +153,8 @@ def readme_table(records) -> str:
         rs = [r for r in records if r["data"] == data and r["model"] == model]
         if not rs:
             continue
-        scored = [r for r in rs if r["elbo"] is not None]
-        best = max(scored, key=lambda r: r["elbo"]) if scored else None
-        chosen = f"{best['seed']}, {best['acc']:.3f}" if best else ""
         lines.append(f"| {DATA_NAMES[data]} | {label} | {mean_std([r['acc'] for r in rs])} | "
-                     f"{mean_std([r['nmi'] for r in rs])} | {chosen} |")
+                     f"{mean_std([r['nmi'] for r in rs])} | {elbo_selected(rs)} |")
     return "\n".join(lines)
 
 

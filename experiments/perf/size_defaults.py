@@ -21,9 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # experiments/c
 from common import add_output_arguments, mean_std, read_history, record_command, run_fit, write_json  # noqa: E402
 
 
+def suffix(fit_args: list) -> str:
+    """'-epochs100lr-step5' for ``--epochs 100 --lr-step 5``: runs and results of other --fit-args apart."""
+    tag = "".join(a.lstrip("-") for a in fit_args).replace("=", "")
+    return f"-{tag}" if tag else ""
+
+
 def one(model: str, data: str, widths: str, seed: int, runs: Path, fit_args: list) -> dict:
-    tag = "".join(a.lstrip("-") for a in fit_args).replace("=", "")  # runs with other --fit-args apart
-    run = runs / f"size-{model}-{data}-h{widths.replace(',', '-')}{'-' + tag if tag else ''}-s{seed}"
+    run = runs / f"size-{model}-{data}-h{widths.replace(',', '-')}{suffix(fit_args)}-s{seed}"
     metrics = run_fit(model, data, seed, run, ["--set", f"hidden={widths}", *fit_args])
     history = read_history(run)
     return {"widths": widths, "seed": seed, "elbo": metrics["elbo"], "acc": metrics["acc"],
@@ -67,8 +72,7 @@ def main(argv=None) -> None:
     jobs = [(args.model, args.data, w, s, args.runs, args.fit_args) for w in args.widths for s in args.seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
         records = list(pool.map(lambda job: one(*job), jobs))
-    tag = "".join(a.lstrip("-") for a in args.fit_args).replace("=", "")
-    stem = args.results / f"size_defaults-{args.data}-{args.model}{'-' + tag if tag else ''}"
+    stem = args.results / f"size_defaults-{args.data}-{args.model}{suffix(args.fit_args)}"
     write_json(stem.with_suffix(".json"), records)
     text = (f"Written by `{record_command(argv)}` (one thread per run, {args.jobs} at a time).\n\n"
             f"{table(records, args.within)}\n\nThe plateau: the first epoch from which the seeds' mean training "
