@@ -113,7 +113,9 @@ def _worker(rank, world, port, out):
             resume=True, progress=False)
     except ConfigError as e:
         errors["resume"] = str(e)
-    (Path(out) / f"errors-{rank}.json").write_text(json.dumps(errors))
+    (Path(out) / f"errors-{rank}.json").write_text(json.dumps(errors))  # the last of this rank's results
+    torch.distributed.barrier()  # both ranks done before either closes its connections
+    torch.distributed.destroy_process_group()
 
 
 class NaNOnRank1:
@@ -159,7 +161,13 @@ def two_ranks(tmp_path_factory):
     model, width = _models(seed=0)["vade"]  # a run of one process, for the workers to resume
     train(model, x, y, config=_config(epochs=1), observed={"eps": _eps(width)}, out_dir=out / "one", progress=False)
     (out / "one.pt").write_bytes((out / "one" / "checkpoint.pt").read_bytes())
-    mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    try:
+        mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    except mp.ProcessExitedException as e:
+        # gloo can abort a process at exit when its peer has already closed the connection (seen once
+        # in CI, not reproduced here in 33 tries); tolerated only once every rank has written all its results
+        if e.signal_name != "SIGABRT" or not all((out / f"errors-{r}.json").is_file() for r in (0, 1)):
+            raise
     return out
 
 
