@@ -21,7 +21,8 @@ the held-out log-likelihood deciding between candidates whose stability is withi
 ``stability_tie`` of the highest (default 0: exact ties, e.g. several K at ARI 1). The
 likelihood alone tends to keep rising with K (more components describe each group's shape in
 latent space), so it is not trusted to stop by itself; stability alone favours merges that every
-restart makes (small K). Each candidate's
+restart makes (small K). A restart that leaves a component empty disagrees with the others and
+lowers the stability of its K, right or wrong; the reason warns where that happened. Each candidate's
 numbers are saved in ``out_dir/candidates/`` as it finishes, so a rerun skips what is done.
 """
 from __future__ import annotations
@@ -181,7 +182,19 @@ def choose(rows: list, se_factor: float = 2.0, stability_tie: float = STABILITY_
     chosen = max(stable, key=lambda r: r["heldout_ll"])
     gap = "" if chosen is best else f" ({chosen['ll_diff']:.3f} +- {chosen['diff_se']:.3f} nats below the best)"
     return chosen, (f"{_name(chosen)}: {why}; of these the best held-out log-likelihood{gap}. For comparison, "
-                    f"{said}.")
+                    f"{said}.{_empty_components(rows)}")
+
+
+def _empty_components(rows: list) -> str:
+    """A warning where restarts left components empty: a failed restart disagrees with the others, so it
+    lowers the stability of its K whether or not that K is right."""
+    empty = [r for r in rows if r.get("clusters_used", r["k"]) < r["k"]]
+    if not empty:
+        return ""
+    return (" Warning: restarts left components empty at " + ", ".join(
+        f"{_name(r)} ({r['clusters_used']:.1f} used on average)" for r in empty)
+        + "; such restarts lower the stability of their K, so the choice may change with more restarts or "
+          "longer training.")
 
 
 def _check(ks, models, restarts: int, n: int) -> list:

@@ -40,6 +40,17 @@ def test_rule_takes_the_best_likelihood_among_the_most_stable():
     assert choose(one_restart)[0]["k"] == 3
 
 
+def test_reason_warns_where_restarts_left_components_empty():
+    rng = np.random.default_rng(2)
+    rows = _rows([-12.0, -11.0, -10.0], [0.95, 0.99, 0.7], rng)
+    for row, used in zip(rows, (2.0, 3.0, 4.0)):
+        row["clusters_used"] = used
+    assert "Warning" not in choose(rows)[1]
+    rows[2]["clusters_used"] = 3.5  # one of two restarts at K = 4 used three clusters
+    reason = choose(rows)[1]
+    assert "left components empty at vade K=4 (3.5 used on average)" in reason and "K=3" not in reason.split("Warning")[1]
+
+
 def test_paired_se_is_az_compare_dse_per_point():
     """N x paired_se equals ArviZ's dse for the same pointwise values (WAIC of two identical draws = the values)."""
     rng = np.random.default_rng(1)
