@@ -1,6 +1,7 @@
 """Robustness study (issue 17): does a clear clustering survive each model's defaults?
 
     python experiments/robustness.py [--full] [--models vade gmvae vib-gmm factorial] [--seeds 0 1 2]
+                                     [--set KEY=VALUE --results DIR]
 
 For every data set of :func:`pyro_mixvae.synthetic.robustness_suite` (the quick subset, or all of
 it with ``--full``), every model with its defaults (K = the number of groups, ``likelihood="auto"``)
@@ -26,7 +27,8 @@ from sklearn.cluster import KMeans
 
 from pyro_mixvae.infer.train import TrainConfig, fit, seed_everything
 from pyro_mixvae.metrics import acc as hungarian_acc
-from pyro_mixvae.models import build
+from pyro_mixvae.models import build, get_model_class
+from pyro_mixvae.models.base import parse_settings
 from pyro_mixvae.nets import resolve_likelihood
 from pyro_mixvae.evaluation import evaluate
 from pyro_mixvae.synthetic import robustness_suite
@@ -35,12 +37,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = ("vade", "gmvae", "vib-gmm", "factorial")
 
 
-def one_run(model_name: str, data, seed: int) -> dict:
-    """Train ``model_name`` with its defaults on ``data``; the record of issue 17's check."""
+def one_run(model_name: str, data, seed: int, settings: dict | None = None) -> dict:
+    """Train ``model_name`` with its defaults (and ``settings``) on ``data``; the record of issue 17's check."""
     k = len(np.unique(data.y))
     likelihood = resolve_likelihood("auto", data.x)
     seed_everything(seed)  # the networks' initial weights, as mixvae fit does
-    model = build(model_name, data.x.shape[1:], k, likelihood)
+    model = build(model_name, data.x.shape[1:], k, likelihood,
+                  parse_settings(model_name, get_model_class(model_name).settings, settings or {}))
     t0 = time.perf_counter()
     history = fit(model, torch.as_tensor(data.x), data.y, config=TrainConfig(seed=seed, device="cpu"), progress=False)
     end = evaluate(model, torch.as_tensor(data.x), data.y)
@@ -51,7 +54,7 @@ def one_run(model_name: str, data, seed: int) -> dict:
             "start_acc": start["acc"], "start_used": start["clusters_used"],
             "end_acc": end["acc"], "end_nmi": end["nmi"], "end_used": end["clusters_used"], "end_elbo": end["elbo"],
             "collapse": history.collapse, "kmeans_acc": hungarian_acc(data.y, kmeans),
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0, **({"settings": settings} if settings else {})}
 
 
 def passes(r: dict) -> bool:
@@ -86,6 +89,8 @@ def main(argv=None) -> None:
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the table and the records go "
                         "(default: experiments/results); records found there are not run again")
     parser.add_argument("--table-only", action="store_true", help="rewrite the table from the records, run nothing")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a model setting instead of its default (as mixvae fit --set); use with --results")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     stem = "robustness-full" if args.full else "robustness"
@@ -101,7 +106,7 @@ def main(argv=None) -> None:
             for seed in args.seeds:
                 if (name, model_name, seed) in seen:
                     continue
-                record = one_run(model_name, data, seed)
+                record = one_run(model_name, data, seed, dict(a.split("=", 1) for a in args.set))
                 print(json.dumps(record), flush=True)
                 with open(log, "a") as f:
                     f.write(json.dumps(record) + "\n")
