@@ -187,8 +187,9 @@ def choose(rows: list, se_factor: float = 2.0, stability_tie: float = STABILITY_
 
 def _empty_components(rows: list) -> str:
     """A warning where restarts left components empty: a failed restart disagrees with the others, so it
-    lowers the stability of its K whether or not that K is right."""
-    empty = [r for r in rows if r.get("clusters_used", r["k"]) < r["k"]]
+    lowers the stability of its K whether or not that K is right. Not for a prior that prunes
+    components by design (the factorial prior's Dirichlet: ``effective_components``)."""
+    empty = [r for r in rows if r.get("clusters_used", r["k"]) < r["k"] and "effective_components" not in r]
     if not empty:
         return ""
     return (" Warning: restarts left components empty at " + ", ".join(

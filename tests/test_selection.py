@@ -49,6 +49,8 @@ def test_reason_warns_where_restarts_left_components_empty():
     rows[2]["clusters_used"] = 3.5  # one of two restarts at K = 4 used three clusters
     reason = choose(rows)[1]
     assert "left components empty at vade K=4 (3.5 used on average)" in reason and "K=3" not in reason.split("Warning")[1]
+    rows[2]["effective_components"] = 3.5  # a prior that prunes components (the factorial prior's Dirichlet)
+    assert "Warning" not in choose(rows)[1]
 
 
 def test_paired_se_is_az_compare_dse_per_point():
