@@ -27,8 +27,7 @@ from sklearn.cluster import KMeans
 
 from pyro_mixvae.infer.train import TrainConfig, fit, seed_everything
 from pyro_mixvae.metrics import acc as hungarian_acc
-from pyro_mixvae.models import build, get_model_class
-from pyro_mixvae.models.base import parse_settings
+from pyro_mixvae.models import build
 from pyro_mixvae.nets import resolve_likelihood
 from pyro_mixvae.evaluation import evaluate
 from pyro_mixvae.synthetic import robustness_suite
@@ -42,8 +41,7 @@ def one_run(model_name: str, data, seed: int, settings: dict | None = None) -> d
     k = len(np.unique(data.y))
     likelihood = resolve_likelihood("auto", data.x)
     seed_everything(seed)  # the networks' initial weights, as mixvae fit does
-    model = build(model_name, data.x.shape[1:], k, likelihood,
-                  parse_settings(model_name, get_model_class(model_name).settings, settings or {}))
+    model = build(model_name, data.x.shape[1:], k, likelihood, settings)  # the model checks and parses them
     t0 = time.perf_counter()
     history = fit(model, torch.as_tensor(data.x), data.y, config=TrainConfig(seed=seed, device="cpu"), progress=False)
     end = evaluate(model, torch.as_tensor(data.x), data.y)
