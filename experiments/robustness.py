@@ -1,7 +1,7 @@
 """Robustness study (issue 17): does a clear clustering survive each model's defaults?
 
     python experiments/robustness.py [--full] [--models vade gmvae vib-gmm factorial] [--seeds 0 1 2]
-                                     [--set KEY=VALUE --results DIR]
+                                     [--set KEY=VALUE --likelihood NAME --results DIR]
 
 For every data set of :func:`pyro_mixvae.synthetic.robustness_suite` (the quick subset, or all of
 it with ``--full``), every model with its defaults (K = the number of groups, ``likelihood="auto"``)
@@ -36,10 +36,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = ("vade", "gmvae", "vib-gmm", "factorial")
 
 
-def one_run(model_name: str, data, seed: int, settings: dict | None = None) -> dict:
+def one_run(model_name: str, data, seed: int, settings: dict | None = None, likelihood: str = "auto") -> dict:
     """Train ``model_name`` with its defaults (and ``settings``) on ``data``; the record of issue 17's check."""
     k = len(np.unique(data.y))
-    likelihood = resolve_likelihood("auto", data.x)
+    likelihood = resolve_likelihood(likelihood, data.x)
     seed_everything(seed)  # the networks' initial weights, as mixvae fit does
     model = build(model_name, data.x.shape[1:], k, likelihood, settings)  # the model checks and parses them
     t0 = time.perf_counter()
@@ -89,6 +89,7 @@ def main(argv=None) -> None:
     parser.add_argument("--table-only", action="store_true", help="rewrite the table from the records, run nothing")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a model setting instead of its default (as mixvae fit --set); use with --results")
+    parser.add_argument("--likelihood", default="auto", help="as mixvae fit --likelihood; use with --results")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     stem = "robustness-full" if args.full else "robustness"
@@ -104,7 +105,7 @@ def main(argv=None) -> None:
             for seed in args.seeds:
                 if (name, model_name, seed) in seen:
                     continue
-                record = one_run(model_name, data, seed, dict(a.split("=", 1) for a in args.set))
+                record = one_run(model_name, data, seed, dict(a.split("=", 1) for a in args.set), args.likelihood)
                 print(json.dumps(record), flush=True)
                 with open(log, "a") as f:
                     f.write(json.dumps(record) + "\n")

@@ -98,7 +98,8 @@ def _add_data_arguments(f) -> None:
     f.add_argument("--split", default=None, help="train, test or all (default; for mnist, fashion-mnist, svhn)")
     f.add_argument("--clusters", "-k", type=int, default=None, help="K (default: the number of classes, else 10)")
     f.add_argument("--likelihood", default="auto", choices=LIKELIHOODS,
-                   help="auto: bernoulli for images or binary data in [0, 1], else gaussian")
+                   help="auto: bernoulli for images or binary data in [0, 1], else gaussian-shared (one "
+                        "variance per value) below 10,000 points and gaussian (a variance per point) from there up")
     f.add_argument("--set", dest="settings", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="a model setting, repeatable (see `mixvae settings MODEL`)")
     f.add_argument("--guide", default=None,

@@ -28,14 +28,20 @@ distribution over one data point (its event shape is the data shape):
 * ``gaussian`` — ``Normal(mu_x, sigma_x)`` with a learned diagonal variance,
   ``[mu_x; log sigma_x^2] = f(z; theta)`` (VaDE eq. 2); log sigma_x^2 is clamped to
   [-10, 10] so that one bad batch cannot make the variance collapse to zero.
+* ``gaussian-shared`` — ``Normal(mu_x, sigma_x)`` with ``mu_x = f(z; theta)`` and one learned
+  log sigma_x^2 per value, shared by every point (a parameter of the :class:`Decoder`, clamped
+  alike). On a few hundred points eq. 2's per-point variance lets the decoder fit each point's
+  value closely and the latent space drifts from the groups; one variance per feature cannot
+  (docs/studies/robustness.md).
 
 ``likelihood="auto"`` (:func:`resolve_likelihood`) picks ``bernoulli`` for images with values in
 [0, 1] (one channel axis and two spatial axes per point, as the papers' grey-scale sets) and for
-binary data, and ``gaussian`` for everything else: tables, measurements and embeddings, bounded
-or not. The cross-entropy of a continuous value x in [0, 1] is bounded below by the value's own
-entropy, so on a few continuous features the reconstruction gains little from separating the
-groups, and the bound can gain more by dropping the cost of the assignment, log K: GMVAE and the
-factorial prior then merge separated groups (docs/studies/robustness.md).
+binary data, and a Gaussian for everything else: tables, measurements and embeddings, bounded
+or not -- ``gaussian-shared`` on fewer than ``SMALL_DATA`` (10,000) points, ``gaussian`` (eq. 2)
+from there up. The cross-entropy of a continuous value x in [0, 1] is bounded below by the
+value's own entropy, so on a few continuous features the reconstruction gains little from
+separating the groups, and the bound can gain more by dropping the cost of the assignment, log K:
+GMVAE and the factorial prior then merge separated groups (docs/studies/robustness.md).
 
 All networks accept any number of leading batch dimensions (Monte Carlo particles,
 enumerated clusters): the last dimension of z (or the data dimensions of x) is the feature
@@ -55,7 +61,7 @@ from torch import nn
 
 from .errors import ConfigError
 
-LIKELIHOODS = ("auto", "bernoulli", "gaussian")
+LIKELIHOODS = ("auto", "bernoulli", "gaussian", "gaussian-shared")
 ARCHITECTURES = ("mlp", "conv")
 
 
@@ -64,7 +70,8 @@ class Likelihood(metaclass=ABCMeta):
     """Maps a decoder output to p(x | z), a distribution with event shape ``data_shape``."""
 
     name = ""
-    params_per_value = 1
+    params_per_value = 1  # what the decoder's network emits per data value
+    shared_variance = False  # gaussian-shared: the decoder holds log sigma_x^2 as one parameter per value
 
     def __init__(self, data_shape: Sequence[int]):
         self.data_shape = tuple(data_shape)
@@ -108,24 +115,38 @@ class GaussianLikelihood(Likelihood):
         return self._split(out)[0]
 
 
+class SharedGaussianLikelihood(GaussianLikelihood):
+    """N(mu_x(z), diag sigma_x^2) with sigma_x^2 a parameter per value (the module docstring); the
+    :class:`Decoder` appends it to the network's means, so the head reads [mu_x; log sigma_x^2] as above."""
+
+    name = "gaussian-shared"
+    params_per_value = 1
+    shared_variance = True
+
+
 def resolve_likelihood(name: str, x) -> str:
     """``auto`` -> ``bernoulli`` when ``x`` lies in [0, 1] and is binary or image-shaped
-    (N, C, H, W), else ``gaussian`` (the module docstring says why)."""
+    (N, C, H, W), else ``gaussian-shared`` for fewer than ``SMALL_DATA`` points and ``gaussian``
+    from there up (the module docstring says why)."""
+    from .infer.train import SMALL_DATA  # the size below which the small-data defaults apply
+
     if name not in LIKELIHOODS:
         raise ConfigError(f"unknown likelihood {name!r}: expected one of {', '.join(LIKELIHOODS)}")
     if name != "auto":
         return name
     x = np.asarray(x) if not torch.is_tensor(x) else x.detach().cpu().numpy()
+    gaussian = "gaussian-shared" if len(x) < SMALL_DATA else "gaussian"
     if x.min() < 0.0 or x.max() > 1.0:
-        return "gaussian"
+        return gaussian
     binary = bool(np.isin(x, (0, 1)).all())
-    return "bernoulli" if (binary or x.ndim >= 4) else "gaussian"
+    return "bernoulli" if (binary or x.ndim >= 4) else gaussian
 
 
 def make_likelihood(name: str, data_shape) -> Likelihood:
-    heads = {"bernoulli": BernoulliLikelihood, "gaussian": GaussianLikelihood}
+    heads = {"bernoulli": BernoulliLikelihood, "gaussian": GaussianLikelihood,
+             "gaussian-shared": SharedGaussianLikelihood}
     if name not in heads:
-        raise ConfigError(f"unknown likelihood {name!r}: expected bernoulli or gaussian (or auto)")
+        raise ConfigError(f"unknown likelihood {name!r}: expected one of {', '.join(heads)} (or auto)")
     return heads[name](data_shape)
 
 
@@ -176,17 +197,24 @@ class Flatten(nn.Module):
 
 
 class Decoder(nn.Module):
-    """f(z; theta): latent (..., J) -> likelihood parameters (..., [2,] *data_shape)."""
+    """f(z; theta): latent (..., J) -> likelihood parameters (..., [2,] *data_shape).
 
-    def __init__(self, body: nn.Module, data_shape, params_per_value: int):
+    For a likelihood with a shared variance the network emits the means and the decoder appends
+    its parameter ``log_var`` (one per value, broadcast over the points) as the second channel."""
+
+    def __init__(self, body: nn.Module, data_shape, likelihood: "Likelihood"):
         super().__init__()
         self.body = body
-        self.out_shape = ((params_per_value,) if params_per_value > 1 else ()) + tuple(data_shape)
+        per_value = likelihood.params_per_value
+        self.out_shape = ((per_value,) if per_value > 1 else ()) + tuple(data_shape)
+        self.log_var = nn.Parameter(torch.zeros(tuple(data_shape))) if likelihood.shared_variance else None
 
     def forward(self, z):
         batch = z.shape[:-1]
-        out = self.body(z.reshape(-1, z.shape[-1]))
-        return out.reshape(batch + self.out_shape)
+        out = self.body(z.reshape(-1, z.shape[-1])).reshape(batch + self.out_shape)
+        if self.log_var is None:
+            return out
+        return torch.stack([out, self.log_var.expand_as(out)], dim=out.dim() - self.log_var.dim())
 
 
 def mlp_encoder(data_shape, latent_dim: int, hidden=(500, 500, 2000)) -> GaussianEncoder:
@@ -199,7 +227,7 @@ def mlp_encoder(data_shape, latent_dim: int, hidden=(500, 500, 2000)) -> Gaussia
 def mlp_decoder(latent_dim: int, data_shape, likelihood: Likelihood, hidden=(500, 500, 2000)) -> Decoder:
     d = int(np.prod(data_shape)) * likelihood.params_per_value
     body = mlp((latent_dim,) + tuple(reversed(tuple(hidden))) + (d,))
-    return Decoder(body, data_shape, likelihood.params_per_value)
+    return Decoder(body, data_shape, likelihood)
 
 
 # ----------------------------------------------------------------------------- conv nets
@@ -260,7 +288,7 @@ def conv_decoder(latent_dim: int, data_shape, likelihood: Likelihood, hidden: in
     for i, ((_, k, s, p), cout) in enumerate(zip(reversed(layers_spec), targets)):
         layers += _deconv(cin, cout, k, s, p, last=i == len(targets) - 1)
         cin = cout
-    return Decoder(nn.Sequential(*layers), data_shape, likelihood.params_per_value)
+    return Decoder(nn.Sequential(*layers), data_shape, likelihood)
 
 
 def make_encoder_decoder(arch: str, data_shape, latent_dim: int, likelihood: Likelihood, hidden=(500, 500, 2000)):

@@ -486,7 +486,7 @@ def test_config_records_every_value_used(refs):
     assert cfg["settings"] == expected
     assert cfg["settings_given"] == {"hidden": "16,16", "latent_dim": "2"}
     assert all(v is not None for v in cfg["train"].values())
-    assert cfg["construction"]["settings"] == expected and cfg["likelihood"] == "gaussian"
+    assert cfg["construction"]["settings"] == expected and cfg["likelihood"] == "gaussian-shared"
 
 
 # ----------------------------------------------------------------------------- 7. the non-finite guard

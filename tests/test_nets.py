@@ -10,7 +10,7 @@ from pyro_mixvae.nets import make_encoder_decoder, make_likelihood, resolve_like
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
-@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "gaussian-shared"])
 def test_conv_nets_map_images_to_codes_and_back(shape, likelihood):
     lik = make_likelihood(likelihood, shape)
     enc, dec = make_encoder_decoder("conv", shape, 7, lik)
@@ -41,6 +41,24 @@ def test_gaussian_head_reads_mean_and_log_variance():
     assert torch.allclose(d.base_dist.loc, out[0]) and torch.allclose(d.base_dist.scale, torch.tensor([1.0, 2.0, 1.0]))
 
 
+def test_shared_gaussian_head_has_one_learned_variance_per_value():
+    """gaussian-shared: the network emits the means only; every point gets the decoder's log_var,
+    and the log-density is the Normal's written out, with gradients reaching log_var."""
+    lik = make_likelihood("gaussian-shared", (3,))
+    enc, dec = make_encoder_decoder("mlp", (3,), 2, lik, hidden=(4,))
+    assert dec.body[-1].out_features == 3 and dec.log_var.shape == (3,)
+    with torch.no_grad():
+        dec.log_var.copy_(torch.tensor([0.0, float(np.log(4.0)), -1.0]))
+    z, x = torch.randn(5, 2), torch.randn(5, 3)
+    d = lik(dec(z))
+    assert torch.allclose(d.base_dist.scale, torch.tensor([1.0, 2.0, float(np.exp(-0.5))]).expand(5, 3))
+    loc = dec.body(z)
+    by_hand = (-0.5 * np.log(2 * np.pi) - 0.5 * dec.log_var - 0.5 * (x - loc) ** 2 / dec.log_var.exp()).sum(-1)
+    assert torch.allclose(d.log_prob(x), by_hand, atol=1e-5)
+    d.log_prob(x).sum().backward()
+    assert dec.log_var.grad is not None and torch.all(dec.log_var.grad != 0)
+
+
 def test_bernoulli_head_gives_cross_entropy_on_grey_values():
     lik = make_likelihood("bernoulli", (2,))
     logits, x = torch.tensor([0.3, -2.0]), torch.tensor([0.25, 0.9])
@@ -53,9 +71,14 @@ def test_auto_likelihood():
     grey_images = np.full((3, 1, 4, 4), 0.5)
     assert resolve_likelihood("auto", grey_images) == "bernoulli"
     assert resolve_likelihood("auto", np.array([[0.0, 1.0], [1.0, 1.0]])) == "bernoulli"  # binary table
-    assert resolve_likelihood("auto", np.array([[0.0, 0.5], [1.0, 0.2]])) == "gaussian"  # continuous table in [0, 1]
-    assert resolve_likelihood("auto", grey_images - 0.6) == "gaussian"
-    assert resolve_likelihood("auto", np.array([[-0.1, 0.5]])) == "gaussian"
+    # continuous values: one variance per value below 10,000 points, eq. 2's per-point variance from there up
+    assert resolve_likelihood("auto", np.array([[0.0, 0.5], [1.0, 0.2]])) == "gaussian-shared"  # a table in [0, 1]
+    assert resolve_likelihood("auto", grey_images - 0.6) == "gaussian-shared"
+    assert resolve_likelihood("auto", np.array([[-0.1, 0.5]])) == "gaussian-shared"
+    assert resolve_likelihood("auto", np.full((9_999, 2), 0.5)) == "gaussian-shared"
+    assert resolve_likelihood("auto", np.full((10_000, 2), 0.5)) == "gaussian"
+    assert resolve_likelihood("auto", np.full((10_000, 2), 1.0)) == "bernoulli"
     assert resolve_likelihood("gaussian", np.array([0.5])) == "gaussian"
+    assert resolve_likelihood("gaussian-shared", np.array([0.5])) == "gaussian-shared"
     with pytest.raises(ConfigError):
         resolve_likelihood("poisson", np.array([0.5]))

@@ -24,6 +24,8 @@ def _model(likelihood, seed=0):
         m.mu_c.copy_(torch.tensor([[-2.0, 0.0], [2.0, 0.5], [0.0, 2.5]]))
         m.log_var_c.copy_(torch.log(torch.tensor([[0.5, 1.0], [1.0, 0.3], [2.0, 0.7]])))
         m.pi_logits.copy_(torch.log(torch.tensor([0.5, 0.3, 0.2])))
+        if m.decoder.log_var is not None:  # gaussian-shared: unequal variances per value
+            m.decoder.log_var.copy_(torch.linspace(-1.0, 1.0, 6))
     return m.eval()
 
 
@@ -34,7 +36,12 @@ def _data(likelihood):
 
 
 def _log_lik(m, x, z):
-    """log p(x | z) written out: binary cross-entropy, or the Gaussian density with decoder variance."""
+    """log p(x | z) written out: binary cross-entropy, or the Gaussian density with the decoder's
+    variance (from the network, or its one parameter per value for gaussian-shared)."""
+    if m.likelihood_name == "gaussian-shared":
+        loc = m.decoder.body(z.reshape(-1, z.shape[-1])).reshape(z.shape[:-1] + x.shape[-1:])
+        log_var = m.decoder.log_var.clamp(-10, 10)
+        return (-0.5 * (math.log(2 * math.pi) + log_var + (x - loc) ** 2 / log_var.exp())).sum(-1)
     out = m.decoder(z)
     if m.likelihood_name == "bernoulli":
         return (x * F.logsigmoid(out) + (1 - x) * F.logsigmoid(-out)).sum(-1)
@@ -71,7 +78,7 @@ def _eq12(m, x, draws):
             + 0.5 * (1 + torch.log(var_t)).sum(-1)), recon.std(0) / math.sqrt(draws)
 
 
-@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "gaussian-shared"])
 def test_pyro_loss_matches_plain_torch_collapsed_bound(likelihood):
     m, x = _model(likelihood), _data(likelihood)
     torch.manual_seed(2)

@@ -1,5 +1,7 @@
 """Collect experiments/select/runs/*/selection.json into experiments/results/select.json, and
 experiments/results/select.md (results_header.md, then one table per run); print a summary.
+The run directories are not kept between sessions: a record of select.json whose run is no longer
+here is kept as it is.
 
     python experiments/select/collect.py
 """
@@ -12,7 +14,8 @@ KEEP = ("model", "k", "heldout_ll", "ll_diff", "diff_se", "paired_se", "restart_
 
 
 def main():
-    out = {}
+    target = ROOT.parent / "results" / "select.json"
+    out = json.loads(target.read_text()) if target.exists() else {}
     for path in sorted((ROOT / "runs").glob("*/selection.json")):
         sel = json.loads(path.read_text())
         best = max(sel["table"], key=lambda r: r["heldout_ll"])
@@ -24,7 +27,7 @@ def main():
         out[path.parent.name]["most_stable_k"] = f"{stab['k']} ({stab['stability']:.3f})"
         print(f"{path.parent.name:28s} chosen K={sel['chosen']['k']:<3} best held-out ll K={best['k']:<3} "
               f"most stable K={stab['k']} ({stab['stability']:.3f})")
-    target = ROOT.parent / "results" / "select.json"
+    out = dict(sorted(out.items()))
     target.write_text(json.dumps(out, indent=1) + "\n")
     md = ROOT.parent / "results" / "select.md"
     rows = "\n".join(f"| {n} | {r['chosen_k']} | {r['best_heldout_ll_k']} | {r['most_stable_k']} |" for n, r in out.items())

@@ -72,6 +72,30 @@ def pretrain_autoencoder(encoder, decoder, likelihood, x: torch.Tensor, *, epoch
 
 
 @torch.no_grad()
+def fit_shared_variance(encoder, decoder, likelihood, x: torch.Tensor, batch_size: int = 1000, seed: int = 0) -> None:
+    """``gaussian-shared``: set log sigma_x^2 to the mean squared residual of each value,
+    (1/N) sum_n (x_n - mu_x(z_n))^2 with z_n ~ q(z | x_n), the maximum-likelihood variance given
+    the decoder's means and the guide as SVI finds them. (No-op for other likelihoods.)
+
+    Called where pretraining hands over to SVI: the pretraining leaves this one parameter per
+    value near its start, and Adam moves a parameter by about the learning rate per step, so on a
+    small data set SVI would spend its few hundred steps at a variance near the data's own, at
+    which the codes explain little.
+    """
+    if getattr(decoder, "log_var", None) is None:
+        return
+    gen = torch.Generator().manual_seed(seed)
+    squared = torch.zeros_like(decoder.log_var)
+    with eval_mode(encoder), eval_mode(decoder):
+        for xb in x.split(batch_size):
+            loc, scale = encoder(xb)
+            z = loc + scale * torch.randn(loc.shape, generator=gen).to(loc)
+            squared += ((xb - likelihood.mean(decoder(z))) ** 2).sum(0)
+    log_var = torch.log(squared / x.shape[0] + torch.finfo(x.dtype).tiny)
+    decoder.log_var.copy_(log_var.clamp(*likelihood.LOG_VAR_RANGE))
+
+
+@torch.no_grad()
 def encode_means(encoder, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Encoder means mu(x) for all of ``x``, in evaluation mode, batch by batch."""
     with eval_mode(encoder):

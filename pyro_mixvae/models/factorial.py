@@ -62,7 +62,7 @@ from ..errors import ConfigError
 from ..infer.conjugate import DEFAULT_KAPPA, DEFAULT_TAU0, ConjugateMixture, MixtureStats, check_schedule
 from ..infer.distributed import sum_across_ranks
 from ..infer.elbo import AuxiliaryELBO
-from ..infer.pretrain import fit_diag_gmm, pretrain_autoencoder
+from ..infer.pretrain import fit_diag_gmm, fit_shared_variance, pretrain_autoencoder
 from ..nets import ARCHITECTURES, eval_mode, make_encoder_decoder, make_likelihood
 from .base import MixtureVAE, Setting, data_plate, int_tuple, non_negative, one_of, positive
 
@@ -351,6 +351,7 @@ class FactorialMixtureVAE(MixtureVAE):
         losses = pretrain_autoencoder(self.encoder, self.decoder, self.likelihood, x, epochs=epochs,
                                       batch_size=batch_size, lr=self.hparams["pretrain_lr"], seed=seed,
                                       progress=progress, vae=True, kl_weight=self.hparams["pretrain_kl"])
+        fit_shared_variance(self.encoder, self.decoder, self.likelihood, x, seed=seed)
         self.init_globals(x, seed, labels)
         return {"pretrain_recon_kl": losses[-1] if losses else None}
 

@@ -53,7 +53,7 @@ from pyro.ops.indexing import Vindex
 from torch import nn
 
 from ..infer.elbo import MixtureELBO
-from ..infer.pretrain import GMM_FITS, encode_means, fit_diag_gmm, init_guide_scale, pretrain_autoencoder
+from ..infer.pretrain import GMM_FITS, encode_means, fit_diag_gmm, fit_shared_variance, init_guide_scale, pretrain_autoencoder
 from ..infer.schedules import LinearSchedule
 from ..nets import conv_decoder, conv_encoder, make_likelihood, mlp_decoder, mlp_encoder
 from .base import MixtureVAE, Setting, data_plate, int_tuple, one_of, positive
@@ -230,7 +230,9 @@ class GMVAE(MixtureVAE):
           instead of all K overlapping at ~0 with unit variance, which left clusters unused on arcs.
           Not for the posterior guide, which did better without it on arcs.
         """
-        if self.likelihood.name == "gaussian" and self.arch != "conv":
+        if self.likelihood.shared_variance:
+            self.decoder.log_var.fill_(DECODER_LOG_VAR_INIT)
+        elif self.likelihood.name == "gaussian" and self.arch != "conv":
             # the MLP decoder's last Linear emits [mu_x; log sigma_x^2] (reshaped to a leading axis of 2)
             out = [m for m in self.decoder.modules() if isinstance(m, nn.Linear)][-1]
             half = out.out_features // 2
@@ -267,6 +269,7 @@ class GMVAE(MixtureVAE):
                                       progress=progress)
         variances = self.init_components_from_codes(encode_means(self.encoder, x), seed, progress)
         init_guide_scale(self.encoder, variances)
+        fit_shared_variance(self.encoder, self.decoder, self.likelihood, x, seed=seed)
         return {"pretrain_recon": losses[-1] if losses else None}
 
     @torch.no_grad()

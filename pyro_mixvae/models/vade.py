@@ -30,7 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..infer.elbo import InformationBottleneckELBO
-from ..infer.pretrain import GMM_FITS, encode_means, fit_diag_gmm, init_guide_scale, pretrain_autoencoder
+from ..infer.pretrain import GMM_FITS, encode_means, fit_diag_gmm, fit_shared_variance, init_guide_scale, pretrain_autoencoder
 from ..nets import ARCHITECTURES, make_encoder_decoder, make_likelihood
 from .base import MixtureVAE, Setting, data_plate, int_tuple, non_negative, one_of, positive
 
@@ -132,6 +132,7 @@ class VaDE(MixtureVAE):
                                       progress=progress)
         self.init_mixture_from_codes(encode_means(self.encoder, x), seed, progress)
         init_guide_scale(self.encoder, self.log_var_c.exp())
+        fit_shared_variance(self.encoder, self.decoder, self.likelihood, x, seed=seed)
         return {"pretrain_recon": losses[-1] if losses else None}
 
     @torch.no_grad()
