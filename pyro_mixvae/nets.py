@@ -62,6 +62,9 @@ from torch import nn
 from .errors import ConfigError
 
 LIKELIHOODS = ("auto", "bernoulli", "gaussian", "gaussian-shared")
+# below this many points a data set is small: auto gives real values the shared variance, and the models'
+# small_data_defaults apply (pyro_mixvae.infer.train)
+SMALL_DATA = 10_000
 ARCHITECTURES = ("mlp", "conv")
 
 
@@ -128,8 +131,6 @@ def resolve_likelihood(name: str, x) -> str:
     """``auto`` -> ``bernoulli`` when ``x`` lies in [0, 1] and is binary or image-shaped
     (N, C, H, W), else ``gaussian-shared`` for fewer than ``SMALL_DATA`` points and ``gaussian``
     from there up (the module docstring says why)."""
-    from .infer.train import SMALL_DATA  # the size below which the small-data defaults apply
-
     if name not in LIKELIHOODS:
         raise ConfigError(f"unknown likelihood {name!r}: expected one of {', '.join(LIKELIHOODS)}")
     if name != "auto":

@@ -52,6 +52,7 @@ import torch
 
 from ..errors import ConfigError, NonFiniteLossError
 from ..metrics import clustering_metrics
+from ..nets import SMALL_DATA
 from . import distributed
 from .callbacks import builtin_callbacks, read_history
 from .checkpoint import CHECKPOINT, load_parameters, rng_state, set_rng_state
@@ -70,9 +71,9 @@ TRAIN_DEFAULTS = {"epochs": 50, "pretrain_epochs": 0, "batch_size": 100, "lr": 2
 # a model's default pretraining lasts at least this many optimizer steps: on a small data set its
 # default epochs are too few steps for the autoencoder to separate the groups (TrainConfig.for_model)
 MIN_PRETRAIN_STEPS = 300
-# below this many points a model's ``small_data_defaults`` replace its ``train_defaults`` where they say
-# so (a shorter SVI schedule where the training bound has stopped rising: experiments/results/perf.md)
-SMALL_DATA = 10_000
+# below SMALL_DATA points (imported above from pyro_mixvae.nets, where it also chooses the likelihood) a
+# model's ``small_data_defaults`` replace its ``train_defaults`` where they say so (a shorter SVI schedule
+# where the training bound has stopped rising: experiments/results/perf.md)
 
 
 @dataclass
