@@ -30,8 +30,9 @@ distribution over one data point (its event shape is the data shape):
   [-10, 10] so that one bad batch cannot make the variance collapse to zero.
 * ``gaussian-shared`` — ``Normal(mu_x, sigma_x)`` with ``mu_x = f(z; theta)`` and one learned
   log sigma_x^2 per value, shared by every point (a parameter of the :class:`Decoder`, clamped
-  alike). On a few hundred points eq. 2's per-point variance lets the decoder fit each point's
-  value closely and the latent space drifts from the groups; one variance per feature cannot
+  alike; pretraining starts it at its maximum-likelihood value). On a few hundred points eq. 2's
+  per-point variance lets the decoder fit each point's value closely and the latent space drifts
+  away from the groups; with one variance per feature the robustness suite kept them
   (docs/studies/robustness.md).
 
 ``likelihood="auto"`` (:func:`resolve_likelihood`) picks ``bernoulli`` for images with values in
