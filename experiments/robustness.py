@@ -36,12 +36,19 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = ("vade", "gmvae", "vib-gmm", "factorial")
 
 
+def build_for(model_name: str, data, seed: int, settings: dict | None = None, likelihood: str = "auto"):
+    """``model_name`` with its defaults (and ``settings``) for ``data``, K = its number of groups, its
+    initial weights drawn from ``seed`` as mixvae fit draws them; returns (model, likelihood)."""
+    likelihood = resolve_likelihood(likelihood, data.x)
+    seed_everything(seed)
+    model = build(model_name, data.x.shape[1:], len(np.unique(data.y)), likelihood, settings)  # it checks them
+    return model, likelihood
+
+
 def one_run(model_name: str, data, seed: int, settings: dict | None = None, likelihood: str = "auto") -> dict:
     """Train ``model_name`` with its defaults (and ``settings``) on ``data``; the record of issue 17's check."""
     k = len(np.unique(data.y))
-    likelihood = resolve_likelihood(likelihood, data.x)
-    seed_everything(seed)  # the networks' initial weights, as mixvae fit does
-    model = build(model_name, data.x.shape[1:], k, likelihood, settings)  # the model checks and parses them
+    model, likelihood = build_for(model_name, data, seed, settings, likelihood)
     t0 = time.perf_counter()
     history = fit(model, torch.as_tensor(data.x), data.y, config=TrainConfig(seed=seed, device="cpu"), progress=False)
     end = evaluate(model, torch.as_tensor(data.x), data.y)

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 
-from pyro_mixvae.infer.train import TrainConfig, fit, seed_everything
-from pyro_mixvae.models import build
-from pyro_mixvae.nets import resolve_likelihood
+from pyro_mixvae.infer.train import TrainConfig, fit
 from pyro_mixvae.synthetic import robustness_suite
+from robustness import build_for
 
 
 def main(argv=None) -> None:
@@ -28,9 +26,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     data = robustness_suite(full=True)[args.data]
-    likelihood = resolve_likelihood(args.likelihood, data.x)
-    seed_everything(args.seed)
-    model = build(args.model, data.x.shape[1:], len(np.unique(data.y)), likelihood)
+    model, likelihood = build_for(args.model, data, args.seed, likelihood=args.likelihood)
     history = fit(model, torch.as_tensor(data.x), data.y, config=TrainConfig(seed=args.seed, device="cpu"),
                   progress=False)
     print(f"{args.model} on {args.data}, seed {args.seed}, {likelihood} likelihood")
