@@ -70,12 +70,66 @@ ARCHITECTURES = ("mlp", "conv")
 
 
 # ----------------------------------------------------------------------------- likelihoods
+class Standardize(nn.Module):
+    """The per-value affine map from the data's units to the networks': u = (x - shift) / scale.
+
+    Identity until :meth:`fit` sets ``shift`` and ``scale`` to the training data's mean and standard
+    deviation per value (buffers, so they travel with the parameters and the checkpoint). The
+    Gaussian likelihoods hold one and the encoder registers the same one: the encoder reads
+    standardised values, the decoder emits them, and the likelihood maps its parameters back,
+    mu_x = shift + scale * mu, sigma_x^2 = scale^2 sigma^2, so that p(x | z) -- the ELBO,
+    log-likelihoods, samples -- stays in the data's units. Without it a column measured in
+    thousands would reach the first layer, and dominate the reconstruction, a thousand times
+    more than a column measured in units.
+    """
+
+    def __init__(self, data_shape: Sequence[int]):
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(tuple(data_shape)))
+        self.register_buffer("scale", torch.ones(tuple(data_shape)))
+
+    def forward(self, x):
+        return (x - self.shift) / self.scale
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> None:
+        """Mean and standard deviation of each value over the points of ``x`` (N, *data_shape); a
+        value constant over the points keeps scale 1 (as scikit-learn's ``StandardScaler``)."""
+        var, mean = torch.var_mean(x.to(self.shift), dim=0, unbiased=False)
+        scale = var.sqrt()
+        constant = scale <= 10 * torch.finfo(scale.dtype).eps * mean.abs().clamp_min(1.0)
+        self.shift.copy_(mean)
+        self.scale.copy_(torch.where(constant, torch.ones_like(scale), scale))
+
+    def to_data(self, loc: torch.Tensor, log_var: torch.Tensor):
+        """(mu, log sigma^2) in the networks' units -> the same in the data's units."""
+        return self.shift + self.scale * loc, log_var + 2 * torch.log(self.scale)
+
+
+def fit_data_units(model: nn.Module, x: torch.Tensor) -> None:
+    """Fit the :class:`Standardize` of ``model.likelihood`` (if it has one) to ``x``: the first step of a new run."""
+    units = getattr(getattr(model, "likelihood", None), "units", None)
+    if units is not None:
+        units.fit(x)
+
+
+def with_identity_units(model: nn.Module, state: dict) -> dict:
+    """``state`` with the identity for every :class:`Standardize` buffer of ``model`` that it lacks: a
+    checkpoint written before the data's units existed was trained on the data as they came."""
+    filled = dict(state)
+    for key, value in model.state_dict().items():
+        if key.endswith(("units.shift", "units.scale")) and key not in filled:
+            filled[key] = torch.zeros_like(value) if key.endswith("shift") else torch.ones_like(value)
+    return filled
+
+
 class Likelihood(metaclass=ABCMeta):
     """Maps a decoder output to p(x | z), a distribution with event shape ``data_shape``."""
 
     name = ""
     params_per_value = 1  # what the decoder's network emits per data value
     shared_variance = False  # gaussian-shared: the decoder holds log sigma_x^2 as one parameter per value
+    units = None  # the Gaussian heads: the Standardize between the data's units and the networks'
 
     def __init__(self, data_shape: Sequence[int]):
         self.data_shape = tuple(data_shape)
@@ -104,12 +158,16 @@ class BernoulliLikelihood(Likelihood):
 class GaussianLikelihood(Likelihood):
     name = "gaussian"
     params_per_value = 2
-    LOG_VAR_RANGE = (-10.0, 10.0)
+    LOG_VAR_RANGE = (-10.0, 10.0)  # of log sigma^2 in the networks' (standardised) units
+
+    def __init__(self, data_shape: Sequence[int]):
+        super().__init__(data_shape)
+        self.units = Standardize(self.data_shape)
 
     def _split(self, out):
-        # the decoder emits [mu_x; log sigma_x^2] stacked on a leading channel of size 2
+        # the decoder emits [mu; log sigma^2] in standardised units, stacked on a leading channel of size 2
         loc, log_var = out.unbind(-self.event_dim - 1)
-        return loc, log_var.clamp(*self.LOG_VAR_RANGE)
+        return self.units.to_data(loc, log_var.clamp(*self.LOG_VAR_RANGE))
 
     def __call__(self, out):
         loc, log_var = self._split(out)
@@ -169,11 +227,13 @@ class GaussianEncoder(nn.Module):
     """q(z | x) = N(mu, diag sigma^2) with ``[mu; log sigma^2] = g(x; phi)`` (VaDE eq. 10-11).
 
     ``body`` maps a batch of inputs (B, *data_shape) to (B, H) features; two linear heads give
-    the mean and the log-variance. :meth:`forward` returns ``(loc, scale)``.
+    the mean and the log-variance. :meth:`forward` returns ``(loc, scale)``. ``units`` (the
+    likelihood's :class:`Standardize`, if it has one) standardises the inputs first.
     """
 
-    def __init__(self, body: nn.Module, hidden: int, latent_dim: int, data_dims: int):
+    def __init__(self, body: nn.Module, hidden: int, latent_dim: int, data_dims: int, units=None):
         super().__init__()
+        self.units = units
         self.body = body
         self.data_dims = data_dims
         self.loc = nn.Linear(hidden, latent_dim)
@@ -181,6 +241,7 @@ class GaussianEncoder(nn.Module):
 
     def features(self, x):
         batch = x.shape[: x.dim() - self.data_dims]
+        x = self.units(x) if self.units is not None else x
         h = self.body(x.reshape((-1,) + x.shape[len(batch):]))
         return h.reshape(batch + h.shape[1:])
 
@@ -219,11 +280,11 @@ class Decoder(nn.Module):
         return torch.stack([out, self.log_var.expand_as(out)], dim=out.dim() - self.log_var.dim())
 
 
-def mlp_encoder(data_shape, latent_dim: int, hidden=(500, 500, 2000)) -> GaussianEncoder:
+def mlp_encoder(data_shape, latent_dim: int, hidden=(500, 500, 2000), units=None) -> GaussianEncoder:
     d = int(np.prod(data_shape))
     hidden = tuple(hidden)
     body = nn.Sequential(Flatten(len(data_shape)), mlp((d,) + hidden), nn.ReLU())
-    return GaussianEncoder(body, hidden[-1], latent_dim, len(data_shape))
+    return GaussianEncoder(body, hidden[-1], latent_dim, len(data_shape), units)
 
 
 def mlp_decoder(latent_dim: int, data_shape, likelihood: Likelihood, hidden=(500, 500, 2000)) -> Decoder:
@@ -257,7 +318,7 @@ def _conv_spec(data_shape):
     return _CONV_SPECS[data_shape[1]]
 
 
-def conv_encoder(data_shape, latent_dim: int, hidden: int = 500) -> GaussianEncoder:
+def conv_encoder(data_shape, latent_dim: int, hidden: int = 500, units=None) -> GaussianEncoder:
     """GMVAE Table A.1 encoder body followed by the Gaussian heads."""
     layers_spec, side = _conv_spec(data_shape)
     layers, cin = [], data_shape[0]
@@ -265,7 +326,7 @@ def conv_encoder(data_shape, latent_dim: int, hidden: int = 500) -> GaussianEnco
         layers += _conv(cin, cout, k, s, p)
         cin = cout
     layers += [nn.Flatten(), nn.Linear(cin * side * side, hidden), nn.BatchNorm1d(hidden), nn.ReLU()]
-    return GaussianEncoder(nn.Sequential(*layers), hidden, latent_dim, 3)
+    return GaussianEncoder(nn.Sequential(*layers), hidden, latent_dim, 3, units)
 
 
 class _Unflatten(nn.Module):
@@ -294,11 +355,12 @@ def conv_decoder(latent_dim: int, data_shape, likelihood: Likelihood, hidden: in
 
 
 def make_encoder_decoder(arch: str, data_shape, latent_dim: int, likelihood: Likelihood, hidden=(500, 500, 2000)):
-    """The (encoder, decoder) pair for ``arch`` in {'mlp', 'conv'}."""
+    """The (encoder, decoder) pair for ``arch`` in {'mlp', 'conv'}; the encoder reads the likelihood's units."""
     if arch == "mlp":
-        return mlp_encoder(data_shape, latent_dim, hidden), mlp_decoder(latent_dim, data_shape, likelihood, hidden)
+        return (mlp_encoder(data_shape, latent_dim, hidden, likelihood.units),
+                mlp_decoder(latent_dim, data_shape, likelihood, hidden))
     if arch == "conv":
-        return conv_encoder(data_shape, latent_dim), conv_decoder(latent_dim, data_shape, likelihood)
+        return conv_encoder(data_shape, latent_dim, units=likelihood.units), conv_decoder(latent_dim, data_shape, likelihood)
     raise ConfigError(f"unknown architecture {arch!r}: expected one of {', '.join(ARCHITECTURES)}")
 
 

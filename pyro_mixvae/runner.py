@@ -35,7 +35,7 @@ from .infer import distributed
 from .infer.checkpoint import CHECKPOINT, atomic_write, deferred_signals, load_checkpoint, state_mismatch
 from .infer.train import History, TrainConfig, saved_state, seed_everything, train
 from .metrics import DEFINITIONS
-from .nets import resolve_likelihood
+from .nets import resolve_likelihood, with_identity_units
 from .runs import (CONFIG, METRICS, check_same_data, check_writable, data_fingerprint, read_config, read_history,
                    read_json, run_directory, run_lock, write_json)
 
@@ -192,7 +192,7 @@ def check_checkpoint_fits(model, out: Path, overrides: dict) -> None:
     if diff:
         raise RunError(f"cannot resume: {out / CHECKPOINT} holds a model with another {', '.join(diff)} than "
                        "this command asks for")
-    problem = state_mismatch(model.state_dict(), state["model"])
+    problem = state_mismatch(model.state_dict(), with_identity_units(model, state["model"]))
     if problem:
         raise RunError(f"cannot resume: {out / CHECKPOINT} does not fit the model asked for ({problem})")
 

@@ -9,7 +9,7 @@ labels ``y``); the same arguments give the same set.
   ``warped=True`` sends them through a fixed smooth nonlinear map (:func:`warp`) first;
 * :func:`make_unit_blobs` -- K tight groups in [0, 1]^D around uniformly drawn centres, clipped to the
   box (the guides' example, and the tests' small labelled sets);
-* :func:`load_table` -- scikit-learn's bundled tables (iris, wine, breast cancer), standardised;
+* :func:`load_table` -- scikit-learn's bundled tables (iris, wine, breast cancer), standardised or raw;
 * :func:`robustness_suite` -- the named sets of ``experiments/robustness.py`` and its tests.
 """
 from __future__ import annotations
@@ -77,13 +77,14 @@ def make_unit_blobs(n: int, dim: int, k: int, *, noise: float = 0.05, seed: int 
     return Dataset(x=x.astype(np.float32), y=y, name=f"unit-blobs-n{len(y)}-d{dim}-k{k}")
 
 
-def load_table(name: str) -> Dataset:
-    """One of scikit-learn's bundled tables (``TABLES``), each column standardised."""
+def load_table(name: str, standardise: bool = True) -> Dataset:
+    """One of scikit-learn's bundled tables (``TABLES``), each column standardised, or (``standardise=False``,
+    named ``<name>-raw``) in its own units, as a user's file would hold it."""
     if name not in TABLES:
         raise DataError(f"unknown table {name!r}: expected one of {', '.join(TABLES)}")
     bunch = TABLES[name]()
-    x = StandardScaler().fit_transform(bunch.data)
-    return Dataset(x=x.astype(np.float32), y=bunch.target.astype(np.int64), name=name)
+    x = StandardScaler().fit_transform(bunch.data) if standardise else bunch.data
+    return Dataset(x=x.astype(np.float32), y=bunch.target.astype(np.int64), name=name if standardise else f"{name}-raw")
 
 
 def guide_example(seed: int = 0) -> Dataset:
@@ -108,4 +109,6 @@ def robustness_suite(full: bool = False) -> Dict[str, Dataset]:
     sets["arcs"] = make_arcs(n=2000, seed=0)
     for name in ("wine", "breast-cancer"):
         sets[name] = load_table(name)
+    for name in TABLES:  # columns in their own units: wine's run from 0.1 to 1680, breast cancer's to 4254
+        sets[f"{name}-raw"] = load_table(name, standardise=False)
     return sets

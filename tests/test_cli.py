@@ -31,7 +31,7 @@ def test_fit_evaluate_sample_on_a_new_npz(blobs_npz, tmp_path, capsys):
                 "train_seconds", "dataset", "model", "seed"):
         assert key in metrics, key
     assert set(metrics["definitions"]) >= {"acc", "acc_cluster_label", "acc_majority"}
-    assert 0 <= metrics["acc"] <= 1 and metrics["elbo"] < 0
+    assert 0 <= metrics["acc"] <= 1 and np.isfinite(metrics["elbo"])  # a density: positive where the data vary little
     assert len((out / "history.jsonl").read_text().splitlines()) == 2
 
     assert main(["evaluate", str(out)]) == 0

@@ -6,6 +6,9 @@ from pyro.infer import TraceEnum_ELBO
 
 from pyro_mixvae.errors import ConfigError
 from pyro_mixvae.models import VaDE
+from scipy.stats import norm
+
+from pyro_mixvae.infer.checkpoint import load_parameters
 from pyro_mixvae.nets import make_encoder_decoder, make_likelihood, resolve_likelihood
 
 
@@ -57,6 +60,41 @@ def test_shared_gaussian_head_has_one_learned_variance_per_value():
     assert torch.allclose(d.log_prob(x), by_hand, atol=1e-5)
     d.log_prob(x).sum().backward()
     assert dec.log_var.grad is not None and torch.all(dec.log_var.grad != 0)
+
+
+def test_gaussian_heads_work_in_standardised_units_and_answer_in_the_data_units():
+    """After ``units.fit``, the encoder reads (x - mean) / sd per column, and p(x | z) is the Normal of the
+    decoder's [mu; log sigma^2] mapped back: N(x | mean + sd mu, sd^2 sigma^2), by scipy."""
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.normal([5000.0, 0.0, 1.0], [1000.0, 1.0, 0.01], size=(200, 3)), dtype=torch.float32)
+    lik = make_likelihood("gaussian", (3,))
+    enc, dec = make_encoder_decoder("mlp", (3,), 2, lik, hidden=(4,))
+    lik.units.fit(x)
+    mean, sd = x.double().mean(0), x.double().std(0, unbiased=False)
+    assert torch.allclose(lik.units.shift.double(), mean, rtol=1e-5)
+    assert torch.allclose(lik.units.scale.double(), sd, rtol=1e-4)
+    with torch.no_grad():
+        assert torch.allclose(enc.features(x), enc.body((x - mean.float()) / sd.float()), atol=1e-4)
+        out = dec(torch.randn(5, 2))
+        loc, log_var = out[:, 0].double(), out[:, 1].double()
+        expected = norm.logpdf(x[:5].double(), mean + sd * loc, sd * torch.exp(0.5 * log_var)).sum(-1)
+        assert np.allclose(lik(out).log_prob(x[:5]).double(), expected, rtol=1e-5)
+        assert torch.allclose(lik.mean(out).double(), mean + sd * loc, rtol=1e-5)
+    constant = torch.cat([x[:, :2], torch.full((200, 1), 7.0)], 1)  # a constant column is shifted, not scaled
+    lik.units.fit(constant)
+    assert lik.units.scale[2] == 1.0 and lik.units.shift[2] == 7.0
+
+
+def test_a_checkpoint_from_before_the_units_loads_with_the_identity():
+    fitted = VaDE((3,), 2, "gaussian-shared", hidden=(4,), latent_dim=2)
+    fitted.likelihood.units.fit(torch.randn(10, 3) * 50 + 9)
+    old = {k: v for k, v in fitted.state_dict().items() if "units" not in k}  # as written before they existed
+    model = VaDE((3,), 2, "gaussian-shared", hidden=(4,), latent_dim=2)
+    model.likelihood.units.fit(torch.randn(10, 3) * 50 + 9)
+    load_parameters(model, {"model": old, "model_extra": fitted.extra_state()}, "old.pt")
+    assert torch.equal(model.likelihood.units.shift, torch.zeros(3))
+    assert torch.equal(model.likelihood.units.scale, torch.ones(3))
+    assert torch.equal(model.decoder.log_var, fitted.decoder.log_var)
 
 
 def test_bernoulli_head_gives_cross_entropy_on_grey_values():

@@ -19,7 +19,7 @@ from pyro_mixvae.infer.pretrain import encode_means
 from pyro_mixvae.metrics import acc
 from pyro_mixvae.infer.train import TrainConfig, WarmupStepDecay, fit, seed_everything
 from pyro_mixvae.models import build
-from pyro_mixvae.nets import resolve_likelihood
+from pyro_mixvae.nets import fit_data_units, resolve_likelihood
 from pyro_mixvae.synthetic import guide_example, load_table, make_separated_blobs
 
 MODELS = ("vade", "gmvae", "vib-gmm", "factorial")
@@ -73,8 +73,9 @@ def test_pretraining_hands_svi_the_shared_variance_that_maximises_the_likelihood
     seed_everything(0)
     hidden = (32, 32) if model_name == "gmvae" else (32, 32, 64)
     model = build(model_name, data.x.shape[1:], 4, "gaussian-shared", {"hidden": hidden})
+    fit_data_units(model, x)  # as a run does first: the parameter is in standardised units
     model.pretrain(x, epochs=3, batch_size=100, seed=0)
-    log_var = model.decoder.log_var.detach()
+    log_var = model.decoder.log_var.detach() + 2 * torch.log(model.likelihood.units.scale)  # in the data's units
     with torch.no_grad():  # the same draws of z as the pretraining's last step (its generator, seed 0)
         loc, scale = model.encoder.eval()(x)
         z = loc + scale * torch.randn(loc.shape, generator=torch.Generator().manual_seed(0))
@@ -150,6 +151,24 @@ def test_unbounded_blobs_keep_their_clusters(model_name):
     assert start["clusters_used"] == k
     assert end["clusters_used"] == k
     assert end["acc"] >= start["acc"] - 0.02
+
+
+def test_a_table_in_its_own_units_is_clustered_as_the_standardised_one():
+    """The networks see standardised columns whatever the data's units (nets.Standardize): the same
+    blobs with columns rescaled by 1e-3 .. 1e3 and shifted give the same clustering, and an ELBO lower
+    by exactly the log-Jacobian sum_d log a_d per point (the density in the data's units)."""
+    data = make_separated_blobs(200, 4, 3, seed=7)
+    a = np.array([1e-3, 1.0, 30.0, 1e3], dtype=np.float32)
+    raw = data.x * a + np.array([0.0, -5.0, 100.0, 4e4], dtype=np.float32)
+    runs = []
+    for x in (data.x, raw):
+        seed_everything(0)
+        model = build("vade", x.shape[1:], 3, resolve_likelihood("auto", x), {"hidden": (32, 32), "latent_dim": 3})
+        fit(model, torch.as_tensor(x), data.y, config=TrainConfig(seed=0, device="cpu", epochs=3, pretrain_epochs=5),
+            progress=False)
+        runs.append(evaluate(model, torch.as_tensor(x), data.y))
+    assert runs[0]["acc"] == runs[1]["acc"] and runs[0]["nmi"] == pytest.approx(runs[1]["nmi"], abs=1e-6)
+    assert runs[1]["elbo"] == pytest.approx(runs[0]["elbo"] - float(np.log(a).sum()), abs=0.05)
 
 
 @pytest.mark.slow

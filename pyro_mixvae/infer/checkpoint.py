@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import RunError
+from ..nets import with_identity_units
 
 CHECKPOINT = "checkpoint.pt"
 # what every checkpoint holds (load_checkpoint refuses a file without them)
@@ -194,12 +195,14 @@ def _first_line(error) -> str:
 
 
 def load_parameters(model, state: dict, path) -> None:
-    """``model.load_state_dict(state["model"])`` (and its extra state); a key or shape mismatch is one line."""
-    problem = state_mismatch(model.state_dict(), state["model"])
+    """``model.load_state_dict(state["model"])`` (and its extra state); a key or shape mismatch is one line.
+    A checkpoint from before the data's units (:class:`~pyro_mixvae.nets.Standardize`) loads with the identity."""
+    params = with_identity_units(model, state["model"])
+    problem = state_mismatch(model.state_dict(), params)
     if problem:
         raise RunError(f"{path} does not fit this model: {problem}")
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(params)
         model.load_extra_state(state["model_extra"])
     except (RuntimeError, TypeError, ValueError, KeyError) as e:
         raise RunError(f"{path} does not fit this model: {' '.join(str(e).split())[:150]}") from None

@@ -73,9 +73,10 @@ def pretrain_autoencoder(encoder, decoder, likelihood, x: torch.Tensor, *, epoch
 
 @torch.no_grad()
 def fit_shared_variance(encoder, decoder, likelihood, x: torch.Tensor, batch_size: int = 1000, seed: int = 0) -> None:
-    """``gaussian-shared``: set log sigma_x^2 to the mean squared residual of each value,
+    """``gaussian-shared``: set sigma_x^2 to the mean squared residual of each value,
     (1/N) sum_n (x_n - mu_x(z_n))^2 with z_n ~ q(z | x_n), the maximum-likelihood variance given
-    the decoder's means and the guide as SVI finds them. (No-op for other likelihoods.)
+    the decoder's means and the guide as SVI finds them (the parameter holds it in the networks'
+    units: divided by the likelihood's ``units.scale`` squared). (No-op for other likelihoods.)
 
     Called where pretraining hands over to SVI: the pretraining leaves this one parameter per
     value near its start, and Adam moves a parameter by about the learning rate per step, so on a
@@ -91,7 +92,7 @@ def fit_shared_variance(encoder, decoder, likelihood, x: torch.Tensor, batch_siz
             loc, scale = encoder(xb)
             z = loc + scale * torch.randn(loc.shape, generator=gen).to(loc)
             squared += ((xb - likelihood.mean(decoder(z))) ** 2).sum(0)
-    log_var = torch.log(squared / x.shape[0] + torch.finfo(x.dtype).tiny)
+    log_var = torch.log(squared / x.shape[0] + torch.finfo(x.dtype).tiny) - 2 * torch.log(likelihood.units.scale)
     decoder.log_var.copy_(log_var.clamp(*likelihood.LOG_VAR_RANGE))
 
 

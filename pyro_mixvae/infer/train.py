@@ -52,7 +52,7 @@ import torch
 
 from ..errors import ConfigError, NonFiniteLossError
 from ..metrics import clustering_metrics
-from ..nets import SMALL_DATA
+from ..nets import SMALL_DATA, fit_data_units
 from . import distributed
 from .callbacks import builtin_callbacks, read_history
 from .checkpoint import CHECKPOINT, load_parameters, rng_state, set_rng_state
@@ -445,6 +445,8 @@ def _start(run: TrainingRun, pretrain: bool, progress: bool) -> None:
     """A new run: seeded, pretrained (once, on rank 0, then broadcast), each rank its own stream."""
     cfg, ddp, model, x = run.cfg, run.ddp, run.model, run.x
     seed_everything(cfg.seed)
+    if pretrain:  # a run from scratch: the networks' units from this data (pretrain=False keeps the model's)
+        fit_data_units(model, x)
     if pretrain and cfg.pretrain_epochs > 0 and ddp.is_main:  # [distributed] once, on rank 0, then broadcast
         t0 = time.perf_counter()
         run.history.pretrain = model.pretrain(x, cfg.pretrain_epochs, cfg.batch_size, cfg.seed, progress=progress,

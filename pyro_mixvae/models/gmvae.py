@@ -194,12 +194,12 @@ class GMVAE(MixtureVAE):
         K, D = self.n_clusters, self.latent_dim
         self.likelihood = make_likelihood(likelihood, self.data_shape)
         if arch == "conv":
-            self.encoder = conv_encoder(self.data_shape, D)
+            self.encoder = conv_encoder(self.data_shape, D, units=self.likelihood.units)
             self.decoder = conv_decoder(D, self.data_shape, self.likelihood)
             features = self.encoder.loc.in_features
         else:
             widths = tuple(hp["hidden"] or widths)
-            self.encoder = mlp_encoder(self.data_shape, D, widths)
+            self.encoder = mlp_encoder(self.data_shape, D, widths, self.likelihood.units)
             self.decoder = mlp_decoder(D, self.data_shape, self.likelihood, widths)
             features = widths[-1]
         # the shared encoder body's other heads: q(w|x), and q(c|x) for the mean-field guide (Table A.1)
