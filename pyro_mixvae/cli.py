@@ -2,7 +2,7 @@
 
     mixvae fit MODEL --data DATA [--clusters K] [--epochs E] [--pretrain-epochs P]
                      [--batch-size B] [--lr LR] [--seed S] [--device cpu|cuda]
-                     [--likelihood auto|bernoulli|gaussian] [--num-particles M]
+                     [--likelihood auto|bernoulli|gaussian|gaussian-shared] [--num-particles M]
                      [--out DIR] [--resume [--override key=value]...] [--guide NAME] [--set key=value]...
                      [--distributed]
     torchrun --nproc_per_node N -m pyro_mixvae fit ...      (data-parallel; see the README)
@@ -99,7 +99,8 @@ def _add_data_arguments(f) -> None:
     f.add_argument("--clusters", "-k", type=int, default=None, help="K (default: the number of classes, else 10)")
     f.add_argument("--likelihood", default="auto", choices=LIKELIHOODS,
                    help="auto: bernoulli for images or binary data in [0, 1], else gaussian-shared (one "
-                        "variance per value) below 10,000 points and gaussian (a variance per point) from there up")
+                        "variance per value) below 10,000 points and gaussian (a variance per point) from there up; a "
+                        "Gaussian model's networks see each column standardised, its likelihood stays in the data's units")
     f.add_argument("--set", dest="settings", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="a model setting, repeatable (see `mixvae settings MODEL`)")
     f.add_argument("--guide", default=None,

@@ -35,6 +35,13 @@ distribution over one data point (its event shape is the data shape):
   away from the groups; with one variance per feature the robustness suite kept them
   (docs/studies/robustness.md).
 
+The Gaussian heads hold a :class:`Standardize`, the data's units: the encoder reads each value
+standardised by the training data's mean and standard deviation (set at the start of a run,
+:func:`fit_data_units`), the decoder emits standardised [mu; log sigma^2] (the clamp above is in
+these units), and the head maps them back to the data's units. A table whose columns are measured
+in thousands and in hundredths then meets the networks as standardised data would, and the ELBO,
+log-likelihoods and samples are still those of the data as given.
+
 ``likelihood="auto"`` (:func:`resolve_likelihood`) picks ``bernoulli`` for images with values in
 [0, 1] (one channel axis and two spatial axes per point, as the papers' grey-scale sets) and for
 binary data, and a Gaussian for everything else: tables, measurements and embeddings, bounded

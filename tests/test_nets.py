@@ -99,6 +99,8 @@ def test_a_checkpoint_from_before_the_units_loads_with_the_identity():
 
 def test_bernoulli_head_gives_cross_entropy_on_grey_values():
     lik = make_likelihood("bernoulli", (2,))
+    assert lik.units is None  # images in [0, 1] meet the networks as they are (no data units to fit)
+    assert not [k for k in VaDE((2,), 2, "bernoulli", hidden=(4,)).state_dict() if "units" in k]
     logits, x = torch.tensor([0.3, -2.0]), torch.tensor([0.25, 0.9])
     p = torch.sigmoid(logits)
     expected = (x * torch.log(p) + (1 - x) * torch.log(1 - p)).sum()
