@@ -26,7 +26,6 @@ Appends each finished run to ``RESULTS/other_sets.jsonl`` (found runs are skippe
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from sklearn import datasets as sk_datasets
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from robustness import MODELS, RESULTS, one_run, table
+from robustness import MODELS, RESULTS, run_all, table
 from pyro_mixvae.data import Dataset
 
 
@@ -76,21 +75,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.results.mkdir(parents=True, exist_ok=True)
-    log = args.results / "other_sets.jsonl"
-    done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    seen = {(r["data"], r["model"], r["seed"]) for r in done}
-    for name, data in ({} if args.table_only else other_sets()).items():
-        if args.sets and name not in args.sets:
-            continue
-        for model_name in args.models:
-            for seed in args.seeds:
-                if (name, model_name, seed) in seen:
-                    continue
-                record = one_run(model_name, data, seed)
-                print(json.dumps(record), flush=True)
-                with open(log, "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                done.append(record)
+    done = run_all({} if args.table_only else other_sets(), args, args.results / "other_sets.jsonl")
     command = "python experiments/other_sets.py " + " ".join(a for a in sys.argv[1:] if a != "--table-only")
     (args.results / "other_sets.md").write_text(table(done, command.strip()))
 

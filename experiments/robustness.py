@@ -85,6 +85,27 @@ def table(records: list, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_all(sets: dict, args, log: Path, settings: dict | None = None, likelihood: str = "auto") -> list:
+    """:func:`one_run` for every set of ``sets`` (those named in ``args.sets``, if any), ``args.models`` and
+    ``args.seeds``, each record appended to ``log`` as it finishes; records found in ``log`` are not run
+    again. Returns all records, found and new."""
+    done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    seen = {(r["data"], r["model"], r["seed"]) for r in done}
+    for name, data in sets.items():
+        if args.sets and name not in args.sets:
+            continue
+        for model_name in args.models:
+            for seed in args.seeds:
+                if (name, model_name, seed) in seen:
+                    continue
+                record = one_run(model_name, data, seed, settings, likelihood)
+                print(json.dumps(record), flush=True)
+                with open(log, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                done.append(record)
+    return done
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true")
@@ -101,22 +122,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     stem = "robustness-full" if args.full else "robustness"
     args.results.mkdir(parents=True, exist_ok=True)
-    log = args.results / f"{stem}.jsonl"
-    done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    seen = {(r["data"], r["model"], r["seed"]) for r in done}
     suite = {} if args.table_only else robustness_suite(full=args.full)
-    for name, data in suite.items():
-        if args.sets and name not in args.sets:
-            continue
-        for model_name in args.models:
-            for seed in args.seeds:
-                if (name, model_name, seed) in seen:
-                    continue
-                record = one_run(model_name, data, seed, dict(a.split("=", 1) for a in args.set), args.likelihood)
-                print(json.dumps(record), flush=True)
-                with open(log, "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                done.append(record)
+    done = run_all(suite, args, args.results / f"{stem}.jsonl", dict(a.split("=", 1) for a in args.set), args.likelihood)
     # the command that makes the records (a --table-only rewrite names it, not itself)
     command = "python experiments/robustness.py " + " ".join(a for a in sys.argv[1:] if a != "--table-only")
     (args.results / f"{stem}.md").write_text(table(done, command.strip()))
