@@ -109,6 +109,6 @@ def robustness_suite(full: bool = False) -> Dict[str, Dataset]:
     sets["arcs"] = make_arcs(n=2000, seed=0)
     for name in ("wine", "breast-cancer"):
         sets[name] = load_table(name)
-    for name in TABLES:  # columns in their own units: wine's run from 0.1 to 1680, breast cancer's to 4254
+    for name in TABLES:  # columns in their own units: wine's run from 0.13 to 1680, breast cancer's to 4254
         sets[f"{name}-raw"] = load_table(name, standardise=False)
     return sets
