@@ -1,13 +1,15 @@
-"""Which mixture start to keep: the t-SNE start against the diagonal GMM on the codes (issue 17).
+"""Which mixture start to keep: the diagonal GMM, the full GMM and the t-SNE start on the codes (issue 17).
 
     python experiments/start_selection.py --data digits --seeds 0 1 2 3 4
-    python experiments/start_selection.py --data guide-example --seeds 0 1 2
+    python experiments/start_selection.py --data arcs --seeds 0 1 2 3 4
 
-For each seed, VaDE is pretrained as ``mixvae fit vade`` does (its default pretraining), then both
-starts are fitted on the autoencoder's codes: ``gmm_assign=diag`` and ``gmm_assign=tsne``
+For each seed, VaDE is pretrained as ``mixvae fit vade`` does (its default pretraining), then the three
+starts are fitted on the autoencoder's codes: ``gmm_assign=diag``, ``full`` and ``tsne``
 (:func:`pyro_mixvae.infer.pretrain.fit_diag_gmm`). For each: the acc of its hard labels, and two
 label-free scores of those labels -- the silhouette on the codes and on the standardised codes.
-Appends the records, with the command, to ``experiments/results/start_selection.json``.
+``--data`` names a set of the robustness suite (``pyro_mixvae.synthetic.robustness_suite``), of
+``experiments/other_sets.py``, or of ``mixvae fit --data``. Appends the records, with the command, to
+``experiments/results/start_selection.json`` (one process at a time: each rewrites the file).
 """
 from __future__ import annotations
 
@@ -26,9 +28,13 @@ from pyro_mixvae.infer.train import TrainConfig, fit, seed_everything
 from pyro_mixvae.metrics import acc
 from pyro_mixvae.models import build
 from pyro_mixvae.nets import resolve_likelihood
-from pyro_mixvae.synthetic import guide_example
+from pyro_mixvae.synthetic import robustness_suite
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from other_sets import other_sets  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "start_selection.json"
+ASSIGNS = ("diag", "full", "tsne")
 
 
 def labels_of(z: np.ndarray, weights, means, variances) -> np.ndarray:
@@ -47,7 +53,7 @@ def one_seed(data, seed: int) -> dict:
     z = encode_means(model.encoder, x).numpy().astype(np.float64)
     zs = (z - z.mean(0)) / z.std(0)
     record = {"seed": seed}
-    for assign in ("diag", "tsne"):
+    for assign in ASSIGNS:
         labels = labels_of(z, *fit_diag_gmm(z, k, seed, n_init=10, assign=assign))
         several = len(np.unique(labels)) > 1
         record[assign] = {"acc": acc(data.y, labels),
@@ -62,7 +68,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    data = guide_example() if args.data == "guide-example" else load_dataset(args.data)
+    named = {**robustness_suite(full=True), **other_sets()}
+    data = named[args.data] if args.data in named else load_dataset(args.data)
     records = json.loads(OUT.read_text()) if OUT.exists() else []
     command = "python experiments/start_selection.py " + " ".join(sys.argv[1:] if argv is None else argv)
     for seed in args.seeds:
