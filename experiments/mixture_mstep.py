@@ -28,7 +28,7 @@ import torch
 from pyro_mixvae.infer.train import TrainConfig, fit
 from pyro_mixvae.metrics import acc
 from pyro_mixvae.synthetic import robustness_suite
-from robustness import build_for
+from robustness import add_set_argument, build_for, settings_of
 
 OUT = Path(__file__).resolve().parent / "results" / "mixture_mstep.jsonl"
 
@@ -72,11 +72,11 @@ def main(argv=None) -> None:
     p.add_argument("model", choices=["vade", "vib-gmm"])
     p.add_argument("data")
     p.add_argument("seed", type=int)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    add_set_argument(p)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     data = robustness_suite(full=True)[args.data]
-    settings = dict(a.split("=", 1) for a in args.set)
+    settings = settings_of(args)
     command = "python experiments/mixture_mstep.py " + " ".join(sys.argv[1:] if argv is None else argv)
     for mstep in (False, True):
         record = {"command": command, **one_run(args.model, data, args.seed, settings, mstep)}

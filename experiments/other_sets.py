@@ -35,7 +35,7 @@ from sklearn import datasets as sk_datasets
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from robustness import MODELS, RESULTS, run_all, table
+from robustness import MODELS, RESULTS, add_set_argument, run_all, settings_of, table
 from pyro_mixvae.data import Dataset
 
 
@@ -72,13 +72,12 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--table-only", action="store_true", help="rewrite the table from the records, run nothing")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a model setting instead of its default (as mixvae fit --set); use with --results")
+    add_set_argument(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.results.mkdir(parents=True, exist_ok=True)
     done = run_all({} if args.table_only else other_sets(), args, args.results / "other_sets.jsonl",
-                   dict(a.split("=", 1) for a in args.set))
+                   settings_of(args))
     command = "python experiments/other_sets.py " + " ".join(a for a in sys.argv[1:] if a != "--table-only")
     (args.results / "other_sets.md").write_text(table(done, command.strip()))
 

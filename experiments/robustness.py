@@ -106,6 +106,17 @@ def run_all(sets: dict, args, log: Path, settings: dict | None = None, likelihoo
     return done
 
 
+def add_set_argument(parser) -> None:
+    """``--set KEY=VALUE``, repeatable: a model setting instead of its default (read by :func:`settings_of`)."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a model setting instead of its default (as mixvae fit --set); use with --results")
+
+
+def settings_of(args) -> dict:
+    """The ``--set`` values as a dict of setting names to their strings (the models parse them)."""
+    return dict(a.split("=", 1) for a in args.set)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true")
@@ -115,15 +126,14 @@ def main(argv=None) -> None:
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the table and the records go "
                         "(default: experiments/results); records found there are not run again")
     parser.add_argument("--table-only", action="store_true", help="rewrite the table from the records, run nothing")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a model setting instead of its default (as mixvae fit --set); use with --results")
+    add_set_argument(parser)
     parser.add_argument("--likelihood", default="auto", help="as mixvae fit --likelihood; use with --results")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     stem = "robustness-full" if args.full else "robustness"
     args.results.mkdir(parents=True, exist_ok=True)
     suite = {} if args.table_only else robustness_suite(full=args.full)
-    done = run_all(suite, args, args.results / f"{stem}.jsonl", dict(a.split("=", 1) for a in args.set), args.likelihood)
+    done = run_all(suite, args, args.results / f"{stem}.jsonl", settings_of(args), args.likelihood)
     # the command that makes the records (a --table-only rewrite names it, not itself)
     command = "python experiments/robustness.py " + " ".join(a for a in sys.argv[1:] if a != "--table-only")
     (args.results / f"{stem}.md").write_text(table(done, command.strip()))
