@@ -371,7 +371,7 @@ def _fit_restarts(args, job, out: Path) -> dict:
 
 # ----------------------------------------------------------------------------- evaluate / sample
 def _run_evaluate(args) -> dict:
-    model, cfg = load_run(args.run_dir, device=args.device)
+    model, cfg = load_run(args.run_dir, device=args.device, what="evaluate")
     name, split = args.data or cfg["data"], args.split or cfg.get("split", "all")
     data = load_dataset(name, split=split)
     x = as_model_input(data.x)
@@ -407,7 +407,7 @@ def _run_sample(args) -> None:
         raise ConfigError(f"--out must name a .png file; got {out}")
     if not out.parent.exists() or not out.parent.is_dir():
         raise ConfigError(f"cannot write {out}: {out.parent} is not a directory")
-    model, cfg = load_run(args.run_dir)
+    model, cfg = load_run(args.run_dir, what="sample from")
     model.check_cluster(args.cluster)
     seed_everything(args.seed)
     x, c = model.sample(args.n, args.cluster)

@@ -59,7 +59,7 @@ def write_report(run_dir, out: Optional[str] = None, *, num_samples: int = 100, 
                  seed: int = 0, projection: str = "pca", iw_samples: int = 100) -> Path:
     """Write the report of ``run_dir`` into ``out`` (default ``run_dir/report``); returns that folder."""
     run = Path(run_dir)
-    model, cfg = load_run(run)
+    model, cfg = load_run(run, what="report")
     if num_samples < 1 or max_points < 1:
         raise ConfigError(f"--num-samples and --max-points must be >= 1; got {num_samples} and {max_points}")
     if projection not in ("pca", "tsne"):

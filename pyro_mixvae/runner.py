@@ -32,12 +32,12 @@ from .data import check_data
 from .errors import ConfigError, NonFiniteLossError, RunError, Terminated
 from .evaluation import elbo_per_point, evaluate
 from .infer import distributed
-from .infer.checkpoint import CHECKPOINT, atomic_write, deferred_signals, load_checkpoint, state_mismatch
+from .infer.checkpoint import CHECKPOINT, atomic_write, deferred_signals, load_checkpoint, run_identity, state_mismatch
 from .infer.train import History, TrainConfig, saved_state, seed_everything, train
 from .metrics import DEFINITIONS
 from .nets import resolve_likelihood, with_identity_units
-from .runs import (CONFIG, METRICS, check_same_data, check_writable, data_fingerprint, read_config, read_history,
-                   read_json, run_directory, run_lock, write_json)
+from .runs import (CONFIG, HISTORY, METRICS, check_identity, check_same_data, check_writable, data_fingerprint,
+                   read_config, read_history, read_json, run_directory, run_lock, write_json)
 
 DATA_FILE = "data.npz"  # the data of a run fitted from Python without a data set's name
 RESTART_FILES = (CONFIG, CHECKPOINT, "history.jsonl")
@@ -127,8 +127,9 @@ def fit_in_directory(model, x, y, out_dir, *, config: Optional[TrainConfig] = No
         if main:
             _write_config(out, run_config, x_np, y)
         try:
-            history = train(model, x_np, y, config=cfg, observed=observed, out_dir=out, resume=resume,
-                            pretrain=pretrain, progress=progress, **train_kwargs)
+            with run_identity(run_config.get("data_fingerprint")):  # the checkpoints carry the data's fingerprint
+                history = train(model, x_np, y, config=cfg, observed=observed, out_dir=out, resume=resume,
+                                pretrain=pretrain, progress=progress, **train_kwargs)
         except BaseException as e:
             if main:
                 mark_stopped(out, run_config, e)
@@ -151,13 +152,27 @@ def _run_config(model, x, y, cfg: TrainConfig, data: Optional[str], state: Optio
 
 
 def _continued_config(model, out: Path, x, y, run_config: dict, changes: dict, check_fits: bool) -> dict:
-    """On resume (or continuation) in ``out``: the data must be the run's; the checkpoint must hold this model."""
+    """On resume (or continuation) in ``out``: the data must be the run's; on resume the checkpoint must belong to
+    ``config.json`` (:func:`~pyro_mixvae.runs.check_identity`), hold this model and have its history beside it."""
     old = read_config(out)
     check_same_data(old, x, y, "resume", out)
     if check_fits:
-        check_checkpoint_fits(model, out, changes)
+        state = load_checkpoint(out / CHECKPOINT)
+        check_identity(old, state, out, "resume")
+        check_checkpoint_fits(model, out, changes, state)
+        check_history(out, state["epoch"])
     data = run_config["data"] if run_config["data"] is not None else old["data"]
     return {**run_config, "data": data, "overrides": old.get("overrides", []) + ([changes] if changes else [])}
+
+
+def check_history(out: Path, epoch: int) -> None:
+    """On resume: ``history.jsonl`` must hold one record for each epoch 1..``epoch`` of the checkpoint (lines past
+    it are dropped by the resume); a history emptied, removed or cut would make the run report fewer epochs."""
+    found = [r["epoch"] for r in read_history(out, upto=epoch)]
+    if found != list(range(1, epoch + 1)):
+        have = "no epochs" if not found else f"epochs {found[0]}-{found[-1]} ({len(found)} records)"
+        raise RunError(f"cannot resume: {out / HISTORY} holds {have} but {out / CHECKPOINT} is from epoch {epoch}; "
+                       "the history cannot be rebuilt: restore it, or start a new run in another --out")
 
 
 def _write_config(out: Path, run_config: dict, x, y) -> None:
@@ -176,22 +191,24 @@ def _final_metrics(model, x, y, history: History, run_config: dict) -> dict:
     metrics.update({"train_seconds": history.train_seconds(), "pretrain": history.pretrain,
                     "collapse": history.collapse, "dataset": run_config["data"], "model": run_config["model"],
                     "seed": run_config["train"]["seed"], "clusters": run_config["clusters"],
-                    "epochs": len(history.records), "epochs_planned": run_config["train"]["epochs"],
+                    "epochs": history.records[-1]["epoch"] if history.records else 0, "epochs_planned": run_config["train"]["epochs"],
                     "complete": True, "definitions": {k: DEFINITIONS[k] for k in metrics if k in DEFINITIONS}})
     return metrics
 
 
-def check_checkpoint_fits(model, out: Path, overrides: dict) -> None:
-    """Before anything is written on resume: the checkpoint must hold this model (construction and shapes)."""
-    state = load_checkpoint(out / CHECKPOINT)
+def check_checkpoint_fits(model, out: Path, overrides: dict, state: Optional[dict] = None) -> None:
+    """Before anything is written on resume: the checkpoint (``state``, else read from ``out``) must hold this
+    model (construction and shapes)."""
+    state = load_checkpoint(out / CHECKPOINT) if state is None else state
     mine, theirs = model.construction(), state["construction"]
     settings = dict(theirs.get("settings") or {})
-    diff = [k for k in ("model", "data_shape", "n_clusters", "likelihood") if mine.get(k) != theirs.get(k)]
-    diff += [k for k in sorted(set(mine["settings"]) | set(settings))
+    diff = [(k, theirs.get(k), mine.get(k)) for k in ("model", "data_shape", "n_clusters", "likelihood")
+            if mine.get(k) != theirs.get(k)]
+    diff += [(k, settings.get(k), mine["settings"].get(k)) for k in sorted(set(mine["settings"]) | set(settings))
              if k not in overrides and mine["settings"].get(k) != settings.get(k)]
     if diff:
-        raise RunError(f"cannot resume: {out / CHECKPOINT} holds a model with another {', '.join(diff)} than "
-                       "this command asks for")
+        raise RunError(f"cannot resume: {out / CHECKPOINT} holds another model than this command asks for: "
+                       + "; ".join(f"{k} {a} in the checkpoint, {b} asked" for k, a, b in diff))
     problem = state_mismatch(model.state_dict(), with_identity_units(model, state["model"]))
     if problem:
         raise RunError(f"cannot resume: {out / CHECKPOINT} does not fit the model asked for ({problem})")

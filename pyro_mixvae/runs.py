@@ -32,8 +32,10 @@ import torch
 from .errors import ConfigError, MixVAEError, RunError
 from .infer.callbacks import HISTORY, read_history  # noqa: F401 (read_history: the run directory API has it)
 from .infer.checkpoint import (CHECKPOINT, atomic_write, deferred_signals, load_checkpoint, load_parameters,
-                               remove_temporaries)
-from .models import build
+                               non_finite_parameters, remove_temporaries)
+from .infer.train import resolve_device
+from .models import build, get_model_class
+from .models.base import parse_settings
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
@@ -63,12 +65,71 @@ def read_json(path) -> dict:
 
 
 def read_config(run_dir) -> dict:
-    """``config.json`` of a run directory, refused in one line when it lacks what a run needs."""
-    cfg = read_json(Path(run_dir) / CONFIG)
+    """``config.json`` of a run directory, refused in one line when it lacks what a run needs or a field
+    has the wrong type (:func:`config_problem`)."""
+    path = Path(run_dir) / CONFIG
+    cfg = read_json(path)
     missing = [k for k in CONFIG_KEYS if k not in cfg]
-    if missing or not isinstance(cfg.get("train"), dict) or not isinstance(cfg.get("settings"), dict):
-        raise RunError(f"{Path(run_dir) / CONFIG} is damaged: it lacks {', '.join(missing) or 'a valid train/settings'}")
+    if missing:
+        raise RunError(f"{path} is damaged: it lacks {', '.join(missing)}")
+    problem = config_problem(cfg)
+    if problem:
+        raise RunError(f"{path} is damaged: {problem}")
     return cfg
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _optional(check):
+    return lambda value: value is None or check(value)
+
+
+# the type of each field of config.json that a command reads, and of each training value it may read
+CONFIG_TYPES = {"model": (lambda v: isinstance(v, str), "a string"), "data": (lambda v: isinstance(v, str), "a string"),
+                "split": (lambda v: isinstance(v, str), "a string"), "clusters": (_is_int, "an integer"),
+                "likelihood": (lambda v: isinstance(v, str), "a string"),
+                "settings": (lambda v: isinstance(v, dict), "an object"), "train": (lambda v: isinstance(v, dict), "an object"),
+                "labels": (_optional(lambda v: isinstance(v, str)), "a string or null"),
+                "overrides": (lambda v: isinstance(v, list) and all(isinstance(o, dict) for o in v), "a list of objects"),
+                "data_fingerprint": (lambda v: isinstance(v, dict), "an object"),
+                "construction": (lambda v: isinstance(v, dict), "an object")}
+TRAIN_TYPES = {**{k: (_optional(_is_int), "an integer") for k in ("epochs", "pretrain_epochs", "batch_size", "lr_step",
+                                                                   "lr_warmup", "num_particles", "seed", "eval_every")},
+               **{k: (_optional(_is_number), "a number") for k in ("lr", "lr_decay", "checkpoint_seconds")},
+               "device": (_optional(lambda v: isinstance(v, str)), "a string"),
+               **{k: (_optional(lambda v: isinstance(v, bool)), "true, false or null") for k in ("jit", "validate")}}
+FINGERPRINT_TYPES = {"shape": (lambda v: isinstance(v, list) and all(_is_int(n) and n >= 0 for n in v), "a list of sizes"),
+                     "dtype": (lambda v: isinstance(v, str), "a string"), "sha256": (lambda v: isinstance(v, str), "a string"),
+                     "labels_sha256": (lambda v: isinstance(v, str), "a string")}
+
+
+def _typed(obj: dict, types: dict, where: str) -> str:
+    bad = next((k for k, (ok, _) in types.items() if k in obj and not ok(obj[k])), None)
+    return "" if bad is None else f"{where}{bad} is {json.dumps(obj[bad])[:40]}, not {types[bad][1]}"
+
+
+def config_problem(cfg: dict) -> str:
+    """'' when every field of ``config.json`` that a command reads has its type (the model known, its settings
+    valid for it, the training values numbers, ...), else what is wrong, for a one-line message."""
+    problem = (_typed(cfg, CONFIG_TYPES, "") or _typed(cfg["train"], TRAIN_TYPES, "train.")
+               or _typed(cfg.get("data_fingerprint") or {}, FINGERPRINT_TYPES, "data_fingerprint."))
+    if problem:
+        return problem
+    if cfg["clusters"] < 1:
+        return f"clusters is {cfg['clusters']}, not a positive integer"
+    if cfg["train"].get("epochs") is not None and cfg["train"]["epochs"] < 0:
+        return f"train.epochs is {cfg['train']['epochs']}, not a number of epochs"
+    try:
+        parse_settings(cfg["model"], get_model_class(cfg["model"]).settings, cfg["settings"])
+    except ConfigError as e:
+        return str(e)
+    return ""
 
 
 # ----------------------------------------------------------------------------- the data's fingerprint
@@ -193,19 +254,74 @@ def _remove_new_run(out: Path, created: bool) -> None:
 
 
 # ----------------------------------------------------------------------------- reading a run back
-def load_run(run_dir, device="cpu"):
+def load_run(run_dir, device="cpu", what: str = "use"):
     """The model of a run directory with its trained parameters, and its ``config.json``.
 
-    The config returned carries ``checkpoint_epoch`` (the epoch the parameters are from).
+    The device is checked first (no CUDA is said as such, not as a damaged checkpoint); the
+    checkpoint must belong to ``config.json`` (:func:`check_identity`) and hold finite parameters.
+    ``what`` names the command in a refusal. The config returned carries ``checkpoint_epoch`` (the epoch
+    the parameters are from).
     """
     run_dir = Path(run_dir)
     if not (run_dir / CHECKPOINT).is_file() or not (run_dir / CONFIG).is_file():
         raise ConfigError(f"{run_dir} is not a run directory: it needs {CONFIG} and {CHECKPOINT}")
+    device = resolve_device(device)
     cfg = read_config(run_dir)
     state = load_checkpoint(run_dir / CHECKPOINT, map_location=device)
+    check_identity(cfg, state, run_dir, what)
+    bad = non_finite_parameters(state)
+    if bad:
+        raise RunError(f"{run_dir / CHECKPOINT} holds non-finite parameters (NaN or infinite values in "
+                       f"{', '.join(bad[:3])}{' and more' if len(bad) > 3 else ''}); it cannot be used")
     model = model_from_checkpoint(state, run_dir / CHECKPOINT)
-    model.to(torch.device(device)).eval()
+    model.to(device).eval()
     return model, {**cfg, "checkpoint_epoch": state["epoch"]}
+
+
+def identity_differences(cfg: dict, state: dict) -> list:
+    """What a checkpoint says it belongs to that ``config.json`` contradicts, as ``(what, checkpoint's, config's)``.
+
+    Compared: the model, K, the likelihood, the data's shape per point, the settings (those an
+    ``--override`` changed are left out: the checkpoint before the resumed run's first one still holds
+    the old value), the seed and -- where the checkpoint records it -- the data's fingerprint.
+    Checkpoints from before the fingerprint are checked on the rest.
+    """
+    built = state["construction"]
+    overridden = {key for change in cfg.get("overrides") or [] for key in change}
+    recorded_shape = (cfg.get("data_fingerprint") or {}).get("shape")
+    pairs = [("model", built.get("model"), cfg["model"]), ("K", built.get("n_clusters"), cfg["clusters"]),
+             ("likelihood", built.get("likelihood"), cfg["likelihood"])]
+    if recorded_shape is not None:
+        pairs.append(("data shape per point", _jsonable(built.get("data_shape")), recorded_shape[1:]))
+    theirs = built.get("settings") if built.get("model") == cfg["model"] else {}  # another model: its own settings
+    theirs = theirs or {}
+    pairs += [(f"setting {key}", _jsonable(theirs.get(key)), _jsonable(value)) for key, value in cfg["settings"].items()
+              if key not in overridden and key in theirs]
+    if "seed" in state["config"] and cfg["train"].get("seed") is not None:
+        pairs.append(("seed", state["config"]["seed"], cfg["train"]["seed"]))
+    mine, recorded = state.get("data_fingerprint"), cfg.get("data_fingerprint")
+    if isinstance(mine, dict) and recorded:
+        for key, what in (("shape", "data shape"), ("sha256", "data"), ("labels_sha256", "labels")):
+            if key in mine and key in recorded and _jsonable(mine[key]) != recorded[key]:
+                a, b = (str(v) if key == "shape" else f"sha256 {v[:12]}" for v in (_jsonable(mine[key]), recorded[key]))
+                pairs.append((what, a, b))
+    return [(what, a, b) for what, a, b in pairs if a != b]
+
+
+def check_identity(cfg: dict, state: dict, run_dir, what: str = "use") -> None:
+    """Refuse a checkpoint that belongs to another run than ``config.json`` says, naming both sides."""
+    diff = identity_differences(cfg, state)
+    if diff:
+        run_dir = Path(run_dir)
+        raise RunError(f"cannot {what} {run_dir}: its {CHECKPOINT} does not belong to its {CONFIG}: "
+                       + "; ".join(f"{name} {a} in the checkpoint, {b} in {CONFIG}" for name, a, b in diff))
+
+
+def _jsonable(value):
+    """Tuples as lists, for comparing with what JSON read back."""
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def model_from_checkpoint(state: dict, path):

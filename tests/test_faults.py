@@ -500,3 +500,125 @@ def test_the_non_finite_guard_fires_before_metrics_and_keeps_a_checkpoint_that_e
     consistent(run, 0)
     rc, err, out = cli(["evaluate", run], capsys)
     assert rc == 0 and np.isfinite(json.loads(out)["elbo"])
+
+
+# ----------------------------------------------------------------------------- 8. identity before use (issue 32)
+@pytest.fixture(scope="module")
+def others(data, blobs_file, tmp_path_factory):
+    """Runs whose checkpoints do not belong beside refs[False]'s config.json: GMVAE, VaDE with K = 4, VaDE on other
+    data of the same shape."""
+    base = tmp_path_factory.mktemp("others")
+    gmvae = fit_args(data, base / "gmvae")
+    gmvae[1] = "gmvae"
+    assert main(gmvae) == 0
+    assert main(fit_args(data, base / "k4", "--clusters", "4")) == 0
+    assert main(fit_args(blobs_file(120, 8, 3, noise=0.1), base / "other-data", "--clusters", "3")) == 0
+    return {name: base / name for name in ("gmvae", "k4", "other-data")}
+
+
+def _commands(run, data, tmp_path):
+    return {"evaluate": ["evaluate", run], "report": ["report", run, "--num-samples", "2", "--max-points", "30"],
+            "sample": ["sample", run, "--out", tmp_path / "s.png"], "resume": fit_args(data, run, "--resume", epochs=3)}
+
+
+@pytest.mark.parametrize("swap,needles", [("gmvae", ["model gmvae in the checkpoint, vade in config.json"]),
+                                          ("k4", ["K 4 in the checkpoint, 3 in config.json"]),
+                                          ("other-data", ["data sha256", "in the checkpoint"])])
+def test_a_checkpoint_from_another_run_is_refused_naming_both_sides(swap, needles, refs, others, data, tmp_path,
+                                                                    capsys):
+    run = copy_run(refs[False], tmp_path)
+    shutil.copy(others[swap] / "checkpoint.pt", run / "checkpoint.pt")
+    before = snapshot(run)
+    for command, argv in _commands(run, data, tmp_path).items():
+        rc, err, out = cli(argv, capsys)
+        assert rc == 2, (command, out)
+        one_line(err, "does not belong to", *needles)
+        assert snapshot(run) == before and not (run / "report").exists() and not (tmp_path / "s.png").exists()
+        no_stray(run)
+
+
+def test_a_checkpoint_from_before_the_fingerprint_still_loads_and_is_checked_on_the_rest(refs, others, tmp_path,
+                                                                                        capsys):
+    run = copy_run(refs[False], tmp_path)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state.pop("data_fingerprint")["sha256"] == json.loads((run / "config.json").read_text())["data_fingerprint"]["sha256"]
+    torch.save(state, run / "checkpoint.pt")
+    rc, err, out = cli(["evaluate", run, "--iw-samples", "0"], capsys)
+    assert rc == 0, err
+    assert json.loads(out)["model"] == "vade"
+    old_k4 = torch.load(others["k4"] / "checkpoint.pt", weights_only=True)
+    del old_k4["data_fingerprint"]
+    torch.save(old_k4, run / "checkpoint.pt")
+    rc, err, _ = cli(["evaluate", run], capsys)
+    assert rc == 2
+    one_line(err, "K 4 in the checkpoint, 3 in config.json")
+
+
+@pytest.mark.parametrize("damage", ["emptied", "removed", "first line gone"])
+def test_resume_refuses_a_history_that_lacks_the_checkpoints_epochs(damage, refs, data, tmp_path, capsys):
+    run = copy_run(refs[False], tmp_path)
+    history = run / "history.jsonl"
+    {"emptied": lambda: history.write_text(""), "removed": history.unlink,
+     "first line gone": lambda: history.write_text(history.read_text().splitlines()[1] + "\n")}[damage]()
+    before = snapshot(run)
+    rc, err, _ = cli(fit_args(data, run, "--resume", epochs=3), capsys)
+    assert rc == 2
+    one_line(err, "history.jsonl", "checkpoint.pt is from epoch 2")
+    assert snapshot(run) == before
+    no_stray(run)
+
+
+def test_metrics_count_the_epochs_of_a_resumed_run(refs, data, tmp_path, capsys):
+    run = copy_run(refs[False], tmp_path)
+    assert cli(fit_args(data, run, "--resume", epochs=3), capsys)[0] == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 3 == load_checkpoint(run / "checkpoint.pt")["epoch"] and metrics["complete"] is True
+
+
+WRONG_TYPES = {"clusters": ("clusters", "3"), "model": ("model", 5), "data": ("data", ["x"]), "split": ("split", 1),
+               "train": ("train", []), "settings": ("settings", "x"), "likelihood": ("likelihood", None),
+               "train.epochs": ("train.epochs", "2"), "train.lr": ("train.lr", "fast"), "train.seed": ("train.seed", 1.5),
+               "setting": ("settings.latent_dim", "two"), "unknown model": ("model", "nosuch"),
+               "fingerprint": ("data_fingerprint.shape", "120x8"), "overrides": ("overrides", {"lr": 1}),
+               "negative K": ("clusters", -3)}
+
+
+@pytest.mark.parametrize("case", list(WRONG_TYPES))
+def test_a_config_field_of_the_wrong_type_is_one_line(case, refs, data, tmp_path, capsys):
+    run = copy_run(refs[False], tmp_path)
+    key, value = WRONG_TYPES[case]
+    cfg = json.loads((run / "config.json").read_text())
+    *parents, last = key.split(".")
+    target = cfg
+    for part in parents:
+        target = target[part]
+    target[last] = value
+    (run / "config.json").write_text(json.dumps(cfg))
+    before = snapshot(run)
+    for command, argv in _commands(run, data, tmp_path).items():
+        rc, err, _ = cli(argv, capsys)
+        assert rc == 2, command
+        one_line(err, "config.json")
+        assert snapshot(run) == before
+    no_stray(run)
+
+
+def test_a_checkpoint_with_nan_parameters_is_refused_by_sample_evaluate_and_report(refs, data, tmp_path, capsys):
+    run = copy_run(refs[False], tmp_path)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    key = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][key] = torch.full_like(state["model"][key], float("nan"))
+    torch.save(state, run / "checkpoint.pt")
+    for command in ("evaluate", "sample", "report"):
+        rc, err, _ = cli(_commands(run, data, tmp_path)[command], capsys)
+        assert rc == 2, command
+        one_line(err, "non-finite parameters", key)
+    assert not (tmp_path / "s.png").exists() and not (run / "report").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_a_gpu_says_so(refs, capsys):
+    rc, err, _ = cli(["evaluate", refs[False], "--device", "cuda"], capsys)
+    assert rc == 2
+    one_line(err, "CUDA is not available")
+    assert "damaged" not in err

@@ -10,6 +10,11 @@ so the file is read with ``torch.load(weights_only=True)``: a file that holds an
 (a pickled object that would run code when loaded) is refused with one line naming it
 (:class:`~pyro_mixvae.errors.RunError`), and so is a file that is not a checkpoint at all.
 
+A checkpoint written inside :func:`run_identity` (``mixvae fit``'s run directories) also holds
+``data_fingerprint``, the fingerprint of the data it was trained on, so that a checkpoint can be
+checked against the ``config.json`` beside it (:func:`pyro_mixvae.runs.check_identity`) besides
+its ``construction`` (model, K, likelihood, data shape, settings).
+
 It is written to a temporary file in the same directory, flushed and fsync'ed, then renamed
 over the old one, so an interruption at any moment leaves either the old checkpoint or the
 new one, never half of one. SIGINT and SIGTERM arriving during the write are held back
@@ -17,6 +22,7 @@ until it has finished (:func:`deferred_signals`), then delivered as they would h
 """
 from __future__ import annotations
 
+import contextvars
 import os
 import pickle
 import random
@@ -38,6 +44,8 @@ CHECKPOINT = "checkpoint.pt"
 FIELDS = ("epoch", "model", "model_extra", "construction", "optimizer", "scheduler", "rng",
           "generator", "config", "extra")
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# the fingerprint of the data being trained on, set by run_identity() (None: not known, e.g. in memory)
+_DATA_FINGERPRINT = contextvars.ContextVar("mixvae_data_fingerprint", default=None)
 
 
 # ----------------------------------------------------------------------------- signals
@@ -144,8 +152,21 @@ def atomic_save(obj, path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
+@contextmanager
+def run_identity(data_fingerprint: dict):
+    """Checkpoints saved while the block runs carry ``data_fingerprint`` (the data the run trains on)."""
+    token = _DATA_FINGERPRINT.set(data_fingerprint)
+    try:
+        yield
+    finally:
+        _DATA_FINGERPRINT.reset(token)
+
+
 def save_checkpoint(path, *, model, optimizer, scheduler, epoch: int, generator: torch.Generator,
                     config: dict, extra: dict | None = None) -> None:
+    """Everything the next step depends on (see the module docstring), atomically; inside :func:`run_identity`
+    also the data's fingerprint."""
+    fingerprint = _DATA_FINGERPRINT.get()
     atomic_save({
         "epoch": int(epoch),
         "model": model.state_dict(),
@@ -157,6 +178,7 @@ def save_checkpoint(path, *, model, optimizer, scheduler, epoch: int, generator:
         "generator": generator.get_state(),
         "config": plain(config),
         "extra": plain(extra or {}),
+        **({"data_fingerprint": plain(fingerprint)} if fingerprint is not None else {}),
     }, path)
 
 
@@ -187,6 +209,12 @@ def load_checkpoint(path, map_location="cpu") -> dict:
             or not isinstance(state["config"], dict) or not isinstance(state["model"], dict):
         raise RunError(f"{path} is not a mixvae checkpoint: its epoch, construction, config or model have the wrong types")
     return state
+
+
+def non_finite_parameters(state: dict) -> list:
+    """The names of the checkpoint's floating-point parameters and buffers that hold NaN or infinite values."""
+    return [name for name, value in state["model"].items()
+            if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
 
 
 def _first_line(error) -> str:
