@@ -42,7 +42,7 @@ from typing import Optional, Sequence
 import torch
 
 from . import __version__
-from .data import check_data, load_dataset, load_partial_labels
+from .data import check_data, check_data_options, load_dataset, load_partial_labels
 from .errors import ConfigError, MixVAEError, NonFiniteLossError, RunError, Terminated
 from .evaluation import evaluate
 from .infer import distributed
@@ -54,8 +54,9 @@ from .models.base import parse_settings
 from .nets import LIKELIHOODS
 from .plots import sample_figure
 from .report import write_report
-from .runner import RECEIVED, as_model_input, check_clusters, fit_in_directory, prepare_data, restarts
-from .runs import CONFIG, METRICS, check_same_data, check_writable, completion, load_run, read_config, read_json, run_lock
+from .runner import RECEIVED, as_model_input, check_clusters, check_components, check_seed, fit_in_directory, prepare_data, restarts
+from .runs import (CONFIG, METRICS, check_output_dir, check_output_file, check_same_data, check_writable, completion,
+                   load_run, read_config, read_json, run_lock)
 from .selection import select_n_clusters, write_selection
 
 
@@ -69,6 +70,23 @@ def _key_value(text: str):
         raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
     key, value = text.split("=", 1)
     return key.strip(), value.strip()
+
+
+class _KeyValues(argparse.Action):
+    """``--set`` / ``--override KEY=VALUE``, repeatable, gathered into a dict: a key given twice with two
+    different values is refused naming both (the last would otherwise win silently)."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        key, text = value
+        given = dict(getattr(namespace, self.dest) or {})
+        if key in given and given[key] != text:
+            raise ConfigError(f"{option_string} gives {key} twice: {key}={given[key]} and {key}={text}; give it once")
+        given[key] = text
+        setattr(namespace, self.dest, given)
+
+
+def _key_values(parser, flag: str, dest: str, help: str) -> None:
+    parser.add_argument(flag, dest=dest, type=_key_value, action=_KeyValues, default={}, metavar="KEY=VALUE", help=help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,8 +119,7 @@ def _add_data_arguments(f) -> None:
                    help="auto: bernoulli for images or binary data in [0, 1], else gaussian-shared (one "
                         "variance per value) below 10,000 points and gaussian (a variance per point) from there up; a "
                         "Gaussian model's networks see each column standardised, its likelihood stays in the data's units")
-    f.add_argument("--set", dest="settings", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="a model setting, repeatable (see `mixvae settings MODEL`)")
+    _key_values(f, "--set", "settings", "a model setting, repeatable (see `mixvae settings MODEL`)")
     f.add_argument("--guide", default=None,
                    help="the variational family, for models with a guide setting (gmvae: posterior or mean-field)")
 
@@ -142,9 +159,8 @@ def _add_fit_parser(sub) -> None:
     f.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATA-seedS)")
     f.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint, with its recorded settings")
-    f.add_argument("--override", dest="overrides", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="with --resume: change a recorded setting (lr, lr_decay, lr_step, lr_warmup, batch_size, num_particles, "
-                        "or a model setting that keeps the parameters' shapes); repeatable")
+    _key_values(f, "--override", "overrides", "with --resume: change a recorded setting (lr, lr_decay, lr_step, "
+                "lr_warmup, batch_size, num_particles, or a model setting that keeps the parameters' shapes); repeatable")
     f.add_argument("--restarts", type=int, default=1,
                    help="train R seeds (--seed, --seed+1, ...) and keep the best training ELBO (labels unused)")
     f.add_argument("--labels", default=None,
@@ -201,6 +217,8 @@ def _run_fit(args) -> dict:
     if args.resume:
         _resume_settings(args, cls, out)
     args.data, args.split, args.seed = args.data or "digits", args.split or "all", args.seed or 0
+    check_seed(args.seed)
+    check_seed(args.seed + args.restarts - 1, f"--seed + --restarts - 1 (the last restart's seed)")
     job = _fit_job(args, cls)
     if args.distributed or distributed.launched():  # one rank of a torchrun job: join the process group now
         if args.restarts != 1:
@@ -218,10 +236,13 @@ def _run_fit(args) -> dict:
 
 
 def _check_fit_flags(args) -> None:
+    """What the flags alone can tell: --override only with --resume, R >= 1, options that apply to the data."""
     if args.overrides and not args.resume:
         raise ConfigError("--override applies only with --resume; for a new run give the setting as its own flag")
     if args.restarts < 1:
         raise ConfigError(f"--restarts must be >= 1; got {args.restarts}")
+    if args.data is not None or not args.resume:  # on resume without --data, the recorded data (checked there)
+        check_data_options(args.data or "digits", args.split, args.download)
 
 
 def _fit_job(args, cls) -> dict:
@@ -268,6 +289,7 @@ def _resume_settings(args, cls, out: Path) -> None:
     if cfg["model"] != args.model:
         raise RunError(f"cannot resume: {out} holds a run of {cfg['model']}, not {args.model}")
     overrides = _parse_overrides(args, cls, cfg)
+    _check_override_against_flags(args, cls, overrides)
     recorded, differences = _recorded_flags(cfg), []
     for key, old in recorded.items():
         new = getattr(args, key)
@@ -292,10 +314,26 @@ def _resume_settings(args, cls, out: Path) -> None:
     args.changes = {k: [recorded.get(k, cfg["settings"].get(k)), _jsonable(v)] for k, v in overrides.items()}
 
 
+def _check_override_against_flags(args, cls, overrides: dict) -> None:
+    """A value given both by its flag (``--lr``, ``--set key=``, ``--guide``) and by ``--override`` must agree;
+    otherwise one of the two would be dropped silently."""
+    settings = {**dict(args.settings), **({"guide": args.guide} if args.guide else {})}
+    for key, value in overrides.items():
+        if key in TRAIN_FLAGS and getattr(args, key, None) is not None and getattr(args, key) != value:
+            flag = f"--{key.replace('_', '-')} {getattr(args, key)}"
+        elif key in settings and _jsonable(parse_settings(args.model, cls.settings, {key: settings[key]})[key]) \
+                != _jsonable(value):
+            flag = f"--guide {settings[key]}" if key == "guide" and args.guide else f"--set {key}={settings[key]}"
+        else:
+            continue
+        raise ConfigError(f"{flag} and --override {key}={args.overrides[key]} give {key} two values; give one "
+                          "(--override, to change the recorded value on resume)")
+
+
 def _parse_overrides(args, cls, cfg: dict) -> dict:
     """``--override key=value`` pairs as typed values; a key that cannot be overridden is refused."""
     overrides = {}
-    for key, raw in args.overrides:
+    for key, raw in args.overrides.items():
         if key in OVERRIDABLE:
             try:
                 value = TRAIN_FLAGS[key](raw)
@@ -334,6 +372,7 @@ def _fit_one(args, job, seed: int, out: Path, resume: bool, show: bool = True) -
     config.check()
     seed_everything(seed)
     model = cls(x.shape[1:], job["k"], job["likelihood"], **job["settings"])
+    check_components(model, len(x))
     observed = {}
     if args.labels is not None:
         if not getattr(model, "accepts_labels", False):
@@ -371,8 +410,12 @@ def _fit_restarts(args, job, out: Path) -> dict:
 
 # ----------------------------------------------------------------------------- evaluate / sample
 def _run_evaluate(args) -> dict:
+    if args.iw_samples < 0:
+        raise ConfigError(f"--iw-samples must be >= 0; got {args.iw_samples}")
     model, cfg = load_run(args.run_dir, device=args.device, what="evaluate")
     name, split = args.data or cfg["data"], args.split or cfg.get("split", "all")
+    if args.split is not None:
+        check_data_options(name, args.split)
     data = load_dataset(name, split=split)
     x = as_model_input(data.x)
     if x.shape[1:] != tuple(model.data_shape):
@@ -380,8 +423,6 @@ def _run_evaluate(args) -> dict:
     if (name, split) == (cfg["data"], cfg.get("split", "all")):  # the run's own data: they must not have changed
         check_same_data(cfg, x, data.y, "evaluate", args.run_dir)
     check_data(x, data.y, likelihood=model.likelihood_name)
-    if args.iw_samples < 0:
-        raise ConfigError(f"--iw-samples must be >= 0; got {args.iw_samples}")
     metrics = evaluate(model, torch.as_tensor(x, device=torch.device(args.device)), data.y, iw_samples=args.iw_samples)
     note = completion(cfg, _stored_metrics(Path(args.run_dir)))
     metrics.update({"dataset": name, "model": cfg["model"], "epochs": cfg["checkpoint_epoch"], "complete": not note})
@@ -402,11 +443,11 @@ def _stored_metrics(run: Path) -> Optional[dict]:
 def _run_sample(args) -> None:
     if args.n < 1:
         raise ConfigError(f"--n must be >= 1; got {args.n}")
+    check_seed(args.seed)
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out must name a .png file; got {out}")
-    if not out.parent.exists() or not out.parent.is_dir():
-        raise ConfigError(f"cannot write {out}: {out.parent} is not a directory")
+    check_output_file(out)
     model, cfg = load_run(args.run_dir, what="sample from")
     model.check_cluster(args.cluster)
     seed_everything(args.seed)
@@ -421,8 +462,7 @@ def _run_report(args) -> None:
         raise ConfigError(f"{args.run_dir} is not a run directory")
     with run_lock(args.run_dir, "report", required=False):  # a read-only run may be reported elsewhere (--out)
         out = write_report(args.run_dir, args.out, num_samples=args.num_samples, max_points=args.max_points,
-                       seed=args.seed, projection=args.projection,
-                           iw_samples=args.iw_samples)
+                           seed=args.seed, projection=args.projection, iw_samples=args.iw_samples)
     print(f"wrote {out}")
 
 
@@ -431,7 +471,7 @@ def _add_select_parser(sub) -> None:
     s = sub.add_parser("select", help="choose K (and the model) without labels: held-out log-likelihood and "
                                       "stability across restarts")
     s.add_argument("--data", default="digits", help="as for fit")
-    s.add_argument("--split", default="all")
+    s.add_argument("--split", default=None, help="as for fit")
     s.add_argument("--models", default="vade", help="comma-separated models (default vade)")
     s.add_argument("--clusters", "-k", default="2-10", help="the K grid: 2-10 or 2,4,8")
     s.add_argument("--restarts", type=int, default=3, help="seeds per candidate (stability needs >= 2)")
@@ -448,8 +488,7 @@ def _add_select_parser(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default=None)
     s.add_argument("--likelihood", default="auto", choices=LIKELIHOODS)
-    s.add_argument("--set", dest="settings", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="a setting for every model that has it, repeatable")
+    _key_values(s, "--set", "settings", "a setting for every model that has it, repeatable")
     s.add_argument("--out", default=None, help="output folder, resumable (default runs/select-DATA)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -474,8 +513,13 @@ def _run_select(args) -> None:
     settings = {m: {k: v for k, v in given.items() if k in get_model_class(m).settings} for m in models}
     config = TrainConfig(epochs=args.epochs, pretrain_epochs=args.pretrain_epochs, batch_size=args.batch_size,
                          lr=args.lr, device=args.device)
-    data = load_dataset(args.data, split=args.split)
+    check_seed(args.seed)
+    if args.iw_samples < 1:
+        raise ConfigError(f"--iw-samples must be >= 1; got {args.iw_samples}")
+    check_data_options(args.data, args.split)
     out = Path(args.out or f"runs/select-{Path(args.data).stem}")
+    check_output_dir(out)
+    data = load_dataset(args.data, split=args.split or "all")
     selection = select_n_clusters(data.x, _k_grid(args.clusters), models=models, restarts=args.restarts,
                                   holdout=args.holdout, se_factor=args.se_factor,
                                   stability_tie=args.stability_tie, settings=settings, config=config,

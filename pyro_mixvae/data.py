@@ -59,6 +59,7 @@ import numpy as np
 from .errors import DataError
 
 DATASETS = ("digits", "arcs", "mnist", "fashion-mnist", "svhn")
+SPLIT_SETS = ("mnist", "fashion-mnist", "svhn")  # the sets that have a train/test split and can be downloaded
 SPLITS = ("train", "test", "all")
 LABEL_COLUMNS = ("label", "y", "class", "target")
 SYSTEM_DIR = "/usr/share/datasets"
@@ -168,6 +169,21 @@ def load_dataset(spec: str, *, split: str = "all", data_dir: Optional[str] = Non
         f"unknown data set '{spec}': expected one of {', '.join(DATASETS)}, "
         "or a path to a .npz or .csv file"
     )
+
+
+def check_data_options(spec, split: Optional[str] = None, download: bool = False) -> None:
+    """Refuse a command-line option that does not apply to the data ``spec`` rather than record it and
+    ignore it: a ``split`` other than ``all`` for a set without one (digits, arcs, a file), ``download``
+    for anything but the sets torchvision fetches (:data:`SPLIT_SETS`)."""
+    name = os.fspath(spec).strip().lower()
+    if name in SPLIT_SETS:
+        return
+    what = "a file" if name.endswith((".npz", ".csv")) else name
+    if split not in (None, "all"):
+        raise DataError(f"--split {split} does not apply to {spec}: only {', '.join(SPLIT_SETS)} have a train/test "
+                        f"split; {what} is used whole")
+    if download:
+        raise DataError(f"--download does not apply to {spec}: only {', '.join(SPLIT_SETS)} are downloaded")
 
 
 # --------------------------------------------------------------------------- built-in sets

@@ -48,7 +48,7 @@ from .evaluation import elbo_per_point, predict_proba
 from .infer.train import TrainConfig, resolve_device
 from .models import get_model_class
 from .nets import eval_mode, resolve_likelihood
-from .runner import as_model_input, fit_best
+from .runner import as_model_input, check_components, check_seed, fit_best
 
 # the estimators' parameters that are TrainConfig fields (the seed comes from random_state)
 TRAIN_PARAMS = ("epochs", "pretrain_epochs", "batch_size", "lr", "lr_decay", "lr_step", "lr_warmup", "num_particles",
@@ -59,10 +59,12 @@ SCORE_SEED = 0  # seed of the private generator that score() draws its particles
 
 
 def seed_from(random_state) -> int:
-    """An int seed: ``random_state`` itself when it is an int, else a draw from it (None: NumPy's global RNG)."""
-    rng = check_random_state(random_state)  # refuses anything but None, an int or a RandomState
+    """An int seed: ``random_state`` itself when it is an int (0 .. 2**32 - 1, NumPy's seeds), else a draw from it
+    (None: NumPy's global RNG)."""
     if isinstance(random_state, numbers.Integral):
+        check_seed(random_state, "random_state")
         return int(random_state)
+    rng = check_random_state(random_state)  # refuses anything but None, an int or a RandomState
     return int(rng.randint(np.iinfo(np.int32).max))
 
 
@@ -134,6 +136,7 @@ class MixtureVAEEstimator(ClusterMixin, BaseEstimator):
 
     def _seeds(self, n_init: int) -> list:
         first = seed_from(self.random_state)
+        check_seed(first + n_init - 1, "random_state + n_init - 1 (the last restart's seed)")
         return [first + i for i in range(n_init)]
 
     def fit(self, X, y=None):
@@ -154,6 +157,7 @@ class MixtureVAEEstimator(ClusterMixin, BaseEstimator):
 
         def build(seed):
             model = cls(X.shape[1:], self.n_clusters, self.likelihood_, **self._model_settings())
+            check_components(model, len(X), "components")
             return model, self._observed(X, model)
 
         # the restarts of pyro_mixvae.runner: seeds s, s + 1, ...; the best training ELBO is kept
@@ -200,6 +204,7 @@ class MixtureVAEEstimator(ClusterMixin, BaseEstimator):
         private generator seeded from it (:func:`seed_from`).
         """
         check_is_fitted(self, "model_")
+        check_scalar(n, "n", numbers.Integral, min_val=1)
         with eval_mode(self.model_):
             if random_state is None:
                 x, c = self.model_.sample(int(n), cluster)

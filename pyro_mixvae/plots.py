@@ -35,6 +35,7 @@ from scipy.optimize import linear_sum_assignment  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
 from .analysis import group, import_arviz  # noqa: E402
+from .errors import ConfigError  # noqa: E402
 from .metrics import contingency  # noqa: E402
 
 # history columns that are not terms of the objective
@@ -48,11 +49,12 @@ def _save(fig, path, title: str = "") -> None:
     """Save; a figure made with the constrained layout keeps its title right above the panels (no blank band)."""
     if title:
         fig.suptitle(title, fontsize=9)
-    if fig.get_layout_engine() is None:
-        fig.savefig(path, dpi=90, bbox_inches="tight")
-    else:
-        fig.savefig(path, dpi=90)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=90, **({"bbox_inches": "tight"} if fig.get_layout_engine() is None else {}))
+    except OSError as e:  # a path that cannot be written: one line, not a traceback
+        raise ConfigError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
 
 
 def _image(x: np.ndarray) -> np.ndarray:

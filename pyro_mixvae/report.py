@@ -24,11 +24,11 @@ from . import plots
 from .analysis import group, save_netcdf, to_inference_data
 from .data import load_dataset
 from .errors import ConfigError
-from .runner import as_model_input
+from .runner import as_model_input, check_seed
 from .evaluation import evaluate
 from .metrics import DEFINITIONS, clustering_metrics
 from .nets import eval_mode
-from .runs import METRICS, check_same_data, completion, load_run, read_history, read_json
+from .runs import METRICS, check_output_dir, check_same_data, completion, load_run, read_history, read_json
 
 # what the other numbers of metrics.json mean
 MORE_DEFINITIONS = {
@@ -59,11 +59,17 @@ def write_report(run_dir, out: Optional[str] = None, *, num_samples: int = 100, 
                  seed: int = 0, projection: str = "pca", iw_samples: int = 100) -> Path:
     """Write the report of ``run_dir`` into ``out`` (default ``run_dir/report``); returns that folder."""
     run = Path(run_dir)
-    model, cfg = load_run(run, what="report")
     if num_samples < 1 or max_points < 1:
         raise ConfigError(f"--num-samples and --max-points must be >= 1; got {num_samples} and {max_points}")
     if projection not in ("pca", "tsne"):
         raise ConfigError(f"--projection must be pca or tsne; got {projection!r}")
+    if iw_samples < 0:
+        raise ConfigError(f"--iw-samples must be >= 0 (0: no log-likelihood); got {iw_samples}")
+    check_seed(seed)
+    target = Path(out) if out is not None else run / "report"
+    check_output_dir(target, "--out" if out is not None else "the report folder",
+                     "" if out is not None else f"; write the report elsewhere with `mixvae report {run} --out DIR`")
+    model, cfg = load_run(run, what="report")
     data = load_dataset(cfg["data"], split=cfg.get("split", "all"))
     x = as_model_input(data.x)
     if x.shape[1:] != tuple(model.data_shape):
@@ -71,7 +77,6 @@ def write_report(run_dir, out: Optional[str] = None, *, num_samples: int = 100, 
                           f"{tuple(model.data_shape)}")
     check_same_data(cfg, x, data.y, "report", run)
     metrics = read_json(run / METRICS) if (run / METRICS).is_file() else None  # a damaged file: one line, now
-    target = Path(out) if out is not None else run / "report"
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as e:

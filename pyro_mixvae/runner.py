@@ -65,6 +65,27 @@ def check_clusters(cls, k: int, n: int, name: str = "--clusters") -> None:
         raise ConfigError(f"{name} must be between {cls.min_clusters} and the number of points ({n}); got {k!r}")
 
 
+def check_components(model, n: int, name: str = "--set components") -> None:
+    """Each factor's number of components (the factorial prior's ``components``) must be at most the number of
+    points N, as K is (:func:`check_clusters`): its mixture start cannot place more components than points."""
+    ks = getattr(model, "components", ())
+    ks = [int(k) for k in ks] if isinstance(ks, (tuple, list)) else []  # (GMVAE's components are a network)
+    over = [(i, k) for i, k in enumerate(ks) if k > n]
+    if over:
+        i, k = over[0]
+        raise ConfigError(f"{name}={','.join(map(str, ks))}: factor {i} has {k} components but the data have only "
+                          f"{n} points; use at most {n}")
+
+
+SEED_MAX = 2 ** 32 - 1  # NumPy's seeds lie in [0, 2**32 - 1]
+
+
+def check_seed(seed, name: str = "--seed") -> None:
+    """A seed must be an integer that NumPy, torch and Python all accept: 0 .. 2**32 - 1."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"{name} must be an integer between 0 and 2**32 - 1; got {seed!r}")
+
+
 # ----------------------------------------------------------------------------- one run in a directory
 @dataclass
 class RunResult:

@@ -214,9 +214,29 @@ def check_writable(out: Path, resume: bool) -> None:
         raise ConfigError(f"--out {out} exists and is not a directory")
     if out.is_dir() and (out / CHECKPOINT).exists():
         raise ConfigError(f"--out {out} already holds a run; use --resume to continue it or choose another --out")
-    parent = next((p for p in [out, *out.parents] if p.exists()), Path("."))
+    check_output_dir(out)
+
+
+def check_output_dir(target, flag: str = "--out", hint: str = "") -> None:
+    """Refuse an output folder that is a file, or that cannot be created or written, before any work starts;
+    ``hint`` ends the message (where to write instead)."""
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{flag} {target} exists and is not a directory{hint}")
+    parent = next((p for p in [target, *target.parents] if p.exists()), Path("."))
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out} cannot be written: {parent} is not a writable directory")
+        raise ConfigError(f"{flag} {target} cannot be written: {parent} is not a writable directory{hint}")
+
+
+def check_output_file(target, flag: str = "--out") -> None:
+    """Refuse an output file that is a folder, or whose folder is missing or not writable, before any work starts."""
+    target = Path(target)
+    if target.is_dir():
+        raise ConfigError(f"{flag} {target} is a directory; name a file")
+    if not target.parent.is_dir():
+        raise ConfigError(f"cannot write {target}: {target.parent} is not a directory")
+    if not os.access(target.parent, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise ConfigError(f"cannot write {target}: {target if target.exists() else target.parent} is not writable")
 
 
 @contextmanager

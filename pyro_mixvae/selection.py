@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -39,8 +39,9 @@ from sklearn.metrics import adjusted_rand_score
 from tqdm.auto import tqdm
 
 from .data import check_data
-from .errors import ConfigError
-from .runner import as_model_input
+from .errors import ConfigError, RunError
+from .runner import as_model_input, check_components, check_seed
+from .runs import data_fingerprint
 from .evaluation import DEFAULT_GLOBAL_DRAWS, elbo_per_point, importance_log_likelihood, predict_proba
 from .infer.train import TrainConfig, fit, seed_everything
 from .models import get_model_class
@@ -85,6 +86,7 @@ def _train_candidate(job: dict, model_name: str, k: int, restart: int) -> dict:
     seed_everything(seed)
     cls = get_model_class(model_name)
     model = cls(job["x"].shape[1:], k, job["likelihood"], **job["settings"][model_name])
+    check_components(model, len(job["x_train"]), "components")
     fit(model, job["x_train"], config=replace(job["config"], seed=seed), progress=False)
     x_out = torch.as_tensor(job["x_out"], device=job["device"])
     ll = importance_log_likelihood(model, x_out, num_samples=job["iw_samples"], num_draws=job["global_draws"],
@@ -98,17 +100,71 @@ def _train_candidate(job: dict, model_name: str, k: int, restart: int) -> dict:
     return out
 
 
-def _candidate(job: dict, model_name: str, k: int, restart: int) -> dict:
-    """One candidate's arrays: read from ``out_dir/candidates`` when there, else trained and saved."""
-    path = None if job["out_dir"] is None else job["out_dir"] / CANDIDATES / f"{model_name}-k{k}-r{restart}.npz"
-    if path is not None and path.is_file():
+# what a saved candidate depends on besides its model, K and restart (the TrainConfig fields that change results)
+TRAIN_IDENTITY = ("epochs", "pretrain_epochs", "batch_size", "lr", "lr_decay", "lr_step", "lr_warmup", "num_particles")
+
+
+def candidate_identity(job: dict, model_name: str) -> dict:
+    """What a candidate of ``model_name`` was computed from: the data's fingerprint, the held-out split, the
+    likelihood, the model's settings, the training values and the importance sampling. Saved with it, and a
+    saved candidate is reused only when this is unchanged."""
+    config = asdict(job["config"])
+    return {"data_fingerprint": job["fingerprint"], "holdout": job["holdout"], "seed": job["seed"],
+            "likelihood": job["likelihood"], "settings": _jsonable(job["settings"][model_name]),
+            "train": {k: config[k] for k in TRAIN_IDENTITY}, "iw_samples": job["iw_samples"],
+            "global_draws": job["global_draws"]}
+
+
+def _jsonable(value):
+    """``value`` as JSON reads it back (tuples as lists)."""
+    return json.loads(json.dumps(value))
+
+
+def _differences(saved: dict, now: dict, prefix: str = "") -> list:
+    """'key saved -> now' for every leaf that differs (hashes shortened)."""
+    out = []
+    for key in sorted(set(saved) | set(now)):
+        a, b = saved.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            short = (lambda v: v[:12]) if isinstance(a, str) and isinstance(b, str) and len(a) == 64 else (lambda v: v)
+            out.append(f"{prefix}{key} {short(a)} -> {short(b)}")
+    return out
+
+
+def _load_candidate(path: Path, identity: dict) -> dict:
+    """A saved candidate's arrays, refused in one line when it was computed from other data or settings."""
+    try:
         with np.load(path, allow_pickle=False) as saved:
-            return {key: saved[key] for key in saved.files}
+            arrays = {key: saved[key] for key in saved.files}
+        saved_identity = json.loads(str(arrays.pop("identity"))) if "identity" in arrays else None
+    except Exception as e:  # np.load and json raise several kinds on a damaged file
+        raise RunError(f"{path} is damaged ({' '.join(str(e).split())[:100]}); remove it to compute the "
+                       "candidate again") from None
+    where = f"{path.parent.parent} holds a selection"
+    if saved_identity is None:
+        raise RunError(f"cannot reuse {path}: it does not record the data and settings it was made with (an earlier "
+                       f"mixvae); choose another --out or remove {path.parent}")
+    diff = _differences(saved_identity, identity)
+    if diff:
+        raise RunError(f"cannot reuse {path}: {where} made with other data or settings ({'; '.join(diff[:4])}); "
+                       f"choose another --out or remove {path.parent}")
+    return arrays
+
+
+def _candidate(job: dict, model_name: str, k: int, restart: int) -> dict:
+    """One candidate's arrays: read from ``out_dir/candidates`` when there (and made from the same data and
+    settings), else trained and saved there with what it was made from (:func:`candidate_identity`)."""
+    path = None if job["out_dir"] is None else job["out_dir"] / CANDIDATES / f"{model_name}-k{k}-r{restart}.npz"
+    identity = candidate_identity(job, model_name)
+    if path is not None and path.is_file():
+        return _load_candidate(path, identity)
     out = _train_candidate(job, model_name, k, restart)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.tmp.npz")
-        np.savez(tmp, **out)
+        np.savez(tmp, **out, identity=np.array(json.dumps(identity, sort_keys=True)))
         tmp.replace(path)
     return out
 
@@ -222,16 +278,19 @@ def select_n_clusters(X, ks: Sequence[int] = tuple(range(2, 11)), *, models: Seq
     choose K by :func:`choose`; see the module docstring. ``settings`` maps a model name to its
     settings (``{"vade": {"latent_dim": 5}}``); ``config`` sets the training (epochs, lr, ...;
     seeds are ``seed + restart``); ``y`` only adds ``ari_labels`` to the table. With ``out_dir``
-    each finished candidate is saved there and found again on a rerun."""
+    each finished candidate is saved there and found again on a rerun -- only when made from the same data,
+    split and settings (a candidate made otherwise is refused in one line, never reused)."""
     if iw_samples < 1 or not se_factor >= 0:
         raise ConfigError(f"iw samples must be >= 1 and the SE factor >= 0; got {iw_samples} and {se_factor}")
+    check_seed(seed, "seed")
     x = as_model_input(X)
     lik = resolve_likelihood(likelihood, x)
     check_data(x, likelihood=lik)
     train, held = split_holdout(len(x), holdout, seed)
     ks = _check(ks, models, restarts, len(train))
     given = settings or {}
-    job = {"x": x, "x_train": x[train], "x_out": x[held], "likelihood": lik, "seed": seed,
+    job = {"x": x, "x_train": x[train], "x_out": x[held], "likelihood": lik, "seed": seed, "holdout": holdout,
+           "fingerprint": data_fingerprint(x),
            "settings": {m: parse_settings(m, get_model_class(m).settings, given.get(m, {})) for m in models},
            "config": replace((config or TrainConfig()).check(), eval_every=10 ** 9), "iw_samples": iw_samples, "global_draws": global_draws,
            "out_dir": None if out_dir is None else Path(out_dir)}

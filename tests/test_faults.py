@@ -39,6 +39,15 @@ def fit_args(data, out, *extra, jit=False, epochs=2, checkpoint_seconds=0):
             "--checkpoint-seconds", str(checkpoint_seconds), *extra]
 
 
+def without_tiny_keys_of(argv, extra):
+    """``argv`` less TINY's ``--set`` pairs for the keys that ``extra`` sets or overrides: a key given twice,
+    or by ``--set`` and ``--override`` at once, is refused by itself (issue 32)."""
+    keys = {a.split("=")[0] for a in extra if "=" in a}
+    drop = {i for i in range(len(argv) - 1) if argv[i] == "--set" and argv[i + 1] in TINY
+            and argv[i + 1].split("=")[0] in keys}
+    return [a for i, a in enumerate(argv) if i not in drop and i - 1 not in drop]
+
+
 def cli(argv, capsys):
     rc = main([str(a) for a in argv])
     captured = capsys.readouterr()
@@ -197,7 +206,7 @@ def test_a_resume_that_changes_settings_is_refused_listing_the_differences(refs,
                            (["--override", "hidden=8,8"], ["does not fit"]),
                            (["--override", "model=gmvae"], ["--override model"]),
                            (["--override", "lr=-1"], ["lr"])]:
-        rc, err, _ = cli(fit_args(data, run, "--resume", *extra, epochs=3), capsys)
+        rc, err, _ = cli(without_tiny_keys_of(fit_args(data, run, "--resume", *extra, epochs=3), extra), capsys)
         assert rc == 2, extra
         one_line(err, *needles)
         assert snapshot(run) == before  # nothing rewritten
@@ -622,3 +631,15 @@ def test_device_cuda_without_a_gpu_says_so(refs, capsys):
     assert rc == 2
     one_line(err, "CUDA is not available")
     assert "damaged" not in err
+
+
+def test_report_on_a_read_only_run_directory_says_to_use_out(refs, tmp_path, capsys):
+    run = copy_run(refs[False], tmp_path)
+    rc, err = _read_only(run, ["report", run])
+    err = err if err is not None else capsys.readouterr().err.strip()
+    assert rc == 2
+    one_line(err, "not a writable directory", f"mixvae report {run} --out DIR")
+    assert not (run / "report").exists()
+    rc, err = _read_only(run, ["report", run, "--out", tmp_path / "elsewhere", "--num-samples", "2", "--max-points", "30"])
+    assert rc == 0, err
+    assert (tmp_path / "elsewhere" / "summary.md").is_file()
