@@ -42,7 +42,7 @@ from typing import Optional, Sequence
 import torch
 
 from . import __version__
-from .data import check_data, check_data_options, load_dataset, load_partial_labels
+from .data import check_data, check_data_options, describe_labels, load_dataset, load_partial_labels
 from .errors import ConfigError, MixVAEError, NonFiniteLossError, RunError, Terminated
 from .evaluation import evaluate
 from .infer import distributed
@@ -218,8 +218,9 @@ def _run_fit(args) -> dict:
         _resume_settings(args, cls, out)
     args.data, args.split, args.seed = args.data or "digits", args.split or "all", args.seed or 0
     check_seed(args.seed)
-    check_seed(args.seed + args.restarts - 1, f"--seed + --restarts - 1 (the last restart's seed)")
+    check_seed(args.seed + args.restarts - 1, "--seed + --restarts - 1 (the last restart's seed)")
     job = _fit_job(args, cls)
+    _say_labels(args.data, job["data"])
     if args.distributed or distributed.launched():  # one rank of a torchrun job: join the process group now
         if args.restarts != 1:
             raise ConfigError("--restarts is not supported in distributed training; run the seeds as separate jobs")
@@ -233,6 +234,12 @@ def _run_fit(args) -> dict:
     if args.restarts == 1:
         return _fit_one(args, job, args.seed, out, args.resume)
     return _fit_restarts(args, job, out)
+
+
+def _say_labels(spec: str, data) -> None:
+    """For a CSV, which column the labels were read from (or that none was): its header decides, so say it."""
+    if str(spec).strip().lower().endswith(".csv") and distributed.is_main_process():
+        print(describe_labels(data), flush=True)
 
 
 def _check_fit_flags(args) -> None:
@@ -520,6 +527,7 @@ def _run_select(args) -> None:
     out = Path(args.out or f"runs/select-{Path(args.data).stem}")
     check_output_dir(out)
     data = load_dataset(args.data, split=args.split or "all")
+    _say_labels(args.data, data)
     selection = select_n_clusters(data.x, _k_grid(args.clusters), models=models, restarts=args.restarts,
                                   holdout=args.holdout, se_factor=args.se_factor,
                                   stability_tie=args.stability_tie, settings=settings, config=config,

@@ -42,13 +42,19 @@ torchvision fetch the files into the first ROOT, in its layout (SVHN in ``ROOT/s
 
 Files of your own: a path ending in ``.npz`` (array ``x``, optional integer ``y``) or
 ``.csv`` (numeric columns, optional header row, optional label column named ``label``,
-``y``, ``class`` or ``target``).
+``y``, ``class`` or ``target``). A CSV is read as spreadsheets write it: UTF-8 with or without a
+byte-order mark, quoted or unquoted numbers, fields separated by ``,``, or by ``;`` or a tab, which
+also allow decimal commas (``1,5``). A file that mixes decimal points and decimal commas, or has a
+comma inside a number of a ``,``-separated file, is refused naming the value, never guessed.
+``Dataset.label_column`` says where the labels came from.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
+import re
 import tempfile
 import zlib
 from dataclasses import dataclass
@@ -73,6 +79,7 @@ class Dataset:
     x: np.ndarray
     y: Optional[np.ndarray]
     name: str
+    label_column: Optional[str] = None  # a CSV's: the name of the column the labels were read from
 
     @property
     def n(self) -> int:
@@ -130,12 +137,12 @@ def check_data(x: np.ndarray, y=None, *, likelihood: Optional[str] = None) -> No
         )
 
 
-def _checked(x, y, name, source) -> Dataset:
+def _checked(x, y, name, source, label_column: Optional[str] = None) -> Dataset:
     try:
         check_data(x, y)
     except DataError as e:
         raise DataError(f"{source}: {e}") from None
-    return Dataset(x=x, y=y, name=name)
+    return Dataset(x=x, y=y, name=name, label_column=label_column)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -411,8 +418,29 @@ def _require_file(path: str) -> None:
         raise DataError(f"data file {path} does not exist")
 
 
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive (an empty one: the second), which numpy.savez writes
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def _check_npz_format(path: str) -> None:
+    """Refuse a file that is not a zip archive before numpy reads it (it would call any other file pickled data)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror}") from None
+    if head.startswith(ZIP_MAGIC):
+        return
+    if head.startswith(NPY_MAGIC):
+        raise DataError(f"{path} is not a valid .npz file: it is a .npy file (one array, numpy.save); "
+                        "save x (and y) with numpy.savez instead")
+    what = "it is empty" if not head else f"it starts with {head!r}"
+    raise DataError(f"{path} is not a valid .npz file: not an npz file (a zip archive, as numpy.savez writes); {what}")
+
+
 def _load_npz(path: str) -> Dataset:
     _require_file(path)
+    _check_npz_format(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
@@ -449,28 +477,91 @@ def _is_number(text: str) -> bool:
     return True
 
 
+DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+$")  # 1,5  -0,25  ,5
+
+
+def _delimiter(line: str) -> str:
+    """The field separator of a CSV from its first line: ``;`` or a tab where one is there (outside quotes), else ``,``."""
+    bare = re.sub(r'"[^"]*"', "", line)
+    return ";" if ";" in bare else "\t" if "\t" in bare else ","
+
+
+def _read_csv_rows(path: str) -> tuple:
+    """(delimiter, [(line number, stripped cells)]) of a CSV, blank lines left out; a byte-order mark is dropped."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {_one_line(e)}") from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(f"cannot read {path}: it is UTF-16 text (its byte-order mark says so); save it as UTF-8")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"cannot read {path}: it is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    if "\x00" in text:
+        raise DataError(f"cannot read {path}: it holds NUL bytes, it is not a text file")
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    delimiter = _delimiter(first)
+    rows = []
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True)
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                rows.append((reader.line_num, [cell.strip() for cell in row]))
+    except csv.Error as e:
+        raise DataError(f"cannot read {path}: {_one_line(e)}") from None
+    return delimiter, rows
+
+
+def _number_reader(path: str, delimiter: str, rows: list, header: list):
+    """``number(text, column, line) -> float`` for the file: with ``;`` or tab separators decimal commas are read,
+    unless the file mixes them with decimal points; a comma in a number of a ``,``-separated file is refused."""
+    cells = [(cell, j, line) for line, row in rows for j, cell in enumerate(row)]
+    commas = [c for c in cells if DECIMAL_COMMA.match(c[0])]
+    if commas and delimiter != ",":
+        points = [c for c in cells if "." in c[0] and _is_number(c[0])]
+        if points:
+            (a, ja, la), (b, jb, lb) = commas[0], points[0]
+            raise DataError(f"{path} mixes decimal commas ('{a}' in column '{header[ja]}', row {la}) and decimal "
+                            f"points ('{b}' in column '{header[jb]}', row {lb}); use one")
+
+    def number(text: str, j: int, line: int) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        if "," in text and delimiter == "," and _is_number(text.replace(",", ".")):
+            raise DataError(f"{path}: the value '{text}' in column '{header[j]}' (row {line}) has a comma: a decimal "
+                            "comma or a thousands separator? write it with a decimal point, or separate the fields "
+                            "with ';' to use decimal commas")
+        if commas and delimiter != "," and DECIMAL_COMMA.match(text):
+            return float(text.replace(",", "."))
+        raise DataError(f"{path}: non-numeric value '{text}' in column '{header[j]}' (row {line})")
+
+    return number
+
+
 def _load_csv(path: str) -> Dataset:
     _require_file(path)
-    rows = []  # (line number, stripped cells), blank lines left out
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
-            for row in reader:
-                if any(cell.strip() for cell in row):
-                    rows.append((reader.line_num, [cell.strip() for cell in row]))
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"cannot read {path}: {_one_line(e)}") from None
+    delimiter, rows = _read_csv_rows(path)
     if not rows:
         raise DataError(f"{path} is empty")
     width = len(rows[0][1])
     for line, row in rows:
         if len(row) != width:
-            raise DataError(f"{path}: row {line} has {len(row)} fields but the first row has {width}")
-    header = rows[0][1] if not any(_is_number(c) for c in rows[0][1]) else None
+            hint = " (decimal commas in a ','-separated file? separate the fields with ';')" \
+                if delimiter == "," and len(row) > width else ""
+            raise DataError(f"{path}: row {line} has {len(row)} fields but the first row has {width}{hint}")
+    columns = [f"column {j + 1}" for j in range(width)]
+    decimal_comma = delimiter != "," and any(DECIMAL_COMMA.match(c) for _, row in rows for c in row)
+    is_number = (lambda c: _is_number(c) or bool(DECIMAL_COMMA.match(c))) if decimal_comma else _is_number
+    header = rows[0][1] if not any(is_number(c) for c in rows[0][1]) else None
     if header is None:
-        header = [f"column {j + 1}" for j in range(width)]
+        header = columns
     else:
         rows = rows[1:]
+        header = [h or columns[j] for j, h in enumerate(header)]
     labels = [j for j, h in enumerate(header) if h.lower() in LABEL_COLUMNS]
     if len(labels) > 1:
         raise DataError(f"{path}: several label columns ({', '.join(header[j] for j in labels)}); keep one")
@@ -479,19 +570,18 @@ def _load_csv(path: str) -> Dataset:
         raise DataError(f"{path} has no feature columns, only the label column")
     if len(rows) < 2:
         raise DataError(f"{path} has {len(rows)} data rows; at least 2 are needed")
+    number = _number_reader(path, delimiter, rows, header)
     x = np.empty((len(rows), len(features)), dtype=np.float32)
     for i, (line, row) in enumerate(rows):
         for k, j in enumerate(features):
-            try:
-                x[i, k] = float(row[j])
-            except ValueError:
-                raise DataError(
-                    f"{path}: non-numeric value '{row[j]}' in column '{header[j]}' (row {line})"
-                ) from None
+            x[i, k] = number(row[j], j, line)
     y = None
     if labels:
-        y = _csv_labels([row[labels[0]] for _, row in rows], path)
-    return _checked(x, y, _file_name(path), path)
+        values = [row[labels[0]] for _, row in rows]
+        if decimal_comma:
+            values = [v.replace(",", ".") if DECIMAL_COMMA.match(v) else v for v in values]
+        y = _csv_labels(values, path)
+    return _checked(x, y, _file_name(path), path, label_column=header[labels[0]] if labels else None)
 
 
 def _csv_labels(values: list, path: str) -> np.ndarray:
@@ -509,6 +599,15 @@ def _csv_labels(values: list, path: str) -> np.ndarray:
         pass
     _, codes = np.unique(np.array(values), return_inverse=True)
     return codes.astype(np.int64)
+
+
+def describe_labels(data: Dataset) -> str:
+    """One line saying which column of a CSV holds the labels (or that none does), for the CLI."""
+    size = f"{data.n} points, {int(np.prod(data.shape))} feature columns"
+    if data.label_column is None:
+        return f"{data.name}: no label column (none is named {', '.join(LABEL_COLUMNS)}); {size}"
+    return (f"{data.name}: labels from column '{data.label_column}' ({data.n_classes} classes, used only to score "
+            f"the clustering); {size}")
 
 
 # --------------------------------------------------------------------------- partial labels
@@ -547,9 +646,16 @@ def load_partial_labels_array(arr, n_points: int, components, where: str = "labe
     arr = np.asarray(arr)
     if arr.ndim == 1:
         arr = arr[:, None]
-    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)) \
-            or not np.all(arr == np.round(arr)):
+    if arr.ndim != 2:
         raise DataError(f"{path} must hold integers in an (N,) or (N, I) array; got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
+        raise DataError(f"{path} must hold integer labels, not {arr.dtype} values")
+    bad = ~np.isfinite(arr) | (np.isfinite(arr) & (arr != np.round(np.nan_to_num(arr))))
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        first = arr[row, col].item()
+        raise DataError(f"{path} holds non-integer values ({int(bad.sum())} of them, the first {first!r} in row "
+                        f"{row + 1}, column {col + 1}); labels are integers, -1 for unknown")
     if arr.shape[0] != n_points:
         raise DataError(f"{path} has {arr.shape[0]} rows; the data has {n_points} points")
     components = list(components)

@@ -312,3 +312,16 @@ def test_select_never_reuses_candidates_made_from_other_data_or_settings(blobs_n
     _refused([*args, "--data", blobs_npz, "--epochs", "1"], capsys, "is damaged")
     candidate.unlink()
     assert main([str(a) for a in [*args, "--data", blobs_npz, "--epochs", "1"]]) == 0  # computed again
+
+
+def test_fit_on_a_csv_with_a_byte_order_mark_keeps_the_label_out_of_the_features_and_says_so(tmp_path, capsys):
+    rows = np.random.default_rng(0).uniform(size=(40, 3))
+    text = "\ufefflabel;a;b;c\n" + "".join(f"{i % 2};" + ";".join(f"{v:.4f}".replace(".", ",") for v in row) + "\n"
+                                           for i, row in enumerate(rows))
+    (tmp_path / "sheet.csv").write_bytes(text.encode())
+    out = tmp_path / "run"
+    assert main(["fit", "vade", "--data", str(tmp_path / "sheet.csv"), "--clusters", "2", *FAST, "--out", str(out)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == ("sheet: labels from column 'label' (2 classes, used only to score the clustering); 40 points, "
+                     "3 feature columns")
+    assert json.loads((out / "config.json").read_text())["data_fingerprint"]["shape"] == [40, 3]

@@ -370,6 +370,101 @@ def test_csv_missing(tmp_path):
     assert_one_line_error(e, "gone.csv", "does not exist")
 
 
+# ------------------------------------------------------------------ CSV as users write it (issue 32)
+ROWS = [(0.5, 1.25, 0), (1.5, -2.0, 1), (2.0, 3.5, 0)]
+EXPECTED_X, EXPECTED_Y = [[r[0], r[1]] for r in ROWS], [r[2] for r in ROWS]
+
+
+def _write(tmp_path, text, name="users.csv", encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return str(path)
+
+
+@pytest.mark.parametrize("form,text", [
+    ("byte-order mark", "\ufefflabel,a,b\n" + "".join(f"{c},{a},{b}\n" for a, b, c in ROWS)),
+    ("quoted numbers", '"a","b","label"\n' + "".join(f'"{a}", "{b}","{c}"\n' for a, b, c in ROWS)),
+    ("semicolons, decimal commas", "a;b;label\n" + "".join(f"{a};{b};{c}\n".replace(".", ",") for a, b, c in ROWS)),
+    ("semicolons, decimal points", "a;b;label\n" + "".join(f"{a};{b};{c}\n" for a, b, c in ROWS)),
+    ("tabs, decimal commas", "a\tb\tlabel\n" + "".join(f"{a}\t{b}\t{c}\n".replace(".", ",") for a, b, c in ROWS)),
+    ("mark, semicolons, quoted decimal commas", "\ufeff\"a\";\"b\";\"label\"\n"
+     + "".join(f'"{a}";"{b}";"{c}"\n'.replace(".", ",") for a, b, c in ROWS)),
+])
+def test_csv_as_spreadsheets_write_it_is_read_correctly(form, text, tmp_path):
+    d = load_dataset(_write(tmp_path, text))
+    assert d.x.tolist() == EXPECTED_X and d.y.tolist() == EXPECTED_Y, form
+    assert d.label_column == "label"
+    assert data.describe_labels(d) == ("users: labels from column 'label' (2 classes, used only to score the "
+                                       "clustering); 3 points, 2 feature columns")
+
+
+def test_a_csv_without_a_label_column_says_so(tmp_path):
+    d = load_dataset(_write(tmp_path, "a,b\n1,2\n3,4\n"))
+    assert d.y is None and d.label_column is None
+    assert "no label column (none is named label, y, class, target)" in data.describe_labels(d)
+
+
+@pytest.mark.parametrize("text,fragments", [
+    ("a;b\n1,5;2.5\n1,0;2,0\n", ["mixes decimal commas ('1,5' in column 'a', row 2)", "decimal points ('2.5'"]),
+    ('a,b\n"1,5",2\n3,4\n', ["'1,5' in column 'a' (row 2) has a comma", "';'"]),
+    ('a,b\n"1,000",2\n3,4\n', ["'1,000'", "thousands separator"]),
+    ("a,b\n1,5,2,5\n3,0,4,0\n", ["row 2 has 4 fields", "decimal commas"]),
+    ("a;b\n1.000,5;2\n3;4\n", ["non-numeric value '1.000,5' in column 'a' (row 2)"]),
+])
+def test_csv_that_cannot_be_read_for_sure_is_refused_naming_the_problem(text, fragments, tmp_path):
+    with pytest.raises(DataError) as e:
+        load_dataset(_write(tmp_path, text))
+    assert_one_line_error(e, *fragments)
+
+
+def test_csv_in_another_encoding_is_refused_naming_it(tmp_path):
+    for encoding, fragment in [("utf-16", "UTF-16"), ("latin-1", "not UTF-8")]:
+        with pytest.raises(DataError) as e:
+            load_dataset(_write(tmp_path, "é,b\n1,2\n3,4\n", encoding=encoding))
+        assert_one_line_error(e, fragment)
+
+
+# ------------------------------------------------------------------ messages that name the real problem (issue 32)
+@pytest.mark.parametrize("content,fragments", [
+    (b"hello", ["not an npz file", "b'hello'"]),
+    (b"", ["not an npz file", "empty"]),
+    (b"\x80\x04K\x01.", ["not an npz file"]),  # a pickle: not called "pickled data" either
+])
+def test_a_file_named_npz_that_is_not_one_says_so(content, fragments, tmp_path):
+    path = tmp_path / "x.npz"
+    path.write_bytes(content)
+    with pytest.raises(DataError) as e:
+        load_dataset(str(path))
+    assert_one_line_error(e, "is not a valid .npz file", *fragments)
+    assert "pickled" not in str(e.value)
+
+
+def test_an_npy_file_named_npz_says_so(tmp_path):
+    with open(tmp_path / "x.npz", "wb") as f:
+        np.save(f, np.zeros((3, 2)))
+    with pytest.raises(DataError) as e:
+        load_dataset(str(tmp_path / "x.npz"))
+    assert_one_line_error(e, "it is a .npy file", "numpy.savez")
+
+
+@pytest.mark.parametrize("labels,fragment", [
+    (np.array([0, 1, 0.5, -1]), "non-integer values (1 of them, the first 0.5 in row 3, column 1)"),
+    (np.array([0, np.nan, 1, -1]), "non-integer values (1 of them, the first nan in row 2"),
+    (np.array([[0, 1], [1, np.inf], [0, 0], [1, 1]]), "the first inf in row 2, column 2"),
+    (np.array(["a", "b", "c", "d"]), "integer labels, not <U1"),
+])
+def test_a_labels_file_with_non_integer_values_says_so(labels, fragment, tmp_path):
+    np.save(tmp_path / "l.npy", labels)
+    with pytest.raises(DataError) as e:
+        data.load_partial_labels(str(tmp_path / "l.npy"), 4, [2] * (labels.shape[1] if labels.ndim == 2 else 1))
+    assert_one_line_error(e, fragment)
+    assert "shape" not in str(e.value)
+    np.savetxt(tmp_path / "l.csv", np.array([0, 1, 0.5, -1]), delimiter=",")
+    with pytest.raises(DataError) as e:
+        data.load_partial_labels(str(tmp_path / "l.csv"), 4, [2])
+    assert_one_line_error(e, "non-integer values")
+
+
 # ------------------------------------------------------------------ checks
 
 def test_check_data():
