@@ -477,7 +477,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+$")  # 1,5  -0,25  ,5
+DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+([eE][+-]?\d+)?$")  # 1,5  -0,25  ,5  2,5e-3
 
 
 def _delimiter(line: str) -> str:

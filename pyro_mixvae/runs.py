@@ -121,6 +121,10 @@ def config_problem(cfg: dict) -> str:
                or _typed(cfg.get("data_fingerprint") or {}, FINGERPRINT_TYPES, "data_fingerprint."))
     if problem:
         return problem
+    fingerprint = cfg.get("data_fingerprint")
+    lacks = [k for k in ("shape", "dtype", "sha256") if fingerprint is not None and k not in fingerprint]
+    if lacks:
+        return f"data_fingerprint lacks {', '.join(lacks)}"
     if cfg["clusters"] < 1:
         return f"clusters is {cfg['clusters']}, not a positive integer"
     if cfg["train"].get("epochs") is not None and cfg["train"]["epochs"] < 0:
