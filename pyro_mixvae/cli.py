@@ -625,6 +625,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if signum is not None:
                 print(f"mixvae: {_interrupted(args, signum)}", file=sys.stderr)
                 return 128 + int(signum)
+            if isinstance(e, BrokenPipeError):  # the reader of stdout went away (`mixvae evaluate RUN | head`)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+                return 128 + int(signal.SIGPIPE)
             if not isinstance(e, MixVAEError):
                 raise
             print(f"mixvae: error: {e}", file=sys.stderr)
