@@ -56,7 +56,7 @@ from .plots import sample_figure
 from .report import write_report
 from .runner import RECEIVED, as_model_input, check_clusters, check_components, check_seed, fit_in_directory, prepare_data, restarts
 from .runs import (CONFIG, METRICS, check_output_dir, check_output_file, check_same_data, check_writable, completion,
-                   load_run, read_config, read_json, run_lock)
+                   load_run, read_config, read_json, read_metrics, run_lock)
 from .selection import select_n_clusters, write_selection
 
 
@@ -431,7 +431,7 @@ def _run_evaluate(args) -> dict:
         check_same_data(cfg, x, data.y, "evaluate", args.run_dir)
     check_data(x, data.y, likelihood=model.likelihood_name)
     metrics = evaluate(model, torch.as_tensor(x, device=torch.device(args.device)), data.y, iw_samples=args.iw_samples)
-    note = completion(cfg, _stored_metrics(Path(args.run_dir)))
+    note = completion(cfg, _stored_metrics(Path(args.run_dir), cfg))
     metrics.update({"dataset": name, "model": cfg["model"], "epochs": cfg["checkpoint_epoch"], "complete": not note})
     print(json.dumps(metrics, indent=2, sort_keys=True))
     if note:
@@ -439,10 +439,10 @@ def _run_evaluate(args) -> dict:
     return metrics
 
 
-def _stored_metrics(run: Path) -> Optional[dict]:
-    """``metrics.json`` if it is there and readable (evaluate does not need it), else None."""
+def _stored_metrics(run: Path, cfg: dict) -> Optional[dict]:
+    """``metrics.json`` if it is there, readable and this run's (evaluate does not need it), else None."""
     try:
-        return read_json(run / METRICS) if (run / METRICS).is_file() else None
+        return read_metrics(run, cfg)
     except RunError:
         return None
 

@@ -41,7 +41,7 @@ from .metrics import contingency  # noqa: E402
 # history columns that are not terms of the objective
 _NOT_TERMS = {"epoch", "lr", "seconds", "elbo", "objective", "acc", "acc_cluster_label", "acc_majority", "nmi",
               "ari", "clusters_used", "assignment_entropy"}
-_SCORES = ("acc", "acc_cluster_label", "acc_majority", "nmi", "ari")
+SCORES = ("acc", "acc_cluster_label", "acc_majority", "nmi", "ari")
 MAX_SCATTER = 5000
 
 
@@ -118,7 +118,7 @@ def training_figure(records: list, path, title: str = "") -> None:
     main = [k for k in ("elbo", "objective") if any(k in r for r in records)]
     terms = [k for k in dict.fromkeys(k for r in records for k in r) if k not in _NOT_TERMS
              and all(isinstance(r.get(k, 0.0), (int, float)) for r in records)]
-    scores = [k for k in _SCORES if any(k in r for r in records)]
+    scores = [k for k in SCORES if any(k in r for r in records)]
     panels = [(k, [k]) for k in main + terms] + ([("scores against labels", scores)] if scores else [])
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)

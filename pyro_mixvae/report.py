@@ -23,12 +23,12 @@ from scipy.special import logsumexp
 from . import plots
 from .analysis import group, save_netcdf, to_inference_data
 from .data import load_dataset
-from .errors import ConfigError
+from .errors import ConfigError, RunError
 from .runner import as_model_input, check_seed
 from .evaluation import evaluate
 from .metrics import DEFINITIONS, clustering_metrics
 from .nets import eval_mode
-from .runs import METRICS, check_output_dir, check_same_data, completion, load_run, read_history, read_json
+from .runs import HISTORY, check_output_dir, check_same_data, completion, load_run, read_history, read_metrics
 
 # what the other numbers of metrics.json mean
 MORE_DEFINITIONS = {
@@ -76,13 +76,13 @@ def write_report(run_dir, out: Optional[str] = None, *, num_samples: int = 100, 
         raise ConfigError(f"data {cfg['data']} has shape {x.shape[1:]} per point; the run was trained on "
                           f"{tuple(model.data_shape)}")
     check_same_data(cfg, x, data.y, "report", run)
-    metrics = read_json(run / METRICS) if (run / METRICS).is_file() else None  # a damaged file: one line, now
+    metrics = read_metrics(run, cfg)  # a damaged or foreign file: one line, now
+    records = _plottable(read_history(run, upto=cfg["checkpoint_epoch"]), run)  # a torn last line dropped
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create {target}: {e.strerror}") from None
 
-    records = read_history(run, upto=cfg["checkpoint_epoch"])  # a torn last line dropped
     idata = to_inference_data(model, x, y=data.y, history=records, num_samples=num_samples,
                               max_points=max_points, seed=seed, iw_samples=iw_samples)
     save_netcdf(idata, target / "posterior.nc")
@@ -96,6 +96,17 @@ def write_report(run_dir, out: Optional[str] = None, *, num_samples: int = 100, 
     cfg = {k: v for k, v in cfg.items() if k != "checkpoint_epoch"}
     (target / "summary.md").write_text(_summary(run, cfg, metrics, idata, written))
     return target
+
+
+def _plottable(records: list, run: Path) -> list:
+    """The history's records, refused in one line where a value the figures draw is not a number."""
+    for record in records:
+        bad = next((k for k in ("elbo", "objective", *plots.SCORES) if record.get(k) is not None
+                    and (isinstance(record[k], bool) or not isinstance(record[k], (int, float)))), None)
+        if bad is not None:
+            raise RunError(f"{run / HISTORY} is damaged: epoch {record['epoch']} has {bad} "
+                           f"{json.dumps(record[bad])[:40]}, not a number")
+    return records
 
 
 def _figures(model, idata, records, target: Path, projection: str, seed: int, title: str) -> list:

@@ -360,6 +360,35 @@ def model_from_checkpoint(state: dict, path):
     return model
 
 
+METRICS_TYPES = {"complete": (lambda v: isinstance(v, bool), "true or false"),
+                 "stopped": (lambda v: isinstance(v, str), "a string"),
+                 "definitions": (lambda v: isinstance(v, dict), "an object"),
+                 "pretrain": (_optional(lambda v: isinstance(v, dict)), "an object or null"),
+                 "epochs": (_is_int, "an integer"), "clusters": (_is_int, "an integer"), "seed": (_is_int, "an integer"),
+                 "model": (lambda v: isinstance(v, str), "a string")}
+
+
+def read_metrics(run_dir, cfg: dict) -> dict | None:
+    """``metrics.json`` of a run (None when there is none), refused in one line when damaged, when a field has the
+    wrong type, or when it belongs to another run than ``cfg`` (:func:`load_run`'s config): its model, K, seed or
+    -- for a finished run -- its epoch differ. Its numbers are then never shown as this run's."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return None
+    metrics = read_json(path)
+    problem = _typed(metrics, METRICS_TYPES, "")
+    if problem:
+        raise RunError(f"{path} is damaged: {problem}")
+    pairs = [("model", cfg["model"]), ("clusters", cfg["clusters"]), ("seed", cfg["train"].get("seed"))]
+    if metrics.get("complete") is True and "checkpoint_epoch" in cfg:
+        pairs.append(("epochs", cfg["checkpoint_epoch"]))
+    diff = [f"{key} {metrics[key]} in {METRICS}, {value} in {CONFIG}" + (" and the checkpoint" if key == "epochs" else "")
+            for key, value in pairs if key in metrics and value is not None and metrics[key] != value]
+    if diff:
+        raise RunError(f"{path} does not belong to this run: {'; '.join(diff)}")
+    return metrics
+
+
 def completion(cfg: dict, metrics: dict | None = None) -> str:
     """'' for a run that reached its last epoch, else one sentence saying where it stopped and why."""
     planned = int(cfg["train"].get("epochs") or 0)

@@ -643,3 +643,30 @@ def test_report_on_a_read_only_run_directory_says_to_use_out(refs, tmp_path, cap
     rc, err = _read_only(run, ["report", run, "--out", tmp_path / "elsewhere", "--num-samples", "2", "--max-points", "30"])
     assert rc == 0, err
     assert (tmp_path / "elsewhere" / "summary.md").is_file()
+
+
+@pytest.mark.parametrize("damage,needles", [
+    ("foreign metrics", ["metrics.json does not belong to this run", "model gmvae in metrics.json, vade in config.json"]),
+    ("metrics of another epoch", ["epochs 7 in metrics.json, 2 in config.json and the checkpoint"]),
+    ("definitions not an object", ["metrics.json is damaged", "definitions"]),
+    ("pretrain a list", ["metrics.json is damaged", "pretrain"]),
+    ("an elbo that is text", ["history.jsonl is damaged", "epoch 2 has elbo \"x\""]),
+])
+def test_report_shows_no_numbers_of_another_run_or_of_a_damaged_file(damage, needles, refs, others, tmp_path, capsys):
+    run = copy_run(refs[False], tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    if damage == "foreign metrics":
+        shutil.copy(others["gmvae"] / "metrics.json", run / "metrics.json")
+    elif damage == "an elbo that is text":
+        lines = (run / "history.jsonl").read_text().splitlines()
+        (run / "history.jsonl").write_text(lines[0] + "\n" + json.dumps({**json.loads(lines[1]), "elbo": "x"}) + "\n")
+    else:
+        key, value = {"metrics of another epoch": ("epochs", 7), "definitions not an object": ("definitions", []),
+                      "pretrain a list": ("pretrain", [1])}[damage]
+        (run / "metrics.json").write_text(json.dumps({**metrics, key: value}))
+    rc, err, _ = cli(["report", run, "--num-samples", "2", "--max-points", "30"], capsys)
+    assert rc == 2
+    one_line(err, *needles)
+    assert not (run / "report" / "summary.md").exists()
+    rc, err, out = cli(["evaluate", run, "--iw-samples", "0"], capsys)  # evaluate does not need either file
+    assert rc == 0 and json.loads(out)["model"] == "vade"
