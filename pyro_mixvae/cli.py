@@ -447,9 +447,12 @@ def _stored_metrics(run: Path, cfg: dict) -> Optional[dict]:
         return None
 
 
+MAX_SAMPLE_FIGURE = 10_000  # the images one figure of `mixvae sample` shows
+
+
 def _run_sample(args) -> None:
-    if args.n < 1:
-        raise ConfigError(f"--n must be >= 1; got {args.n}")
+    if not 1 <= args.n <= MAX_SAMPLE_FIGURE:
+        raise ConfigError(f"--n must be between 1 and {MAX_SAMPLE_FIGURE:,} (the images of one figure); got {args.n}")
     check_seed(args.seed)
     out = Path(args.out)
     if out.suffix.lower() != ".png":

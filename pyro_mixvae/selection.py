@@ -282,6 +282,8 @@ def select_n_clusters(X, ks: Sequence[int] = tuple(range(2, 11)), *, models: Seq
     split and settings (a candidate made otherwise is refused in one line, never reused)."""
     if iw_samples < 1 or not se_factor >= 0:
         raise ConfigError(f"iw samples must be >= 1 and the SE factor >= 0; got {iw_samples} and {se_factor}")
+    if not stability_tie >= 0:
+        raise ConfigError(f"the stability tie must be >= 0; got {stability_tie}")
     check_seed(seed, "seed")
     x = as_model_input(X)
     lik = resolve_likelihood(likelihood, x)

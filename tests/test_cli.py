@@ -247,8 +247,10 @@ def test_the_last_restarts_seed_must_be_in_range_too(blobs_npz, tmp_path, capsys
 def test_counts_below_one_and_paths_that_cannot_be_written_are_one_line(blobs_npz, tiny_run, tmp_path, capsys):
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
-    _refused(["sample", tiny_run, "--n", "0", "--out", tmp_path / "s.png"], capsys, "--n must be >= 1")
-    _refused(["sample", tiny_run, "--n", "-1", "--out", tmp_path / "s.png"], capsys, "--n must be >= 1")
+    for n in ("0", "-1", str(10 ** 11)):
+        _refused(["sample", tiny_run, "--n", n, "--out", tmp_path / "s.png"], capsys, "--n must be between 1 and 10,000")
+    _refused(["select", "--data", blobs_npz, "--out", tmp_path / "sel", "--stability-tie", "nan"], capsys,
+             "stability tie must be >= 0")
     (tmp_path / "d.png").mkdir()
     _refused(["sample", tiny_run, "--out", tmp_path / "d.png"], capsys, "is a directory")
     _refused(["sample", tiny_run, "--out", a_file / "s.png"], capsys, "not a directory")
