@@ -66,3 +66,73 @@ def test_tsne_assignment_recovers_the_clusters_moments(monkeypatch, max_points):
         assert np.abs(means[j] - z[labels == k].mean(0)).max() < 0.3
         assert variances[j] == pytest.approx(z[labels == k].var(0), rel=0.35)
 
+
+
+def test_codes_side_by_side_weigh_each_autoencoder_the_same():
+    from pyro_mixvae.infer.pretrain import side_by_side
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(50, 3)) * 100 + 7, rng.normal(size=(50, 2)) * 0.01
+    joint = side_by_side([a, b])
+    assert joint.shape == (50, 5)
+    for block in (joint[:, :3], joint[:, 3:]):
+        assert np.allclose(block.mean(0), 0, atol=1e-9)
+        assert block.std() == pytest.approx(1.0)
+    assert np.allclose(joint[:, :3], (a - a.mean(0)) / (a - a.mean(0)).std())  # each block's own shape is kept
+
+
+def test_further_autoencoders_decide_the_start_and_the_moments_are_the_models_codes():
+    """z: three groups that overlap (a GMM on z alone cannot separate them); others: the same points'
+    codes by further autoencoders, where the groups are apart. The start's moments are then z's moments
+    per true group, computed directly."""
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(3), 150)
+    z = rng.normal(size=(450, 4)) + 0.3 * labels[:, None]  # groups 0.3 sd apart
+    others = [rng.normal(size=(450, 5)) * 0.2 + 10.0 * np.eye(3, 5)[labels] for _ in range(2)]
+    w, means, variances = fit_diag_gmm(z, 3, seed=0, n_init=3, assign="diag", others=others)
+    order = [int(np.argmin(((means - z[labels == k].mean(0)) ** 2).sum(1))) for k in range(3)]
+    assert sorted(order) == [0, 1, 2]
+    for k, j in enumerate(order):
+        assert w[j] == pytest.approx(1 / 3, abs=1e-3)
+        assert np.allclose(means[j], z[labels == k].mean(0), atol=1e-3)
+        assert np.allclose(variances[j], z[labels == k].var(0), rtol=1e-2)
+
+
+@pytest.mark.parametrize("select", ["silhouette", "likelihood", "agreement"])
+def test_every_selection_rule_finds_separated_groups(select):
+    z, labels = separated_blobs()
+    w, means, _ = fit_diag_gmm(z, 3, seed=0, n_init=4, assign="full", select=select)
+    assert sorted(int(np.argmin(((means - z[labels == k].mean(0)) ** 2).sum(1))) for k in range(3)) == [0, 1, 2]
+    with pytest.raises(ValueError, match="select"):
+        fit_diag_gmm(z, 3, select="best")
+
+
+def test_further_autoencoders_are_drawn_anew_and_the_models_own_is_unchanged():
+    import torch
+
+    from pyro_mixvae.infer.pretrain import (encode_means, fresh_copy, member_seed, pretrain_autoencoder,
+                                            pretrain_autoencoders)
+    from pyro_mixvae.models import VaDE
+
+    x = torch.as_tensor(np.random.default_rng(0).random((60, 6)), dtype=torch.float32)
+
+    def model():
+        torch.manual_seed(0)
+        return VaDE((6,), 2, "gaussian-shared", hidden=(8,), latent_dim=2)
+
+    one, three = model(), model()
+    with torch.no_grad():
+        three.decoder.log_var.fill_(0.5)
+    enc, dec = fresh_copy((three.encoder, three.decoder), member_seed(0, 1))
+    assert not torch.equal(enc.loc.weight, three.encoder.loc.weight)
+    assert torch.equal(dec.log_var, three.decoder.log_var)  # not a layer's parameter: copied as it is
+    state = torch.get_rng_state()
+    with torch.no_grad():
+        three.decoder.log_var.fill_(0.0)
+    losses, codes = pretrain_autoencoders(three.encoder, three.decoder, three.likelihood, x, autoencoders=3,
+                                          epochs=2, batch_size=20, seed=0)
+    assert torch.equal(torch.get_rng_state(), state)  # the global stream is left as it was
+    pretrain_autoencoder(one.encoder, one.decoder, one.likelihood, x, epochs=2, batch_size=20, seed=0)
+    assert torch.equal(codes[0], encode_means(one.encoder, x))  # the model's own: as with one autoencoder
+    assert len(codes) == 3 and not torch.equal(codes[1], codes[2]) and not torch.equal(codes[0], codes[1])
+    assert member_seed(0, 1) not in (member_seed(1, 0), member_seed(1, 1), 1)  # not another run's seed

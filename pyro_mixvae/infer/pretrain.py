@@ -10,10 +10,12 @@ embedding of the codes whose responsibilities give the diagonal moments (:func:`
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from sklearn.manifold import TSNE
-from sklearn.metrics import silhouette_score
+from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.mixture import GaussianMixture
 from tqdm.auto import tqdm
 
@@ -69,6 +71,47 @@ def pretrain_autoencoder(encoder, decoder, likelihood, x: torch.Tensor, *, epoch
                                      "try a lower pretrain_lr")
         bar.set_postfix(recon=f"{losses[-1]:.3f}")
     return losses
+
+
+def pretrain_autoencoders(encoder, decoder, likelihood, x: torch.Tensor, *, autoencoders: int = 1, epochs: int,
+                          batch_size: int, seed: int = 0, progress: bool = False, **options):
+    """The model's autoencoder (:func:`pretrain_autoencoder`), then ``autoencoders - 1`` more of the same
+    networks drawn anew; returns (the model's losses per epoch, the codes mu(x) of each, the model's first).
+
+    The further autoencoders are copies of ``encoder`` and ``decoder`` whose layers are drawn afresh
+    from their own seeds (:func:`fresh_copy`; the global random streams are left as they were), trained
+    the same way and then dropped: only their codes are kept, for the mixture start
+    (:func:`fit_diag_gmm`'s ``others``). The model's own autoencoder is trained first, exactly as
+    with ``autoencoders=1``. ``options`` go to :func:`pretrain_autoencoder` (``lr``, ``noise``, ``vae``, ...).
+    """
+    copies = [fresh_copy((encoder, decoder), member_seed(seed, r)) for r in range(1, autoencoders)]
+    losses = pretrain_autoencoder(encoder, decoder, likelihood, x, epochs=epochs, batch_size=batch_size,
+                                  seed=seed, progress=progress, **options)
+    codes = [encode_means(encoder, x)]
+    for r, (enc, dec) in enumerate(copies, 1):
+        pretrain_autoencoder(enc, dec, likelihood, x, epochs=epochs, batch_size=batch_size,
+                             seed=member_seed(seed, r), progress=progress, **options)
+        codes.append(encode_means(enc, x))
+    return losses, codes
+
+
+def member_seed(seed: int, member: int) -> int:
+    """The seed of the ``member``-th further autoencoder of a run with ``seed``: a stream of its own
+    (``numpy.random.SeedSequence([seed, member])``), not the seed of another run."""
+    return int(np.random.SeedSequence([int(seed), int(member)]).generate_state(1)[0])
+
+
+def fresh_copy(modules, seed: int) -> tuple:
+    """Deep copies of ``modules`` with every layer's parameters drawn anew (``reset_parameters``) from
+    ``seed``, under a forked random stream; parameters outside such layers (a shared variance) are copied."""
+    copies = tuple(copy.deepcopy(m) for m in modules)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in copies:
+            for layer in module.modules():
+                if layer is not module and hasattr(layer, "reset_parameters"):
+                    layer.reset_parameters()
+    return copies
 
 
 @torch.no_grad()
@@ -145,8 +188,11 @@ def resolve_gmm_fit(assign: str, n_points: int, n_clusters: int) -> str:
     return "tsne" if n_points >= TSNE_MIN_POINTS_PER_PERPLEXITY * TSNE_PERPLEXITY * n_clusters else "diag"
 
 
+GMM_SELECTS = ("auto", "silhouette", "likelihood", "agreement")
+
+
 def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1, assign: str = "diag",
-                 progress: bool = False):
+                 progress: bool = False, select: str = "auto", others=()):
     """Diagonal GMM on the codes ``z``; returns (weights (K,), means (K, J), variances (K, J)).
 
     ``assign="diag"`` (this function's default) is scikit-learn's diagonal ``GaussianMixture`` on ``z``.
@@ -160,8 +206,7 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
 
     ``assign="tsne"`` takes the responsibilities from a full-covariance GMM on a t-SNE embedding
     of the codes (``TSNE_DIM`` dimensions, fewer for narrower codes; scikit-learn's Barnes-Hut),
-    the start with the best silhouette among ``n_init`` (:func:`_tsne_responsibilities`), then
-    the diagonal moments in the codes' units as ``"full"`` does. This is N2D's observation (McConville
+    then the diagonal moments in the codes' units as ``"full"`` does. This is N2D's observation (McConville
     et al., 2020) that a manifold learner on the autoencoder's codes separates the clusters that a
     GMM on the codes merges. Beyond ``TSNE_MAX_POINTS`` codes the embedding and the moments come
     from a random subset of that size (``docs/studies/tsne_init.md`` compares it with ``"diag"``).
@@ -169,61 +214,93 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     ``assign="auto"`` (the models' default) is ``"tsne"`` when the clusters hold on average at least
     3 x perplexity points, t-SNE's neighbourhood, else ``"diag"`` (:func:`resolve_gmm_fit`).
 
-    ``progress`` shows a bar over the stages: the t-SNE embedding, then each of the GMM's starts on it.
+    Whichever GMM decides, it is fitted from ``n_init`` single starts (k-means initialisations drawn
+    from ``seed``) and one of them is kept by ``select`` (:func:`choose_start`): ``"silhouette"`` the
+    best silhouette of its hard labels, ``"likelihood"`` the best log-likelihood (VaDE Sect. 4.3's "best
+    objective value"), ``"agreement"`` the start whose partition agrees best with the others';
+    ``"auto"`` is the silhouette on a t-SNE embedding (``docs/studies/tsne_init.md``), else the
+    likelihood. ``progress`` shows a bar over the stages.
+
+    ``others``: the codes of the same points by further autoencoders (:func:`pretrain_autoencoders`).
+    The responsibilities are then decided on all the codes side by side, each autoencoder's centred and
+    divided by its overall standard deviation (:func:`side_by_side`), and the moments taken in ``z``'s
+    units. One autoencoder's codes carry its own draw -- its initial weights, its minibatch order, the
+    floating-point order of its sums -- and a start decided on them inherits it; neighbourhoods that
+    several autoencoders agree on do not (``docs/studies/stability.md``).
     """
     if assign not in GMM_FITS:
         raise ValueError(f"assign must be one of {GMM_FITS}; got {assign!r}")
+    if select not in GMM_SELECTS:
+        raise ValueError(f"select must be one of {GMM_SELECTS}; got {select!r}")
     assign = resolve_gmm_fit(assign, len(z), n_clusters)
     z = np.asarray(z, dtype=np.float64)
+    joint = side_by_side([z, *others]) if len(others) else z
     reg = 1e-4
-    if assign == "diag":
-        gmm = GaussianMixture(n_components=n_clusters, covariance_type="diag", random_state=seed,
-                              n_init=n_init, reg_covar=reg, max_iter=200)
-        gmm.fit(z)
+    if assign == "tsne" and len(z) > TSNE_MAX_POINTS:
+        subset = np.random.default_rng(seed).choice(len(z), TSNE_MAX_POINTS, replace=False)
+        z, joint = z[subset], joint[subset]
+    with tqdm(total=n_init + (assign == "tsne"), desc=f"mixture start: {n_init} GMM starts", unit="stage",
+              disable=not progress, leave=False) as bar:
+        if assign == "tsne":
+            bar.set_description(f"mixture start: t-SNE of {len(z)} codes")
+            space = tsne_embedding(joint, seed)
+            bar.update()
+            bar.set_description(f"mixture start: {n_init} GMM starts on the embedding")
+            covariance, reg_space = "full", reg * float(space.var())  # the regulariser relative to its scale
+        elif assign == "full":
+            space, covariance, reg_space = (joint - joint.mean(0)) / np.maximum(joint.std(0), 1e-12), "full", reg
+        else:
+            space, covariance, reg_space = joint, "diag", reg
+        if select == "auto":
+            select = "silhouette" if assign == "tsne" else "likelihood"
+        gmm = choose_start(space, n_clusters, covariance, reg_space, seed, n_init, select, bar)
+    if assign == "diag" and not len(others):
         return gmm.weights_, gmm.means_, gmm.covariances_
-    if assign == "tsne":
-        if len(z) > TSNE_MAX_POINTS:
-            z = z[np.random.default_rng(seed).choice(len(z), TSNE_MAX_POINTS, replace=False)]
-        with tqdm(total=1 + n_init, desc=f"mixture start: t-SNE of {len(z)} codes", unit="stage",
-                  disable=not progress, leave=False) as bar:
-            resp = _tsne_responsibilities(z, n_clusters, seed, n_init, reg, bar)
-    else:
-        zs = (z - z.mean(0)) / np.maximum(z.std(0), 1e-12)
-        gmm = GaussianMixture(n_components=n_clusters, covariance_type="full", random_state=seed,
-                              n_init=n_init, reg_covar=reg, max_iter=200)
-        resp = gmm.fit(zs).predict_proba(zs)
+    resp = gmm.predict_proba(space)
     nk = resp.sum(0) + 10 * np.finfo(np.float64).eps
     means = resp.T @ z / nk[:, None]
     variances = np.maximum(resp.T @ z ** 2 / nk[:, None] - means ** 2, 0.0) + reg
     return nk / nk.sum(), means, variances
 
 
-def _tsne_responsibilities(z: np.ndarray, n_clusters: int, seed: int, n_init: int, reg: float, bar) -> np.ndarray:
-    """Responsibilities of the full GMM, among ``n_init`` single starts on a t-SNE embedding of ``z``,
-    whose hard labels have the largest silhouette on the embedding.
+def side_by_side(codes) -> np.ndarray:
+    """Codes of the same points by several autoencoders as one array (N, sum of J): each centred and
+    divided by its overall standard deviation, so that each weighs the same in distances."""
+    centred = [c - c.mean(0) for c in map(np.asarray, codes)]
+    return np.concatenate([c / max(float(c.std()), 1e-12) for c in centred], axis=1)
 
-    Why the silhouette and not the likelihood: with PCA initialisation the embedding is the same
-    for every random state and the spread comes from the GMM's starts on it, whose likelihoods did
-    not follow the agreement with the labels on digits while their silhouettes did
-    (``docs/studies/tsne_init.md``).
-    """
+
+def tsne_embedding(z: np.ndarray, seed: int = 0) -> np.ndarray:
+    """scikit-learn's Barnes-Hut t-SNE of ``z`` in ``TSNE_DIM`` dimensions (fewer for narrower codes), PCA start."""
     # scikit-learn's perplexity (default 30) must stay below the number of points: a third of a small set
     perplexity = min(TSNE_PERPLEXITY, max(1.0, (len(z) - 1) / 3))
     dim = min(TSNE_DIM, z.shape[1])  # the PCA start needs as many code dimensions
-    embedded = TSNE(dim, init="pca", perplexity=perplexity, random_state=seed).fit_transform(z)
-    embedded = embedded.astype(np.float64)
-    bar.set_description(f"mixture start: {n_init} GMM starts on the embedding")
-    bar.update()
-    reg = reg * float(embedded.var())  # the regulariser relative to the embedding's scale
+    return TSNE(dim, init="pca", perplexity=perplexity, random_state=seed).fit_transform(z).astype(np.float64)
+
+
+def choose_start(space: np.ndarray, n_clusters: int, covariance: str, reg: float, seed: int, n_init: int,
+                 select: str = "silhouette", bar=None) -> GaussianMixture:
+    """``n_init`` single-start GMMs on ``space`` (k-means starts drawn from ``seed``); the one ``select`` keeps.
+
+    ``"silhouette"``: the largest silhouette of the hard labels on ``space``; ``"likelihood"``: the largest
+    mean log-likelihood; ``"agreement"``: the medoid of the starts' hard partitions under the adjusted
+    Rand index, the start maximising (1 / (R - 1)) sum_{r' != r} ARI(labels_r, labels_r') (compared
+    with the silhouette in ``docs/studies/stability.md``).
+    """
     rng = np.random.RandomState(seed)
-    best, best_score = None, -np.inf
+    fits, labels = [], []
     for _ in range(n_init):
-        gmm = GaussianMixture(n_components=n_clusters, covariance_type="full", random_state=rng,
-                              reg_covar=reg, max_iter=200).fit(embedded)
-        resp = gmm.predict_proba(embedded)
-        labels = resp.argmax(1)
-        score = silhouette_score(embedded, labels) if len(np.unique(labels)) > 1 else -1.0
-        if score > best_score:
-            best, best_score = resp, score
-        bar.update()
-    return best
+        gmm = GaussianMixture(n_components=n_clusters, covariance_type=covariance, random_state=rng,
+                              reg_covar=reg, max_iter=200).fit(space)
+        fits.append(gmm)
+        labels.append(gmm.predict(space))
+        if bar is not None:
+            bar.update()
+    if select == "likelihood":
+        scores = [gmm.score(space) for gmm in fits]
+    elif select == "silhouette":
+        scores = [silhouette_score(space, lab) if len(np.unique(lab)) > 1 else -1.0 for lab in labels]
+    else:
+        agree = np.array([[adjusted_rand_score(a, b) for b in labels] for a in labels])
+        scores = (agree.sum(1) - 1.0) / max(n_init - 1, 1)
+    return fits[int(np.argmax(scores))]

@@ -53,7 +53,7 @@ from pyro.ops.indexing import Vindex
 from torch import nn
 
 from ..infer.elbo import MixtureELBO
-from ..infer.pretrain import GMM_FITS, encode_means, fit_diag_gmm, fit_shared_variance, init_guide_scale, pretrain_autoencoder
+from ..infer.pretrain import GMM_FITS, fit_diag_gmm, fit_shared_variance, init_guide_scale, pretrain_autoencoders
 from ..infer.schedules import LinearSchedule
 from ..nets import conv_decoder, conv_encoder, make_likelihood, mlp_decoder, mlp_encoder
 from .base import MixtureVAE, Setting, data_plate, int_tuple, one_of, positive
@@ -175,6 +175,8 @@ class GMVAE(MixtureVAE):
         "eta_warmup_epochs": Setting(_optional(int), None, "epochs of that fall (default 90 for fc120 with the "
                                      "mean-field guide, else 0)", _epochs_or_none),
         "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
+        "start_autoencoders": Setting(int, 3, "autoencoders pretrained whose codes, side by side, decide the "
+                                      "components' start: the model's own and start_autoencoders - 1 more", positive),
         "gmm_restarts": Setting(int, 10, "restarts of the GMM on the codes that starts the components", positive),
         "gmm_assign": Setting(str, "auto", "GMM whose responsibilities start the components: as VaDE's "
                               "(auto: tsne when the clusters hold 90 points on average, else diag)",
@@ -264,16 +266,18 @@ class GMVAE(MixtureVAE):
         beta-network puts them and the first epochs can merge clusters that the data separate
         (``docs/studies/robustness.md``). ``--pretrain-epochs 0`` gives the papers' setting.
         """
-        losses = pretrain_autoencoder(self.encoder, self.decoder, self.likelihood, x, epochs=epochs,
-                                      batch_size=batch_size, lr=self.hparams["pretrain_lr"], seed=seed,
-                                      progress=progress)
-        variances = self.init_components_from_codes(encode_means(self.encoder, x), seed, progress)
+        losses, codes = pretrain_autoencoders(self.encoder, self.decoder, self.likelihood, x,
+                                              autoencoders=self.hparams["start_autoencoders"], epochs=epochs,
+                                              batch_size=batch_size, lr=self.hparams["pretrain_lr"], seed=seed,
+                                              progress=progress)
+        variances = self.init_components_from_codes(codes[0], seed, progress, others=codes[1:])
         init_guide_scale(self.encoder, variances)
         fit_shared_variance(self.encoder, self.decoder, self.likelihood, x, seed=seed)
         return {"pretrain_recon": losses[-1] if losses else None}
 
     @torch.no_grad()
-    def init_components_from_codes(self, z: torch.Tensor, seed: int = 0, progress: bool = False) -> torch.Tensor:
+    def init_components_from_codes(self, z: torch.Tensor, seed: int = 0, progress: bool = False,
+                                   others=()) -> torch.Tensor:
         """Fit the GMM of ``gmm_assign`` on the codes; the beta-net's last layer then emits its means and
         log-variances whatever w is (weights zero, biases the GMM's). Returns the variances (K, D).
 
@@ -281,7 +285,7 @@ class GMVAE(MixtureVAE):
         """
         _, means, variances = fit_diag_gmm(z.cpu().numpy(), self.n_clusters, seed,
                                            n_init=self.hparams["gmm_restarts"], assign=self.hparams["gmm_assign"],
-                                           progress=progress)
+                                           progress=progress, others=[c.cpu().numpy() for c in others])
         out = self.components.net[-1]
         out.weight.zero_()
         bias = out.bias.view(2, self.n_clusters, self.latent_dim)

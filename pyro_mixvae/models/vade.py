@@ -30,7 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..infer.elbo import InformationBottleneckELBO
-from ..infer.pretrain import GMM_FITS, encode_means, fit_diag_gmm, fit_shared_variance, init_guide_scale, pretrain_autoencoder
+from ..infer.pretrain import GMM_FITS, fit_diag_gmm, fit_shared_variance, init_guide_scale, pretrain_autoencoders
 from ..nets import ARCHITECTURES, make_encoder_decoder, make_likelihood
 from .base import MixtureVAE, Setting, data_plate, int_tuple, non_negative, one_of, positive
 
@@ -53,6 +53,8 @@ class VaDE(MixtureVAE):
         "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
         "pretrain_noise": Setting(float, 0.0, "input dropout rate of the denoising autoencoder pretraining",
                                   lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
+        "start_autoencoders": Setting(int, 3, "autoencoders pretrained whose codes, side by side, decide the "
+                                      "mixture start: the model's own and start_autoencoders - 1 more", positive),
         "gmm_restarts": Setting(int, 10, "restarts of the GMM that initialises pi, mu_c, sigma_c", positive),
         "gmm_assign": Setting(str, "auto", "GMM whose responsibilities initialise pi, mu_c, sigma_c: tsne (a full "
                               "GMM on a t-SNE embedding of the codes, then their diagonal moments), diag, "
@@ -124,22 +126,26 @@ class VaDE(MixtureVAE):
 
     # -- pretraining (Sect. 4.2) ---------------------------------------------------------------
     def pretrain(self, x, epochs: int, batch_size: int, seed: int, progress: bool = False, **observed) -> dict:
-        """Autoencoder on the reconstruction term, then a GMM on mu~(x) (``gmm_assign``) sets pi, mu_c, sigma_c,
-        and q(z | x) starts with the components' variance (:func:`~pyro_mixvae.infer.pretrain.init_guide_scale`)."""
-        losses = pretrain_autoencoder(self.encoder, self.decoder, self.likelihood, x, epochs=epochs,
-                                      batch_size=batch_size, lr=self.hparams["pretrain_lr"],
-                                      noise=self.hparams["pretrain_noise"], seed=seed,
-                                      progress=progress)
-        self.init_mixture_from_codes(encode_means(self.encoder, x), seed, progress)
+        """Autoencoder on the reconstruction term (and ``start_autoencoders - 1`` more, for their codes), then a
+        GMM on mu~(x) (``gmm_assign``, decided on all the codes side by side) sets pi, mu_c, sigma_c, and
+        q(z | x) starts with the components' variance (:func:`~pyro_mixvae.infer.pretrain.init_guide_scale`)."""
+        losses, codes = pretrain_autoencoders(self.encoder, self.decoder, self.likelihood, x,
+                                              autoencoders=self.hparams["start_autoencoders"], epochs=epochs,
+                                              batch_size=batch_size, lr=self.hparams["pretrain_lr"],
+                                              noise=self.hparams["pretrain_noise"], seed=seed, progress=progress)
+        self.init_mixture_from_codes(codes[0], seed, progress, others=codes[1:])
         init_guide_scale(self.encoder, self.log_var_c.exp())
         fit_shared_variance(self.encoder, self.decoder, self.likelihood, x, seed=seed)
         return {"pretrain_recon": losses[-1] if losses else None}
 
     @torch.no_grad()
-    def init_mixture_from_codes(self, z: torch.Tensor, seed: int = 0, progress: bool = False) -> None:
+    def init_mixture_from_codes(self, z: torch.Tensor, seed: int = 0, progress: bool = False, others=()) -> None:
+        """pi, mu_c, sigma_c from :func:`~pyro_mixvae.infer.pretrain.fit_diag_gmm` on the codes ``z`` (with
+        ``others``, further autoencoders' codes of the same points, deciding the responsibilities)."""
         weights, means, variances = fit_diag_gmm(z.cpu().numpy(), self.n_clusters, seed,
                                                  n_init=self.hparams["gmm_restarts"],
-                                                 assign=self.hparams["gmm_assign"], progress=progress)
+                                                 assign=self.hparams["gmm_assign"], progress=progress,
+                                                 others=[c.cpu().numpy() for c in others])
         like = self.mu_c
         self.pi_logits.copy_(torch.as_tensor(np.log(np.maximum(weights, 1e-6)), dtype=like.dtype))
         self.mu_c.copy_(torch.as_tensor(means, dtype=like.dtype))

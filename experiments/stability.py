@@ -1,0 +1,178 @@
+"""Where the spread of one command's answer comes from (issue 31): the stages of a run, one at a time.
+
+    OMP_NUM_THREADS=T python experiments/stability.py --data digits --model vade --seeds 0 1 2 [--out DIR]
+    python experiments/stability.py --summarise [--out DIR] [--results DIR]
+
+A default run of ``mixvae fit MODEL --data DATA --seed S`` is, in order: the autoencoder's pretraining
+(its codes mu(x)), the mixture start on the codes (``gmm_assign``: a t-SNE embedding and a GMM on it,
+or a diagonal GMM on the codes), then SVI. This script takes those steps with the library's own
+functions, the model's defaults and the process's thread count, and records after each one the
+partition and its acc against the labels:
+
+* ``codes_gmm``: the VaDE paper's own start (Sect. 4.2 and 4.3: a diagonal GMM on the codes, 10 restarts,
+  the best likelihood kept), on the same codes;
+* ``start``: the model's default start (what ``mixvae fit`` prints "after pretraining");
+* ``start_other_threads``: the same start recomputed on the same codes with the other thread count
+  (1 <-> 2, through threadpoolctl and ``torch.set_num_threads``): what the mixture start itself adds;
+* ``end``: after SVI, the default epochs.
+
+Each (data, model, seed, threads) writes ``DIR/<data>-<model>-s<seed>-t<threads>.npz`` (the codes and the
+partitions) and a line in ``DIR/records.jsonl``; a finished one is skipped. ``--summarise`` reads them
+and writes ``RESULTS/stability.md``: per stage, the mean, sd and range of acc over all seeds and
+thread counts, and the agreement (ARI) of the two thread counts' partitions of the same seed.
+DIR defaults to ``~/mixvae-runs/stability`` (outside the checkout: long runs survive a new checkout).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+DEFAULT_OUT = Path.home() / "mixvae-runs" / "stability"
+
+
+def load(name: str):
+    from pyro_mixvae.data import load_dataset
+    from pyro_mixvae.synthetic import robustness_suite
+    suite = robustness_suite(full=True)
+    return suite[name] if name in suite else load_dataset(name)
+
+
+def one(data_name: str, model_name: str, seed: int, out: Path) -> dict:
+    import torch
+    from sklearn.mixture import GaussianMixture
+    from threadpoolctl import threadpool_limits
+
+    from pyro_mixvae.infer.predict import predict_proba
+    from pyro_mixvae.infer.pretrain import encode_means, fit_shared_variance, init_guide_scale, pretrain_autoencoder
+    from pyro_mixvae.infer.train import TrainConfig, seed_everything, train
+    from pyro_mixvae.metrics import acc
+    from pyro_mixvae.models import build
+    from pyro_mixvae.nets import fit_data_units
+    from pyro_mixvae.runner import prepare_data
+
+    threads = torch.get_num_threads()
+    data = load(data_name)
+    x_np, likelihood = prepare_data(data.x, data.y)
+    x, y, k = torch.as_tensor(x_np), data.y, len(np.unique(data.y))
+    seed_everything(seed)
+    model = build(model_name, x.shape[1:], k, likelihood)
+    cfg = TrainConfig(seed=seed, device="cpu").for_model(model, num_data=len(x))
+    seconds = {}
+    # the steps of train._start and VaDE.pretrain, in their order
+    seed_everything(seed)
+    fit_data_units(model, x)
+    t0 = time.perf_counter()
+    pretrain_autoencoder(model.encoder, model.decoder, model.likelihood, x, epochs=cfg.pretrain_epochs,
+                         batch_size=cfg.batch_size, lr=model.hparams["pretrain_lr"],
+                         noise=model.hparams["pretrain_noise"], seed=seed)
+    seconds["autoencoder"] = time.perf_counter() - t0
+    codes = encode_means(model.encoder, x)
+    z = codes.numpy().astype(np.float64)
+    t0 = time.perf_counter()
+    paper = GaussianMixture(k, covariance_type="diag", n_init=10, random_state=seed, reg_covar=1e-4,
+                            max_iter=200).fit(z).predict(z)
+    seconds["codes_gmm"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model.init_mixture_from_codes(codes, seed)
+    seconds["start"] = time.perf_counter() - t0
+    init_guide_scale(model.encoder, model.log_var_c.exp())
+    fit_shared_variance(model.encoder, model.decoder, model.likelihood, x, seed=seed)
+    start = predict_proba(model, x).argmax(1).numpy()
+    # the same start on the same codes with the other thread count (the model's prior restored after)
+    saved = {n: p.detach().clone() for n, p in model.named_parameters() if n in ("pi_logits", "mu_c", "log_var_c")}
+    other = 2 if threads == 1 else 1
+    torch.set_num_threads(other)
+    with threadpool_limits(other):
+        model.init_mixture_from_codes(codes, seed)
+        start_other = torch.softmax(model.component_log_prob(codes), -1).argmax(1).numpy()
+    torch.set_num_threads(threads)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n in saved:
+                p.copy_(saved[n])
+    t0 = time.perf_counter()
+    history = train(model, x, y, config=cfg, pretrain=False, progress=False)
+    seconds["svi"] = time.perf_counter() - t0
+    end = predict_proba(model, x).argmax(1).numpy()
+    stem = f"{data_name}-{model_name}-s{seed}-t{threads}"
+    np.savez(out / f"{stem}.npz", codes=z, codes_gmm=paper, start=start, start_other_threads=start_other, end=end)
+    record = {"data": data_name, "model": model_name, "seed": seed, "threads": threads,
+              "acc": {"codes_gmm": acc(y, paper), "start": acc(y, start), "start_other_threads": acc(y, start_other),
+                      "end": acc(y, end)},
+              "elbo_end": history.last().get("elbo", history.last().get("objective")), "seconds": seconds,
+              "history": {key: history.column(key) for key in ("elbo", "objective", "acc") if key in history.last()}}
+    with open(out / "records.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    return record
+
+
+def summarise(out: Path, results: Path) -> None:
+    from sklearn.metrics import adjusted_rand_score
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines() if line.strip()]
+    stages = ("codes_gmm", "start", "start_other_threads", "end")
+    lines = ["# Where the spread comes from: the stages of one run (issue 31)", "",
+             f"Made by `OMP_NUM_THREADS=T python experiments/stability.py --data DATA --model MODEL --seeds ...` "
+             "for T = 1 and 2, then `python experiments/stability.py --summarise`. acc per stage over every "
+             "seed and thread count; ARI(1 vs 2 threads): the agreement of the two thread counts' partitions "
+             "of the same seed at that stage (1 = identical).", ""]
+    groups = sorted({(r["data"], r["model"]) for r in records})
+    lines += ["| data | model | runs | stage | acc mean ± sd | min - max | ARI(1 vs 2 threads), mean (min) |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for data, model in groups:
+        rs = [r for r in records if (r["data"], r["model"]) == (data, model)]
+        for stage in stages:
+            accs = [r["acc"][stage] for r in rs]
+            aris = []
+            for r in rs:
+                if r["threads"] != 1:
+                    continue
+                twin = out / f"{data}-{model}-s{r['seed']}-t2.npz"
+                if twin.exists():
+                    a, b = np.load(out / f"{data}-{model}-s{r['seed']}-t1.npz"), np.load(twin)
+                    aris.append(adjusted_rand_score(a[stage], b[stage]))
+            sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+            ari = f"{np.mean(aris):.3f} ({np.min(aris):.3f})" if aris else ""
+            lines.append(f"| {data} | {model} | {len(rs)} | {stage} | {np.mean(accs):.3f} ± {sd:.3f} | "
+                         f"{min(accs):.3f} - {max(accs):.3f} | {ari} |")
+    lines += ["", "Per run (acc):", "", "| data | model | seed | threads | " + " | ".join(stages) + " | seconds |",
+              "| --- | --- | --- | --- | " + " | ".join("---" for _ in stages) + " | --- |"]
+    for r in sorted(records, key=lambda r: (r["data"], r["model"], r["seed"], r["threads"])):
+        secs = ", ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items())
+        lines.append(f"| {r['data']} | {r['model']} | {r['seed']} | {r['threads']} | "
+                     + " | ".join(f"{r['acc'][s]:.3f}" for s in stages) + f" | {secs} |")
+    (results / "stability.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[:8 + 4 * len(groups) + 6]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="digits")
+    parser.add_argument("--model", default="vade")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--results", type=Path, default=HERE / "results")
+    parser.add_argument("--summarise", action="store_true")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.summarise:
+        return summarise(args.out, args.results)
+    import torch
+    for seed in args.seeds:
+        stem = f"{args.data}-{args.model}-s{seed}-t{torch.get_num_threads()}"
+        if (args.out / f"{stem}.npz").exists():
+            continue
+        r = one(args.data, args.model, seed, args.out)
+        print(stem, {k: round(v, 3) for k, v in r["acc"].items()}, flush=True)
+
+
+if __name__ == "__main__":
+    main()
