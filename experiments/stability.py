@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=T python experiments/stability.py --data digits --model vade --seeds 0 1 2 [--out DIR]
     python experiments/stability.py --summarise [--out DIR] [--results DIR]
+    python experiments/stability.py --compare-starts [--out DIR] [--results DIR]
 
 A default run of ``mixvae fit MODEL --data DATA --seed S`` is, in order: the autoencoder's pretraining
 (its codes mu(x)), the mixture start on the codes (``gmm_assign``: a t-SNE embedding and a GMM on it,
@@ -20,6 +21,8 @@ Each (data, model, seed, threads) writes ``DIR/<data>-<model>-s<seed>-t<threads>
 partitions) and a line in ``DIR/records.jsonl``; a finished one is skipped. ``--summarise`` reads them
 and writes ``RESULTS/stability.md``: per stage, the mean, sd and range of acc over all seeds and
 thread counts, and the agreement (ARI) of the two thread counts' partitions of the same seed.
+``--compare-starts`` recomputes the start on the saved codes under each rule that keeps one GMM start,
+and decided on three runs' codes side by side (``RESULTS/stability_starts.md``).
 DIR defaults to ``~/mixvae-runs/stability`` (outside the checkout: long runs survive a new checkout).
 """
 from __future__ import annotations
@@ -153,6 +156,47 @@ def summarise(out: Path, results: Path) -> None:
     print("\n".join(lines[:8 + 4 * len(groups) + 6]))
 
 
+def compare_starts(out: Path, results: Path, data_name: str = "digits", model_name: str = "vade") -> None:
+    """On the saved codes: the model's start (diagonal moments, assigned by density, as ``mixvae fit`` prints it)
+    under each rule that keeps one of the GMM's 10 starts on one autoencoder's codes, and under the start
+    decided on three autoencoders' codes side by side (every triple of saved runs with distinct seeds)."""
+    from scipy.stats import norm
+    from pyro_mixvae.infer.pretrain import fit_diag_gmm
+    from pyro_mixvae.metrics import acc
+    y = load(data_name).y
+    k = len(np.unique(y))
+    files = sorted(out.glob(f"{data_name}-{model_name}-s*-t*.npz"))
+    codes = {f.stem.split(f"{model_name}-")[1]: np.load(f)["codes"] for f in files}
+
+    def start_acc(z, seed, **kw):
+        w, m, v = fit_diag_gmm(z, k, seed, n_init=10, assign="auto", **kw)
+        return acc(y, (np.log(w) + norm.logpdf(z[:, None, :], m[None], np.sqrt(v)[None]).sum(-1)).argmax(1))
+
+    lines = ["# The mixture start on saved codes: the rule that keeps a GMM start, one autoencoder or three", "",
+             f"Made by `python experiments/stability.py --compare-starts` on the codes that `experiments/stability.py` "
+             f"saved ({data_name}, {model_name}'s pretraining; run name sS-tT = seed S, T threads). acc of the model's "
+             "start: the diagonal moments under the chosen responsibilities, each code assigned by density.", "",
+             "## One autoencoder's codes, the rule that keeps one of 10 GMM starts", "",
+             "| codes | silhouette (default) | agreement | likelihood |", "| --- | --- | --- | --- |"]
+    for name, z in codes.items():
+        seed = int(name.split("-")[0][1:])
+        row = [start_acc(z, seed, select=rule) for rule in ("silhouette", "agreement", "likelihood")]
+        lines.append(f"| {name} | " + " | ".join(f"{a:.3f}" for a in row) + " |")
+        print(lines[-1], flush=True)
+    lines += ["", "## Three autoencoders' codes side by side (the first one's moments), silhouette", "",
+              "| codes | start on the first one's codes alone | start decided on the three |", "| --- | --- | --- |"]
+    alone = {line.split(" | ")[0][2:]: line.split(" | ")[1] for line in lines if line.startswith("| s")}
+    for first in codes:  # each run's codes with those of the next two seeds' runs at the same thread count
+        seed, threads = first.split("-")
+        same = sorted((n for n in codes if n.endswith(threads) and n != first), key=lambda n: int(n.split("-")[0][1:]))
+        later = [n for n in same if int(n.split("-")[0][1:]) > int(seed[1:])] + same
+        triple = (first, *later[:2])
+        joint = start_acc(codes[first], int(seed[1:]), others=[codes[t] for t in triple[1:]])
+        lines.append(f"| {', '.join(triple)} | {alone[first]} | {joint:.3f} |")
+        print(lines[-1], flush=True)
+    (results / "stability_starts.md").write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="digits")
@@ -161,10 +205,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--summarise", action="store_true")
+    parser.add_argument("--compare-starts", action="store_true")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.summarise:
         return summarise(args.out, args.results)
+    if args.compare_starts:
+        return compare_starts(args.out, args.results, args.data, args.model)
     import torch
     for seed in args.seeds:
         stem = f"{args.data}-{args.model}-s{seed}-t{torch.get_num_threads()}"

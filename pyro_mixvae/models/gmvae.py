@@ -175,7 +175,7 @@ class GMVAE(MixtureVAE):
         "eta_warmup_epochs": Setting(_optional(int), None, "epochs of that fall (default 90 for fc120 with the "
                                      "mean-field guide, else 0)", _epochs_or_none),
         "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
-        "start_autoencoders": Setting(int, 3, "autoencoders pretrained whose codes, side by side, decide the "
+        "start_autoencoders": Setting(int, 1, "autoencoders pretrained whose codes, side by side, decide the "
                                       "components' start: the model's own and start_autoencoders - 1 more", positive),
         "gmm_restarts": Setting(int, 10, "restarts of the GMM on the codes that starts the components", positive),
         "gmm_assign": Setting(str, "auto", "GMM whose responsibilities start the components: as VaDE's "

@@ -53,7 +53,7 @@ class VaDE(MixtureVAE):
         "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
         "pretrain_noise": Setting(float, 0.0, "input dropout rate of the denoising autoencoder pretraining",
                                   lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
-        "start_autoencoders": Setting(int, 3, "autoencoders pretrained whose codes, side by side, decide the "
+        "start_autoencoders": Setting(int, 1, "autoencoders pretrained whose codes, side by side, decide the "
                                       "mixture start: the model's own and start_autoencoders - 1 more", positive),
         "gmm_restarts": Setting(int, 10, "restarts of the GMM that initialises pi, mu_c, sigma_c", positive),
         "gmm_assign": Setting(str, "auto", "GMM whose responsibilities initialise pi, mu_c, sigma_c: tsne (a full "
