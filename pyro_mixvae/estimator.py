@@ -229,7 +229,7 @@ class VaDE(MixtureVAEEstimator):
                  likelihood="auto",
                  epochs=None, pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None,
                  num_particles=None, pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, gmm_assign="auto", s=1.0,
-                 start_autoencoders=3, random_state=0, device=None, verbose=False):
+                 start_autoencoders=1, random_state=0, device=None, verbose=False):
         self._keep_params(locals())
 
 
@@ -257,7 +257,7 @@ class GMVAE(MixtureVAEEstimator):
                  eta_warmup_epochs=None, arch="auto",
                  latent_dim=None, w_dim=None, hidden=None, beta_hidden=None, likelihood="auto", epochs=None,
                  pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None,
-                 num_particles=None, pretrain_lr=1e-3, gmm_restarts=10, gmm_assign="auto", start_autoencoders=3,
+                 num_particles=None, pretrain_lr=1e-3, gmm_restarts=10, gmm_assign="auto", start_autoencoders=1,
                  random_state=0, device=None, verbose=False):
         self._keep_params(locals())
 
@@ -277,7 +277,7 @@ class VIBGMM(MixtureVAEEstimator):
     def __init__(self, n_clusters=10, *, n_init=1, s_min=0.1, s_max=1.0, s_step=0.1, s_every=2, kl="hershey-olsen",
                  latent_dim=10, hidden=(500, 500, 2000), arch="mlp", likelihood="auto", epochs=None,
                  pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None, num_particles=None,
-                 pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, gmm_assign="auto", start_autoencoders=3,
+                 pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, gmm_assign="auto", start_autoencoders=1,
                  random_state=0, device=None, verbose=False):
         self._keep_params(locals())
 
