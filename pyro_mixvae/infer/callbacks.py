@@ -146,7 +146,7 @@ class Checkpointer:
         if run.out is not None and run.ddp.is_main:
             save_checkpoint(run.out / CHECKPOINT, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler,
                             epoch=epoch, generator=run.generator, config=run.config_dict,
-                            extra={"pretrain": run.history.pretrain, **ranks})
+                            extra={**run.carried, **ranks})
         self.last, run.saved_epoch = time.monotonic(), epoch
 
 

@@ -55,7 +55,17 @@ gradient is zero, above it the loss is unchanged. For the posterior guide ``KL_q
 is eq. 7 itself; for the mean-field guide the threshold applies to the classifier's z-prior term,
 the one that appears in that bound. Non-vectorised particles take the max per particle.
 
-``eta = 1``, ``alpha = 0``, ``lam = 0`` add nothing: the loss is then exactly
+**The held start** (``hold``, with the per-point keyword ``held_responsibilities``: gamma (B, K), the
+mixture start's responsibilities, which the training loop passes when a schedule sets ``hold``). VaDE's
+mean-field bound (eq. 12) is valid for any q(c | x); with q(c | x) held at gamma it is the collapsed bound
+minus E_q(z|x)[KL(gamma || p(c | z))] (eq. 15 with gamma in place of q), since log p(c, z) = log p(z) +
+log p(c | z). ``hold`` weighs that gap: loss added ``hold * sum_points scale * KL(gamma || p(c | z, ...))``,
+so ``hold = 1`` trains eq. 12 with the start's q(c | x) and ``hold = 0`` the collapsed bound; annealed
+from 1 to 0 (:class:`~pyro_mixvae.infer.schedules.LinearSchedule`) it hands the partition of the start
+over to the model's own posterior while the networks and the mixture adapt to each other
+(``docs/studies/stability.md``). Reported as ``held_kl`` (nats per point) whenever gamma is given.
+
+``eta = 1``, ``alpha = 0``, ``lam = 0``, ``hold = 0`` add nothing: the loss is then exactly
 ``TraceEnum_ELBO``'s, computed by the same code. ``lam = 0`` means "no threshold".
 
 After each ``loss`` / ``differentiable_loss`` call ``last_terms`` holds, as detached scalar
@@ -209,6 +219,8 @@ class MixtureELBO(TraceEnum_ELBO):
     :param alpha: weight of the consistency violation H(C | Z, W) (consistency-violation eq. 6); >= 0.
     :param lam: minimum information (nats per data point) below which the z-prior term has no
         gradient (minimum-information eq. 7); 0 = no threshold.
+    :param hold: weight of KL(gamma || p(c | z, ...)) for the responsibilities gamma passed as the keyword
+        ``held_responsibilities`` (the held start, see the module docstring); 1 = VaDE eq. 12 with q(c|x) = gamma.
     :param cluster_site: name of the enumerated cluster site (``"c"``).
     :param latent_site: name of the continuous latent site whose distribution depends on it (``"z"``).
     :param kwargs: passed to ``TraceEnum_ELBO`` (``max_plate_nesting``, ``num_particles``, ...).
@@ -216,23 +228,26 @@ class MixtureELBO(TraceEnum_ELBO):
     See the module docstring for how each term is computed and scaled.
     """
 
-    def __init__(self, eta: float = 1.0, alpha: float = 0.0, lam: float = 0.0, *, cluster_site: str = "c",
-                 latent_site: str = "z", **kwargs):
-        for key, value in (("eta", eta), ("alpha", alpha), ("lam", lam)):
+    HELD = "held_responsibilities"  # the keyword of the held start's responsibilities (per point)
+
+    def __init__(self, eta: float = 1.0, alpha: float = 0.0, lam: float = 0.0, *, hold: float = 0.0,
+                 cluster_site: str = "c", latent_site: str = "z", **kwargs):
+        for key, value in (("eta", eta), ("alpha", alpha), ("lam", lam), ("hold", hold)):
             if torch.is_tensor(value):
                 value = float(value)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{key} must be a finite number >= 0; got {value!r}")
         super().__init__(**kwargs)
-        self.eta, self.alpha, self.lam = float(eta), float(alpha), float(lam)
+        self.eta, self.alpha, self.lam, self.hold = float(eta), float(alpha), float(lam), float(hold)
         self.cluster_site, self.latent_site = cluster_site, latent_site
         self.last_terms: dict = {}
         self._traces: Optional[list] = None
+        self._held: Optional[torch.Tensor] = None
 
     @property
     def adds_terms(self) -> bool:
         """Whether the loss differs from plain ``TraceEnum_ELBO``'s."""
-        return self.eta != 1.0 or self.alpha != 0.0 or self.lam != 0.0
+        return self.eta != 1.0 or self.alpha != 0.0 or self.lam != 0.0 or self.hold != 0.0
 
     # -- trace capture: the parent's loops run unchanged, we keep the traces they used ---------
     def _get_traces(self, model, guide, args, kwargs):
@@ -243,12 +258,13 @@ class MixtureELBO(TraceEnum_ELBO):
 
     def _run(self, method, model, guide, args, kwargs):
         self._traces = []
+        self._held = kwargs.pop(self.HELD, None)  # for the added term only: the programs never see it
         try:
             base = method(model, guide, *args, **kwargs)
             traces, self._traces = self._traces, None
             extra = self._extra_loss(traces)
         finally:
-            self._traces = None
+            self._traces, self._held = None, None
         return base, extra
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
@@ -283,6 +299,11 @@ class MixtureELBO(TraceEnum_ELBO):
                     raise
                 return None  # plain ELBO on a model without the site pattern: nothing to report
             particle, report = self.particle_terms(t)
+            if self._held is not None:
+                held_kl = self.held_kl(t, self._held)
+                report["held_kl"] = held_kl
+                if self.hold != 0.0:
+                    particle = particle + self.hold * t.total(held_kl)
             if active and not is_identically_zero(particle):
                 extra = particle if extra is None else extra + particle
             for key, value in report.items():
@@ -290,6 +311,12 @@ class MixtureELBO(TraceEnum_ELBO):
         n = len(traces) or 1
         self.last_terms = {k: v / n for k, v in reports.items()}
         return None if extra is None else extra / self.num_particles
+
+    @staticmethod
+    def held_kl(t: ClusterTerms, held: torch.Tensor) -> torch.Tensor:
+        """KL(gamma || p(c | z, ...)) = sum_k gamma_k (log gamma_k - log p(k | z, ...)) per point (0 log 0 = 0)."""
+        held = held.to(t.log_post)
+        return (torch.xlogy(held, held) - held * t.log_post).sum(-1)
 
     def particle_terms(self, t: ClusterTerms):
         """(added loss of one particle, {name: per-point value to report}) -- subclasses extend it."""

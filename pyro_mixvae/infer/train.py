@@ -57,7 +57,7 @@ from . import distributed
 from .callbacks import builtin_callbacks, read_history
 from .checkpoint import CHECKPOINT, load_parameters, rng_state, set_rng_state
 from .compiled import compiled_loss
-from .elbo import default_elbo  # noqa: F401 (imported from here by pyro_mixvae.infer and experiments)
+from .elbo import MixtureELBO, default_elbo  # noqa: F401 (default_elbo: imported from here by pyro_mixvae.infer and experiments)
 from .predict import predict_proba
 
 SYNC_EVERY = 50  # on CUDA, steps between two host reads of the loss (the non-finite check)
@@ -301,6 +301,13 @@ class TrainingRun:
         return "objective" if getattr(self.elbo, "adds_terms", False) or self.schedules else "elbo"
 
     @property
+    def carried(self) -> dict:
+        """What a checkpoint keeps besides the parameters, optimizer, schedule and streams: the pretraining's
+        record, and the held start's responsibilities while a schedule may still use them (:func:`hold_start`)."""
+        held = self.observed.get(MixtureELBO.HELD)
+        return {"pretrain": self.history.pretrain, **({MixtureELBO.HELD: held} if held is not None else {})}
+
+    @property
     def config_dict(self) -> dict:
         """The settings recorded in every checkpoint (``epochs``: the last epoch of the run so far)."""
         return {**asdict(self.cfg), "epochs": self.last_epoch, "world_size": self.ddp.world_size}
@@ -402,7 +409,7 @@ def training_state(run: TrainingRun) -> dict:
     optimizer's state is that of the optimizer this call leaves behind, not a copy)."""
     return {"epoch": run.last_epoch, "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(), "generator": run.generator.get_state(), "rng": rng_state(),
-            "config": run.config_dict, "extra": {"pretrain": run.history.pretrain}, "records": list(run.history.records)}
+            "config": run.config_dict, "extra": run.carried, "records": list(run.history.records)}
 
 
 def begin(run: TrainingRun, resume: bool, pretrain: Optional[bool], progress: bool) -> None:
@@ -438,6 +445,9 @@ def _restore(run: TrainingRun, state: dict, records: list, rng: dict) -> None:
     set_rng_state(rng)
     run.start, run.begins_at_zero = state["epoch"] + 1, False
     run.history.pretrain = state["extra"].get("pretrain", {})
+    held = state["extra"].get(MixtureELBO.HELD)
+    if held is not None:
+        run.observed[MixtureELBO.HELD] = torch.as_tensor(held).to(run.x.device)
     run.history.records = list(records)
 
 
@@ -456,8 +466,22 @@ def _start(run: TrainingRun, pretrain: bool, progress: bool) -> None:
             raise NonFiniteLossError("the parameters became non-finite in pretraining; nothing was saved")
         run.history.pretrain.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), run.y))
     run.history.pretrain = ddp.broadcast_state(model, run.history.pretrain)  # [distributed] rank 0's state to all
+    if pretrain and cfg.pretrain_epochs > 0:
+        hold_start(run)
     ddp.seed_ranks(cfg.seed)  # [distributed] each rank its own RNG stream for the guide's draws
     run.start, run.last_epoch = 1, cfg.epochs
+
+
+def hold_start(run: TrainingRun) -> None:
+    """When a schedule sets the ELBO's ``hold`` (a model's ``hold_start`` epochs), the responsibilities of the
+    mixture start, p(c | mu(x)) of the pretrained model for every point, become the per-point observed
+    ``held_responsibilities`` that :class:`~.elbo.MixtureELBO` holds q(c | x) at (computed on every rank from
+    the same broadcast model; the random streams are left as they were)."""
+    if not (hasattr(run.elbo, "hold") and any(sched.attr == "hold" for sched in run.schedules)):
+        return
+    x = run.x
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        run.observed[MixtureELBO.HELD] = predict_proba(run.model, x).detach().to(x.device)
 
 
 def train_epochs(run: TrainingRun, callbacks: Sequence) -> None:

@@ -52,6 +52,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..infer.elbo import default_elbo
 from ..infer.params import announce_params
+from ..infer.schedules import LinearSchedule
 
 
 @dataclass(frozen=True)
@@ -269,8 +270,17 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
         return default_elbo(self, num_particles)
 
     def schedules(self) -> list:
-        """Schedules the training loop runs on the ELBO object (:mod:`pyro_mixvae.infer.schedules`). Default: none."""
-        return []
+        """Schedules the training loop runs on the ELBO object (:mod:`pyro_mixvae.infer.schedules`). Default: the
+        held start's, if the model has one (:meth:`hold_schedules`)."""
+        return self.hold_schedules()
+
+    def hold_schedules(self) -> list:
+        """With a ``hold_start`` setting of E > 0 epochs: the weight ``hold`` of
+        :class:`~pyro_mixvae.infer.elbo.MixtureELBO` falling linearly from 1 at epoch 1 to 0 from epoch E + 1,
+        so that the first epochs train VaDE eq. 12 with q(c | x) held at the mixture start's responsibilities
+        and hand over to the model's own posterior; else none."""
+        epochs = int(self.hparams.get("hold_start") or 0)
+        return [LinearSchedule("hold", 1.0, 0.0, epochs)] if epochs > 0 else []
 
     def extra_state(self) -> dict:
         """State outside ``state_dict`` that a checkpoint must keep (e.g. conjugate step counts)."""

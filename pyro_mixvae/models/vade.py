@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..infer.elbo import InformationBottleneckELBO
+from ..infer.elbo import InformationBottleneckELBO, MixtureELBO
 from ..infer.pretrain import GMM_FITS, fit_diag_gmm, fit_shared_variance, init_guide_scale, pretrain_autoencoders
 from ..nets import ARCHITECTURES, make_encoder_decoder, make_likelihood
 from .base import MixtureVAE, Setting, data_plate, int_tuple, non_negative, one_of, positive
@@ -61,6 +61,8 @@ class VaDE(MixtureVAE):
                               "full (full covariance on standardised codes, then their diagonal moments), or "
                               "auto: tsne when the clusters hold 90 points on average, else diag",
                               one_of(GMM_FITS)),
+        "hold_start": Setting(int, 0, "epochs over which q(c|x) is held at the mixture start's responsibilities "
+                              "(VaDE eq. 12), their weight falling linearly from 1 to 0; 0 = off", non_negative),
         "s": Setting(float, 1.0, "weight of the KL part: the s-generalised bound of vib-gmm eq. 9 (1 = VaDE)",
                      non_negative),
     }
@@ -111,10 +113,14 @@ class VaDE(MixtureVAE):
             pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
     def make_elbo(self, num_particles: int = 1):
-        """``TraceEnum_ELBO``; with ``s != 1`` the s-generalised bound (vib-gmm eq. 9) of
+        """``TraceEnum_ELBO``; with ``hold_start`` the same bound as :class:`~pyro_mixvae.infer.elbo.MixtureELBO`,
+        whose ``hold`` the schedule sets; with ``s != 1`` the s-generalised bound (vib-gmm eq. 9) of
         :class:`~pyro_mixvae.infer.elbo.InformationBottleneckELBO` with the sampled KL."""
         if self.hparams.get("s", 1.0) == 1.0:
-            return super().make_elbo(num_particles)
+            if not self.hparams["hold_start"]:
+                return super().make_elbo(num_particles)
+            return MixtureELBO(max_plate_nesting=self.max_plate_nesting, num_particles=num_particles,
+                               vectorize_particles=True)
         return InformationBottleneckELBO(s=self.hparams["s"], kl="sampled", max_plate_nesting=self.max_plate_nesting,
                                          num_particles=num_particles, vectorize_particles=True)
 

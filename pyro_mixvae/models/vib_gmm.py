@@ -66,4 +66,4 @@ class VIBGMM(VaDE):
                                          vectorize_particles=True)
 
     def schedules(self) -> list:
-        return [self._schedule]
+        return [self._schedule] + self.hold_schedules()
