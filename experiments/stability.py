@@ -1,8 +1,8 @@
 """Where the spread of one command's answer comes from (issue 31): the stages of a run, one at a time.
 
-    OMP_NUM_THREADS=T python experiments/stability.py --data digits --model vade --seeds 0 1 2 [--out DIR]
-    python experiments/stability.py --summarise [--out DIR] [--results DIR]
-    python experiments/stability.py --compare-starts [--out DIR] [--results DIR]
+    OMP_NUM_THREADS=T python experiments/stability.py --data digits --model vade --seeds 0 1 2 [--runs DIR]
+    python experiments/stability.py --summarise [--runs DIR] [--results DIR]
+    python experiments/stability.py --compare-starts [--runs DIR] [--results DIR]
 
 A default run of ``mixvae fit MODEL --data DATA --seed S`` is, in order: the autoencoder's pretraining
 (its codes mu(x)), the mixture start on the codes (``gmm_assign``: a t-SNE embedding and a GMM on it,
@@ -17,13 +17,13 @@ partition and its acc against the labels:
   (1 <-> 2, through threadpoolctl and ``torch.set_num_threads``): what the mixture start itself adds;
 * ``end``: after SVI, the default epochs.
 
-Each (data, model, seed, threads) writes ``DIR/<data>-<model>-s<seed>-t<threads>.npz`` (the codes and the
-partitions) and a line in ``DIR/records.jsonl``; a finished one is skipped. ``--summarise`` reads them
+Each (data, model, seed, threads) writes ``RUNS/<data>-<model>-s<seed>-t<threads>.npz`` (the codes and the
+partitions) and a line in ``RUNS/records.jsonl``; a finished one is skipped. ``--summarise`` reads them
 and writes ``RESULTS/stability.md``: per stage, the mean, sd and range of acc over all seeds and
 thread counts, and the agreement (ARI) of the two thread counts' partitions of the same seed.
 ``--compare-starts`` recomputes the start on the saved codes under each rule that keeps one GMM start,
 and decided on three runs' codes side by side (``RESULTS/stability_starts.md``).
-DIR defaults to ``~/mixvae-runs/stability`` (outside the checkout: long runs survive a new checkout).
+RUNS defaults to ``~/mixvae-runs/stability`` (outside the checkout: long runs survive a new checkout).
 """
 from __future__ import annotations
 
@@ -112,7 +112,9 @@ def one(data_name: str, model_name: str, seed: int, out: Path) -> dict:
               "acc": {"codes_gmm": acc(y, paper), "start": acc(y, start), "start_other_threads": acc(y, start_other),
                       "end": acc(y, end)},
               "elbo_end": history.last().get("elbo", history.last().get("objective")), "seconds": seconds,
-              "history": {key: history.column(key) for key in ("elbo", "objective", "acc") if key in history.last()}}
+              "history": {key: history.column(key) for key in ("elbo", "objective", "acc") if key in history.last()},
+              "script": f"OMP_NUM_THREADS={threads} python experiments/stability.py --data {data_name} --model {model_name} "
+                        f"--seeds {seed}"}
     with open(out / "records.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
     return record
@@ -164,8 +166,19 @@ def compare_starts(out: Path, results: Path, data_name: str = "digits", model_na
     """On the saved codes: the model's start (diagonal moments, assigned by density, as ``mixvae fit`` prints it)
     under each rule that keeps one of the GMM's 10 starts on one autoencoder's codes, and under the start
     decided on three autoencoders' codes side by side (every triple of saved runs with distinct seeds)."""
+    import hashlib
     from scipy.stats import norm
+    import pyro_mixvae.infer.pretrain as pretrain
     from pyro_mixvae.infer.pretrain import fit_diag_gmm
+    embed, cache = pretrain.tsne_embedding, {}
+
+    def cached_embedding(z, seed=0):  # the same codes' embedding once for every rule (it is deterministic)
+        key = (hashlib.sha1(z.tobytes()).hexdigest(), seed)
+        if key not in cache:
+            cache[key] = embed(z, seed)
+        return cache[key]
+
+    pretrain.tsne_embedding = cached_embedding
     from pyro_mixvae.metrics import acc
     y = load(data_name).y
     k = len(np.unique(y))
@@ -195,6 +208,8 @@ def compare_starts(out: Path, results: Path, data_name: str = "digits", model_na
         same = sorted((n for n in codes if n.endswith(threads) and n != first), key=lambda n: int(n.split("-")[0][1:]))
         later = [n for n in same if int(n.split("-")[0][1:]) > int(seed[1:])] + same
         triple = (first, *later[:2])
+        if len(triple) < 3:
+            continue
         joint = start_acc(codes[first], int(seed[1:]), others=[codes[t] for t in triple[1:]])
         lines.append(f"| {', '.join(triple)} | {alone[first]} | {joint:.3f} |")
         print(lines[-1], flush=True)
@@ -206,22 +221,23 @@ def main() -> None:
     parser.add_argument("--data", default="digits")
     parser.add_argument("--model", default="vade")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--runs", type=Path, default=DEFAULT_OUT, help="where the runs' codes and records go "
+                        "(default ~/mixvae-runs/stability)")
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--summarise", action="store_true")
     parser.add_argument("--compare-starts", action="store_true")
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.runs.mkdir(parents=True, exist_ok=True)
     if args.summarise:
-        return summarise(args.out, args.results)
+        return summarise(args.runs, args.results)
     if args.compare_starts:
-        return compare_starts(args.out, args.results, args.data, args.model)
+        return compare_starts(args.runs, args.results, args.data, args.model)
     import torch
     for seed in args.seeds:
         stem = f"{args.data}-{args.model}-s{seed}-t{torch.get_num_threads()}"
-        if (args.out / f"{stem}.npz").exists():
+        if (args.runs / f"{stem}.npz").exists():
             continue
-        r = one(args.data, args.model, seed, args.out)
+        r = one(args.data, args.model, seed, args.runs)
         print(stem, {k: round(v, 3) for k, v in r["acc"].items()}, flush=True)
 
 

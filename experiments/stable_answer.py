@@ -74,14 +74,15 @@ def one(args, seed: int, threads: int) -> dict:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
                "PYTHONPATH": str(args.checkout or ROOT)}
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, cwd=ROOT)
+        # run from the checkout: `python -m` puts the working directory first on the path
+        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, cwd=args.checkout or ROOT)
         wall = time.perf_counter() - t0
     m = json.loads(metrics_file.read_text())
     record = {"data": args.data, "model": args.model, "label": args.label, "seed": seed, "threads": threads,
               "acc": m["acc"], "nmi": m["nmi"], "elbo": m.get("elbo"), "start_acc": (m.get("pretrain") or {}).get("acc"),
               "train_seconds": m.get("train_seconds"), "wall_seconds": wall,
               "command": f"OMP_NUM_THREADS={threads} mixvae fit {args.model} --data {args.data} --seed {seed} "
-                         + " ".join(args.fit_args)}
+                         + " ".join(args.fit_args), "script": record_command()}
     if not done:
         with open(args.results / "stable_answer.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")

@@ -56,6 +56,8 @@ QUICK = {
                                   "--set", "hidden=16,16", "--quiet"]),
     "perf/size_defaults.py": (["--widths", "16,16", "--seeds", "0", *FIT_ARGS], []),
     "robustness.py": (["--models", "vade", "--seeds", "0"], []),
+    "stability.py": (["--seeds", "0"], []),
+    "stable_answer.py": (["--seeds", "0", "--threads", "1", *FIT_ARGS], []),
 }
 OWN_OUT = {"gmvae_arcs_tune.py": "tune.jsonl", "perf/overhead.py": "perf.json",  # scripts with --out FILE
            "perf/profile_main.py": "profile.md"}
