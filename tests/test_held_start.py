@@ -74,3 +74,4 @@ def test_a_run_resumed_inside_the_hand_over_ends_as_an_uninterrupted_one(tmp_pat
     fit(resumed, x, config=TrainConfig(epochs=4, **cfg), out_dir=tmp_path / "b", resume=True, progress=False)
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+

@@ -116,3 +116,13 @@ def test_estimator_api_and_two_estimators_are_independent():
     # a was given labels, b was not: b's records are real epochs (they have the bound) without label metrics
     assert "acc" in a.history_.last()
     assert "elbo" in b.history_.last() and not {"acc", "nmi", "ari"} & set(b.history_.last())
+
+
+@pytest.mark.parametrize("seed", [-1, 2 ** 32, 0.5])
+def test_the_training_config_refuses_seeds_outside_numpys_range(seed):
+    from pyro_mixvae.errors import ConfigError
+    from pyro_mixvae.infer.train import TrainConfig
+
+    with pytest.raises(ConfigError, match="seed must be an integer between 0 and 2"):
+        TrainConfig(seed=seed).check()
+    TrainConfig(seed=2 ** 32 - 1).check()

@@ -107,6 +107,8 @@ class TrainConfig:
         for name in ("batch_size", "num_particles", "lr_step", "eval_every"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 1; got {getattr(self, name)}")
+        if isinstance(self.seed, bool) or int(self.seed) != self.seed or not 0 <= int(self.seed) <= 2 ** 32 - 1:
+            raise ConfigError(f"seed must be an integer between 0 and 2**32 - 1 (NumPy's range); got {self.seed!r}")
         if not self.checkpoint_seconds >= 0:
             raise ConfigError(f"checkpoint-seconds must be >= 0; got {self.checkpoint_seconds}")
         if self.lr_warmup is not None and int(self.lr_warmup) < 0:
