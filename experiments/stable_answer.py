@@ -119,9 +119,9 @@ def summarise(results: Path) -> None:
              "--data DATA --seed S` over the seeds and thread counts listed; acc as mean ± sd and min - max over "
              "all of them; start: acc after pretraining (the mixture start); ELBO-selected: the run with the best "
              "training ELBO, chosen without labels. Baselines on the same data: scikit-learn with n_init=10, "
-             "random_state = the same seeds.", "",
+             "random_state = the same seeds. (Wall times are in the records but not here: these runs shared a loaded machine.)", "",
              "| data | model | label | runs (seeds x threads) | acc mean ± sd | min - max | start mean | end - start | "
-             "ELBO-selected acc | train s (mean) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "ELBO-selected acc |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     groups = sorted({(r["data"], r["model"], r["label"]) for r in records})
     done_baselines = set()
     for data, model, label in groups:
@@ -136,14 +136,13 @@ def summarise(results: Path) -> None:
         lines.append(f"| {data} | {model} | {label} | {len(rs)} ({seeds[0]}-{seeds[-1]} x {threads}) | "
                      f"{statistics.mean(accs):.3f} ± {sd:.3f} | {min(accs):.3f} - {max(accs):.3f} | "
                      + (f"{statistics.mean(starts):.3f} | {gain:+.3f}" if starts else " | ")
-                     + f" | {best['acc']:.3f} (s{best['seed']} t{best['threads']}) | "
-                     f"{statistics.mean(r['train_seconds'] for r in rs):.1f} |")
+                     + f" | {best['acc']:.3f} (s{best['seed']} t{best['threads']}) |")
         if data not in done_baselines:
             done_baselines.add(data)
             for name, values in baselines(data, seeds).items():
                 lines.append(f"| {data} | {name} | | {len(values)} seeds | {statistics.mean(values):.3f} ± "
                              f"{statistics.stdev(values) if len(values) > 1 else 0:.3f} | {min(values):.3f} - "
-                             f"{max(values):.3f} | | | | |")
+                             f"{max(values):.3f} | | | |")
     (results / "stable_answer.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
