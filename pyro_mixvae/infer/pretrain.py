@@ -248,7 +248,8 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
             bar.set_description(f"mixture start: {n_init} GMM starts on the embedding")
             covariance, reg_space = "full", reg * float(space.var())  # the regulariser relative to its scale
         elif assign == "full":
-            space, covariance, reg_space = (joint - joint.mean(0)) / np.maximum(joint.std(0), 1e-12), "full", reg
+            space = (joint - joint.mean(0)) / np.maximum(joint.std(0), 1e-12)
+            covariance, reg_space = "full", reg
         else:
             space, covariance, reg_space = joint, "diag", reg
         if select == "auto":
