@@ -241,23 +241,31 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
         z, joint = z[subset], joint[subset]
     with tqdm(total=n_init + (assign == "tsne"), desc=f"mixture start: {n_init} GMM starts", unit="stage",
               disable=not progress, leave=False) as bar:
-        if assign == "tsne":
-            bar.set_description(f"mixture start: t-SNE of {len(z)} codes")
-            space = tsne_embedding(joint, seed)
-            bar.update()
-            bar.set_description(f"mixture start: {n_init} GMM starts on the embedding")
-            covariance, reg_space = "full", reg * float(space.var())  # the regulariser relative to its scale
-        elif assign == "full":
-            space = (joint - joint.mean(0)) / np.maximum(joint.std(0), 1e-12)
-            covariance, reg_space = "full", reg
-        else:
-            space, covariance, reg_space = joint, "diag", reg
+        space, covariance, reg_space = _decision_space(assign, joint, seed, reg, bar)
+        bar.set_description(f"mixture start: {n_init} GMM starts" + (" on the embedding" if assign == "tsne" else ""))
         if select == "auto":
             select = "silhouette" if assign == "tsne" else "likelihood"
         gmm = choose_start(space, n_clusters, covariance, reg_space, seed, n_init, select, bar)
     if assign == "diag" and not len(others):
         return gmm.weights_, gmm.means_, gmm.covariances_
-    resp = gmm.predict_proba(space)
+    return diagonal_moments(gmm.predict_proba(space), z, reg)
+
+
+def _decision_space(assign: str, joint: np.ndarray, seed: int, reg: float, bar):
+    """(the points the GMM is fitted on, its covariance type, its regulariser) for ``assign``: the t-SNE
+    embedding of the codes, the standardised codes, or the codes as they are."""
+    if assign == "tsne":
+        bar.set_description(f"mixture start: t-SNE of {len(joint)} codes")
+        space = tsne_embedding(joint, seed)
+        bar.update()
+        return space, "full", reg * float(space.var())  # the regulariser relative to the embedding's scale
+    if assign == "full":
+        return (joint - joint.mean(0)) / np.maximum(joint.std(0), 1e-12), "full", reg
+    return joint, "diag", reg
+
+
+def diagonal_moments(resp: np.ndarray, z: np.ndarray, reg: float):
+    """(weights, means, variances + reg) of each component in ``z``'s units under the responsibilities ``resp``."""
     nk = resp.sum(0) + 10 * np.finfo(np.float64).eps
     means = resp.T @ z / nk[:, None]
     variances = np.maximum(resp.T @ z ** 2 / nk[:, None] - means ** 2, 0.0) + reg
@@ -284,9 +292,9 @@ def choose_start(space: np.ndarray, n_clusters: int, covariance: str, reg: float
     """``n_init`` single-start GMMs on ``space`` (k-means starts drawn from ``seed``); the one ``select`` keeps.
 
     ``"silhouette"``: the largest silhouette of the hard labels on ``space``; ``"likelihood"``: the largest
-    likelihood bound (scikit-learn's ``n_init``); ``"agreement"``: the medoid of the starts' hard partitions under the adjusted
-    Rand index, the start maximising (1 / (R - 1)) sum_{r' != r} ARI(labels_r, labels_r') (compared
-    with the silhouette in ``docs/studies/stability.md``).
+    likelihood bound (scikit-learn's ``n_init``); ``"agreement"``: the medoid of the starts' hard
+    partitions under the adjusted Rand index, the start maximising (1 / (R - 1)) sum_{r' != r}
+    ARI(labels_r, labels_r') (compared with the silhouette in ``docs/studies/stability.md``).
     """
     if select == "likelihood":  # scikit-learn's own restarts, kept by their likelihood bound
         gmm = GaussianMixture(n_components=n_clusters, covariance_type=covariance, random_state=seed,
