@@ -57,7 +57,7 @@ from . import distributed
 from .callbacks import builtin_callbacks, read_history
 from .checkpoint import CHECKPOINT, load_parameters, rng_state, set_rng_state
 from .compiled import compiled_loss
-from .elbo import MixtureELBO, default_elbo  # noqa: F401 (default_elbo: imported from here by pyro_mixvae.infer and experiments)
+from .elbo import MixtureELBO, default_elbo  # noqa: F401 (default_elbo: imported from here by infer and experiments)
 from .predict import predict_proba
 
 SYNC_EVERY = 50  # on CUDA, steps between two host reads of the loss (the non-finite check)

@@ -89,6 +89,15 @@ def one_of(choices):
     return check
 
 
+# the mixture start's settings that VaDE (and VIB-GMM) and GMVAE share: declared once, spread into their ``settings``
+START_SETTINGS = {
+    "start_autoencoders": Setting(int, 1, "autoencoders pretrained whose codes, side by side, decide the mixture "
+                                  "start: the model's own and start_autoencoders - 1 more", positive),
+    "hold_start": Setting(int, 0, "epochs over which q(c|x) is held at the mixture start's responsibilities "
+                          "(VaDE eq. 12), their weight falling linearly from 1 to 0; 0 = off", non_negative),
+}
+
+
 def parse_settings(model_name: str, declared: Dict[str, Setting], given: Dict[str, Any]) -> Dict[str, Any]:
     """Check ``given`` (strings from the CLI or Python values) against ``declared``.
 

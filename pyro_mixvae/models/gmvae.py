@@ -56,7 +56,7 @@ from ..infer.elbo import MixtureELBO
 from ..infer.pretrain import GMM_FITS, fit_diag_gmm, fit_shared_variance, init_guide_scale, pretrain_autoencoders
 from ..infer.schedules import LinearSchedule
 from ..nets import conv_decoder, conv_encoder, make_likelihood, mlp_decoder, mlp_encoder
-from .base import MixtureVAE, Setting, data_plate, int_tuple, non_negative, one_of, positive
+from .base import START_SETTINGS, MixtureVAE, Setting, data_plate, int_tuple, one_of, positive
 
 GUIDES = ("posterior", "mean-field")
 GMVAE_ARCHITECTURES = ("auto", "fc120", "mlp", "conv")
@@ -175,10 +175,7 @@ class GMVAE(MixtureVAE):
         "eta_warmup_epochs": Setting(_optional(int), None, "epochs of that fall (default 90 for fc120 with the "
                                      "mean-field guide, else 0)", _epochs_or_none),
         "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
-        "start_autoencoders": Setting(int, 1, "autoencoders pretrained whose codes, side by side, decide the "
-                                      "components' start: the model's own and start_autoencoders - 1 more", positive),
-        "hold_start": Setting(int, 0, "epochs over which q(c|x) is held at the mixture start's responsibilities "
-                              "(VaDE eq. 12), their weight falling linearly from 1 to 0; 0 = off", non_negative),
+        **START_SETTINGS,
         "gmm_restarts": Setting(int, 10, "restarts of the GMM on the codes that starts the components", positive),
         "gmm_assign": Setting(str, "auto", "GMM whose responsibilities start the components: as VaDE's "
                               "(auto: tsne when the clusters hold 90 points on average, else diag)",
@@ -350,7 +347,8 @@ class GMVAE(MixtureVAE):
 
     def schedules(self) -> list:
         """The held start (:meth:`~pyro_mixvae.models.base.MixtureVAE.hold_schedules`) and the z-prior
-        warm-start: eta_t = eta * (w + (1 - w) * min(1, (t - 1) / E)) at epoch t, with w = ``eta_warmup`` and E = ``eta_warmup_epochs``; after epoch E + 1 the bound is the
+        warm-start: eta_t = eta * (w + (1 - w) * min(1, (t - 1) / E)) at epoch t, with w = ``eta_warmup``
+        and E = ``eta_warmup_epochs``; after epoch E + 1 the bound is the
         papers' (eta of CV eq. 3).
 
         A z-prior weight above 1 pulls q(c|x) (mean-field) or p(c|z,w) (posterior guide) towards the

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from ..infer.elbo import InformationBottleneckELBO, MixtureELBO
 from ..infer.pretrain import GMM_FITS, fit_diag_gmm, fit_shared_variance, init_guide_scale, pretrain_autoencoders
 from ..nets import ARCHITECTURES, make_encoder_decoder, make_likelihood
-from .base import MixtureVAE, Setting, data_plate, int_tuple, non_negative, one_of, positive
+from .base import START_SETTINGS, MixtureVAE, Setting, data_plate, int_tuple, non_negative, one_of, positive
 
 
 class VaDE(MixtureVAE):
@@ -53,16 +53,13 @@ class VaDE(MixtureVAE):
         "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
         "pretrain_noise": Setting(float, 0.0, "input dropout rate of the denoising autoencoder pretraining",
                                   lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
-        "start_autoencoders": Setting(int, 1, "autoencoders pretrained whose codes, side by side, decide the "
-                                      "mixture start: the model's own and start_autoencoders - 1 more", positive),
+        **START_SETTINGS,
         "gmm_restarts": Setting(int, 10, "restarts of the GMM that initialises pi, mu_c, sigma_c", positive),
         "gmm_assign": Setting(str, "auto", "GMM whose responsibilities initialise pi, mu_c, sigma_c: tsne (a full "
                               "GMM on a t-SNE embedding of the codes, then their diagonal moments), diag, "
                               "full (full covariance on standardised codes, then their diagonal moments), or "
                               "auto: tsne when the clusters hold 90 points on average, else diag",
                               one_of(GMM_FITS)),
-        "hold_start": Setting(int, 0, "epochs over which q(c|x) is held at the mixture start's responsibilities "
-                              "(VaDE eq. 12), their weight falling linearly from 1 to 0; 0 = off", non_negative),
         "s": Setting(float, 1.0, "weight of the KL part: the s-generalised bound of vib-gmm eq. 9 (1 = VaDE)",
                      non_negative),
     }
