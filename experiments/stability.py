@@ -186,7 +186,7 @@ def compare_starts(out: Path, results: Path, data_name: str = "digits", model_na
     codes = {f.stem.split(f"{model_name}-")[1]: np.load(f)["codes"] for f in files}
 
     def start_acc(z, seed, n_init=10, **kw):
-        w, m, v = fit_diag_gmm(z, k, seed, n_init=n_init, assign="auto", **kw)
+        w, m, v, _ = fit_diag_gmm(z, k, seed, n_init=n_init, assign="auto", **kw)
         return acc(y, (np.log(w) + norm.logpdf(z[:, None, :], m[None], np.sqrt(v)[None]).sum(-1)).argmax(1))
 
     lines = ["# The mixture start on saved codes: the rule that keeps a GMM start, one autoencoder or three", "",

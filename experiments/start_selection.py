@@ -54,7 +54,7 @@ def one_seed(data, seed: int) -> dict:
     zs = (z - z.mean(0)) / z.std(0)
     record = {"seed": seed}
     for assign in ASSIGNS:
-        labels = labels_of(z, *fit_diag_gmm(z, k, seed, n_init=10, assign=assign))
+        labels = labels_of(z, *fit_diag_gmm(z, k, seed, n_init=10, assign=assign)[:3])
         several = len(np.unique(labels)) > 1
         record[assign] = {"acc": acc(data.y, labels),
                           "silhouette_codes": float(silhouette_score(z, labels)) if several else -1.0,

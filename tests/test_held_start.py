@@ -75,3 +75,27 @@ def test_a_run_resumed_inside_the_hand_over_ends_as_an_uninterrupted_one(tmp_pat
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
 
+
+
+def test_the_held_responsibilities_are_those_that_decided_the_start_and_p_c_given_mu_elsewhere():
+    """Points the start was decided on are held at its responsibilities (here two autoencoders' consensus:
+    one-hot labels); a point it left out (a NaN row, as beyond a t-SNE subset) at p(c | mu(x)) of the
+    pretrained model."""
+    from pyro_mixvae.infer.train import begin, hold_start, predict_proba, prepare
+
+    x = torch.rand(30, 6, generator=torch.Generator().manual_seed(0)).round()
+    m = small_vade(hold_start=2, start_autoencoders=2)
+    run = prepare(m, x, config=TrainConfig(epochs=2, pretrain_epochs=1, batch_size=10, seed=0))
+    begin(run, resume=False, pretrain=True, progress=False)
+    decided = m.start_responsibilities
+    assert decided.shape == (30, 3) and torch.equal(decided.sum(1), torch.ones(30))  # one-hot rows
+    assert set(decided.unique().tolist()) == {0.0, 1.0}
+    held = run.observed[MixtureELBO.HELD]
+    assert torch.equal(held, decided)
+
+    m.start_responsibilities = decided.clone()
+    m.start_responsibilities[:4] = float("nan")
+    hold_start(run)
+    held = run.observed[MixtureELBO.HELD]
+    assert torch.allclose(held[:4], predict_proba(m, x[:4]))
+    assert torch.equal(held[4:], decided[4:])

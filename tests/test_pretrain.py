@@ -1,6 +1,7 @@
 """The GMM initialisation on the autoencoder's codes (pyro_mixvae.infer.pretrain.fit_diag_gmm)."""
 import numpy as np
 import pytest
+from sklearn.metrics import adjusted_rand_score
 
 from pyro_mixvae.infer.pretrain import fit_diag_gmm
 
@@ -20,7 +21,7 @@ def tilted_blobs(seed=0):
 @pytest.mark.parametrize("assign", ["diag", "full"])
 def test_weights_and_moments_match_the_true_clusters(assign):
     z, labels, weights = tilted_blobs()
-    w, means, variances = fit_diag_gmm(z, 3, seed=0, n_init=3, assign=assign)
+    w, means, variances, _ = fit_diag_gmm(z, 3, seed=0, n_init=3, assign=assign)
     order = [int(np.argmin(((means - z[labels == k].mean(0)) ** 2 / z.var(0)).sum(1))) for k in range(3)]
     assert sorted(order) == [0, 1, 2]
     for k, j in enumerate(order):  # against the clusters' own moments, computed directly
@@ -31,7 +32,7 @@ def test_weights_and_moments_match_the_true_clusters(assign):
 
 def test_full_assignment_returns_diagonal_moments_in_the_codes_units():
     z, labels, _ = tilted_blobs(1)
-    w, means, variances = fit_diag_gmm(z, 3, seed=0, assign="full")
+    w, means, variances, _ = fit_diag_gmm(z, 3, seed=0, assign="full")
     assert w.shape == (3,) and means.shape == (3, 2) and variances.shape == (3, 2)
     assert w.sum() == pytest.approx(1.0)
     assert (variances > 0).all()
@@ -56,8 +57,14 @@ def test_tsne_assignment_recovers_the_clusters_moments(monkeypatch, max_points):
     if max_points is not None:
         monkeypatch.setattr(pretrain, "TSNE_MAX_POINTS", max_points)
     z, labels = separated_blobs()
-    w, means, variances = fit_diag_gmm(z, 3, seed=0, n_init=2, assign="tsne")
+    w, means, variances, decided = fit_diag_gmm(z, 3, seed=0, n_init=2, assign="tsne")
     assert w.shape == (3,) and w.sum() == pytest.approx(1.0)
+    # the start is the consensus of the GMM starts: its responsibilities are one-hot labels, the true groups',
+    # for the codes it was decided on; the codes left out of the subset have none (NaN)
+    kept = ~np.isnan(decided).any(1)
+    assert kept.sum() == (max_points or len(z)) and np.isnan(decided[~kept]).all()
+    assert np.array_equal(decided[kept].sum(1), np.ones(kept.sum())) and set(np.unique(decided[kept])) == {0.0, 1.0}
+    assert adjusted_rand_score(labels[kept], decided[kept].argmax(1)) == 1.0
     order = [int(np.argmin(((means - z[labels == k].mean(0)) ** 2).sum(1))) for k in range(3)]
     assert sorted(order) == [0, 1, 2]
     tol = 0.02 if max_points is None else 0.1  # a subset of 300 estimates the weights less exactly
@@ -89,7 +96,7 @@ def test_further_autoencoders_decide_the_start_and_the_moments_are_the_models_co
     labels = np.repeat(np.arange(3), 150)
     z = rng.normal(size=(450, 4)) + 0.3 * labels[:, None]  # groups 0.3 sd apart
     others = [rng.normal(size=(450, 5)) * 0.2 + 10.0 * np.eye(3, 5)[labels] for _ in range(2)]
-    w, means, variances = fit_diag_gmm(z, 3, seed=0, n_init=3, assign="diag", others=others)
+    w, means, variances, _ = fit_diag_gmm(z, 3, seed=0, n_init=3, assign="diag", others=others)
     order = [int(np.argmin(((means - z[labels == k].mean(0)) ** 2).sum(1))) for k in range(3)]
     assert sorted(order) == [0, 1, 2]
     for k, j in enumerate(order):
@@ -98,13 +105,38 @@ def test_further_autoencoders_decide_the_start_and_the_moments_are_the_models_co
         assert np.allclose(variances[j], z[labels == k].var(0), rtol=1e-2)
 
 
-@pytest.mark.parametrize("select", ["silhouette", "likelihood", "agreement"])
+@pytest.mark.parametrize("select", ["consensus", "silhouette", "likelihood", "agreement"])
 def test_every_selection_rule_finds_separated_groups(select):
     z, labels = separated_blobs()
-    w, means, _ = fit_diag_gmm(z, 3, seed=0, n_init=4, assign="full", select=select)
+    w, means, _, _ = fit_diag_gmm(z, 3, seed=0, n_init=4, assign="full", select=select)
     assert sorted(int(np.argmin(((means - z[labels == k].mean(0)) ** 2).sum(1))) for k in range(3)) == [0, 1, 2]
     with pytest.raises(ValueError, match="select"):
         fit_diag_gmm(z, 3, select="best")
+
+
+def test_co_association_counts_the_partitions_that_put_each_pair_together():
+    from pyro_mixvae.infer.pretrain import co_association
+
+    rng = np.random.default_rng(2)
+    partitions = rng.integers(0, 3, size=(5, 12))
+    a = co_association(partitions)
+    for n in range(12):
+        for m in range(12):
+            assert a[n, m] == pytest.approx(sum(p[n] == p[m] for p in partitions) / 5)
+
+
+def test_the_consensus_is_the_majoritys_partition_whatever_its_labels():
+    """Three starts find three groups of 20 (each with its own label names); two others merge groups 0
+    and 1 and split group 2. The consensus is the three groups."""
+    from pyro_mixvae.infer.pretrain import consensus_partition
+
+    truth = np.repeat(np.arange(3), 20)
+    right = [np.array(perm)[truth] for perm in ([0, 1, 2], [2, 0, 1], [1, 2, 0])]
+    wrong = np.where(truth == 1, 0, truth)
+    wrong = np.where((truth == 2) & (np.arange(60) % 2 == 0), 1, wrong)
+    labels = consensus_partition(right + [wrong, wrong], 3)
+    assert sorted(np.unique(labels)) == [0, 1, 2]
+    assert adjusted_rand_score(truth, labels) == 1.0
 
 
 def test_further_autoencoders_are_drawn_anew_and_the_models_own_is_unchanged():

@@ -11,9 +11,12 @@ embedding of the codes whose responsibilities give the diagonal moments (:func:`
 from __future__ import annotations
 
 import copy
+import warnings
+from typing import NamedTuple
 
 import numpy as np
 import torch
+from sklearn.cluster import SpectralClustering
 from sklearn.manifold import TSNE
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.mixture import GaussianMixture
@@ -188,12 +191,23 @@ def resolve_gmm_fit(assign: str, n_points: int, n_clusters: int) -> str:
     return "tsne" if n_points >= TSNE_MIN_POINTS_PER_PERPLEXITY * TSNE_PERPLEXITY * n_clusters else "diag"
 
 
-GMM_SELECTS = ("auto", "silhouette", "likelihood", "agreement")
+GMM_SELECTS = ("auto", "consensus", "silhouette", "likelihood", "agreement")
+
+
+class MixtureStart(NamedTuple):
+    """A mixture start on N codes: the components' diagonal moments and the responsibilities that decided them."""
+
+    weights: np.ndarray  # (K,)
+    means: np.ndarray  # (K, J), in the codes' units
+    variances: np.ndarray  # (K, J)
+    # (N, K): the decision's responsibilities of each code (the consensus's labels one-hot, or the kept GMM's
+    # posterior in its space); rows of NaN for codes left out of a t-SNE subset
+    responsibilities: np.ndarray
 
 
 def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1, assign: str = "diag",
-                 progress: bool = False, select: str = "auto", others=()):
-    """Diagonal GMM on the codes ``z``; returns (weights (K,), means (K, J), variances (K, J)).
+                 progress: bool = False, select: str = "auto", others=()) -> MixtureStart:
+    """Diagonal GMM on the codes ``z``; returns a :class:`MixtureStart` (weights, means, variances, responsibilities).
 
     ``assign="diag"`` (this function's default) is scikit-learn's diagonal ``GaussianMixture`` on ``z``.
     ``assign="full"`` lets a full-covariance GMM on the standardised codes (each dimension
@@ -215,18 +229,22 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     3 x perplexity points, t-SNE's neighbourhood, else ``"diag"`` (:func:`resolve_gmm_fit`).
 
     Whichever GMM decides, it is fitted from ``n_init`` single starts (k-means initialisations drawn
-    from ``seed``) and one of them is kept by ``select`` (:func:`choose_start`): ``"silhouette"`` the
-    best silhouette of its hard labels, ``"likelihood"`` the best log-likelihood (VaDE Sect. 4.3's "best
-    objective value"), ``"agreement"`` the start whose partition agrees best with the others';
-    ``"auto"`` is the silhouette on a t-SNE embedding (``docs/studies/tsne_init.md``), else the
-    likelihood. ``progress`` shows a bar over the stages.
+    from ``seed``). ``select="consensus"`` keeps none of them alone: the start is the partition that
+    the starts agree on (:func:`consensus_partition`), fitted ``n_init`` times on each autoencoder's
+    codes (``others``, below) in that autoencoder's own space. The other rules keep one start
+    (:func:`choose_start`): ``"silhouette"`` the best silhouette of its hard labels, ``"likelihood"``
+    the best log-likelihood (VaDE Sect. 4.3's "best objective value"), ``"agreement"`` the start
+    whose partition agrees best with the others'. ``"auto"`` is the consensus on t-SNE embeddings
+    or with further autoencoders' codes, else the likelihood (``docs/studies/stability.md``).
+    ``progress`` shows a bar over the stages.
 
     ``others``: the codes of the same points by further autoencoders (:func:`pretrain_autoencoders`).
-    The responsibilities are then decided on all the codes side by side, each autoencoder's centred and
-    divided by its overall standard deviation (:func:`side_by_side`), and the moments taken in ``z``'s
-    units. One autoencoder's codes carry its own draw -- its initial weights, its minibatch order, the
+    One autoencoder's codes carry its own draw -- its initial weights, its minibatch order, the
     floating-point order of its sums -- and a start decided on them inherits it; neighbourhoods that
-    several autoencoders agree on do not (``docs/studies/stability.md``).
+    several autoencoders agree on do not. Under the consensus each autoencoder's codes get their own
+    embedding and starts; under the rules that keep one start, the codes side by side (each centred and
+    divided by its overall standard deviation, :func:`side_by_side`) decide. Either way the moments are
+    taken in ``z``'s units.
     """
     if assign not in GMM_FITS:
         raise ValueError(f"assign must be one of {GMM_FITS}; got {assign!r}")
@@ -234,21 +252,35 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
         raise ValueError(f"select must be one of {GMM_SELECTS}; got {select!r}")
     assign = resolve_gmm_fit(assign, len(z), n_clusters)
     z = np.asarray(z, dtype=np.float64)
-    joint = side_by_side([z, *others]) if len(others) else z
+    codes = [z, *(np.asarray(c, dtype=np.float64) for c in others)]
+    points = np.arange(len(z))
     reg = 1e-4
     if assign == "tsne" and len(z) > TSNE_MAX_POINTS:
-        subset = np.random.default_rng(seed).choice(len(z), TSNE_MAX_POINTS, replace=False)
-        z, joint = z[subset], joint[subset]
-    with tqdm(total=n_init + (assign == "tsne"), desc=f"mixture start: {n_init} GMM starts", unit="stage",
+        points = np.sort(np.random.default_rng(seed).choice(len(z), TSNE_MAX_POINTS, replace=False))
+        codes = [c[points] for c in codes]
+    if select == "auto":
+        select = "consensus" if assign == "tsne" or len(others) else "likelihood"
+    spaces = len(codes) if select == "consensus" else 1
+    with tqdm(total=spaces * (n_init + (assign == "tsne")), desc="mixture start", unit="stage",
               disable=not progress, leave=False) as bar:
-        space, covariance, reg_space = _decision_space(assign, joint, seed, reg, bar)
-        bar.set_description(f"mixture start: {n_init} GMM starts" + (" on the embedding" if assign == "tsne" else ""))
-        if select == "auto":
-            select = "silhouette" if assign == "tsne" else "likelihood"
-        gmm = choose_start(space, n_clusters, covariance, reg_space, seed, n_init, select, bar)
-    if assign == "diag" and not len(others):
-        return gmm.weights_, gmm.means_, gmm.covariances_
-    return diagonal_moments(gmm.predict_proba(space), z, reg)
+        if select == "consensus":
+            partitions = []
+            for r, c in enumerate(codes):
+                space, covariance, reg_space = _decision_space(assign, c, seed + r, reg, bar)
+                bar.set_description(f"mixture start: {n_init} GMM starts on autoencoder {r + 1} of {spaces}")
+                partitions += gmm_partitions(space, n_clusters, covariance, reg_space, seed + r, n_init, bar)
+            resp = np.eye(n_clusters)[consensus_partition(partitions, n_clusters)]
+        else:
+            space, covariance, reg_space = _decision_space(assign, side_by_side(codes) if len(others) else codes[0],
+                                                           seed, reg, bar)
+            bar.set_description(f"mixture start: {n_init} GMM starts" + (" on the embedding" if assign == "tsne" else ""))
+            gmm = choose_start(space, n_clusters, covariance, reg_space, seed, n_init, select, bar)
+            resp = gmm.predict_proba(space)
+    decided = np.full((len(z), n_clusters), np.nan)
+    decided[points] = resp
+    if select != "consensus" and assign == "diag" and not len(others):
+        return MixtureStart(gmm.weights_, gmm.means_, gmm.covariances_, decided)
+    return MixtureStart(*diagonal_moments(resp, codes[0], reg), decided)
 
 
 def _decision_space(assign: str, joint: np.ndarray, seed: int, reg: float, bar):
@@ -302,18 +334,55 @@ def choose_start(space: np.ndarray, n_clusters: int, covariance: str, reg: float
         if bar is not None:
             bar.update(n_init)
         return gmm
-    rng = np.random.RandomState(seed)
-    fits, labels = [], []
-    for _ in range(n_init):
-        gmm = GaussianMixture(n_components=n_clusters, covariance_type=covariance, random_state=rng,
-                              reg_covar=reg, max_iter=200).fit(space)
-        fits.append(gmm)
-        labels.append(gmm.predict(space))
-        if bar is not None:
-            bar.update()
+    fits = gmm_starts(space, n_clusters, covariance, reg, seed, n_init, bar)
+    labels = [gmm.predict(space) for gmm in fits]
     if select == "silhouette":
         scores = [silhouette_score(space, lab) if len(np.unique(lab)) > 1 else -1.0 for lab in labels]
     else:
         agree = np.array([[adjusted_rand_score(a, b) for b in labels] for a in labels])
         scores = (agree.sum(1) - 1.0) / max(n_init - 1, 1)
     return fits[int(np.argmax(scores))]
+
+
+def gmm_starts(space: np.ndarray, n_clusters: int, covariance: str, reg: float, seed: int, n_init: int,
+               bar=None) -> list:
+    """``n_init`` GaussianMixtures on ``space``, each from one k-means start, the starts drawn in turn from ``seed``."""
+    rng = np.random.RandomState(seed)
+    fits = []
+    for _ in range(n_init):
+        fits.append(GaussianMixture(n_components=n_clusters, covariance_type=covariance, random_state=rng,
+                                    reg_covar=reg, max_iter=200).fit(space))
+        if bar is not None:
+            bar.update()
+    return fits
+
+
+def gmm_partitions(space: np.ndarray, n_clusters: int, covariance: str, reg: float, seed: int, n_init: int,
+                   bar=None) -> list:
+    """The hard labels of each of :func:`gmm_starts`' ``n_init`` GMMs on ``space``."""
+    return [gmm.predict(space) for gmm in gmm_starts(space, n_clusters, covariance, reg, seed, n_init, bar)]
+
+
+def co_association(partitions) -> np.ndarray:
+    """A[n, m] = the fraction of ``partitions`` (label vectors over the same points) that put n and m together."""
+    labels = np.asarray(partitions)
+    together = np.zeros((labels.shape[1],) * 2, dtype=np.float32)
+    for lab in labels:
+        together += lab[:, None] == lab[None, :]
+    return together / len(labels)
+
+
+def consensus_partition(partitions, n_clusters: int) -> np.ndarray:
+    """The partition that ``partitions`` agree on: spectral clustering of the co-association matrix A
+    (:func:`co_association`) as the affinity, into ``n_clusters`` groups; labels 0..n_clusters-1.
+
+    Evidence accumulation (Fred & Jain, 2005): the affinity of a pair is the share of starts that put it
+    together, whichever labels each start gave it, so a start that splits one group and merges two
+    others is outvoted wherever the other starts, or the other autoencoders' codes, disagree with it.
+    The labels are read off the leading eigenvectors by ``cluster_qr`` (Damle et al., 2019), which
+    draws nothing at random.
+    """
+    with warnings.catch_warnings():  # groups that no start ever joins are disconnected: the case of full agreement
+        warnings.filterwarnings("ignore", "Graph is not fully connected")
+        return SpectralClustering(n_clusters, affinity="precomputed", assign_labels="cluster_qr",
+                                  random_state=0).fit_predict(co_association(partitions))

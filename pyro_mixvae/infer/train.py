@@ -476,14 +476,20 @@ def _start(run: TrainingRun, pretrain: bool, progress: bool) -> None:
 
 def hold_start(run: TrainingRun) -> None:
     """When a schedule sets the ELBO's ``hold`` (a model's ``hold_start`` epochs), the responsibilities of the
-    mixture start, p(c | mu(x)) of the pretrained model for every point, become the per-point observed
-    ``held_responsibilities`` that :class:`~.elbo.MixtureELBO` holds q(c | x) at (computed on every rank from
-    the same broadcast model; the random streams are left as they were)."""
+    mixture start become the per-point observed ``held_responsibilities`` that :class:`~.elbo.MixtureELBO`
+    holds q(c | x) at: those that decided the start (the model's ``start_responsibilities``, rank 0's,
+    broadcast), and p(c | mu(x)) of the pretrained model for the points they leave out or when the model
+    has none (computed on every rank from the same broadcast model; the random streams are left as they were)."""
     if not (hasattr(run.elbo, "hold") and any(sched.attr == "hold" for sched in run.schedules)):
         return
     x = run.x
+    decided = run.ddp.broadcast_object(run.model.start_responsibilities)  # [distributed] pretrained on rank 0
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        run.observed[MixtureELBO.HELD] = predict_proba(run.model, x).detach().to(x.device)
+        held = predict_proba(run.model, x).detach().to(x.device)
+    if decided is not None:
+        decided = torch.as_tensor(decided).to(held)
+        held = torch.where(torch.isnan(decided), held, decided)
+    run.observed[MixtureELBO.HELD] = held
 
 
 def train_epochs(run: TrainingRun, callbacks: Sequence) -> None:

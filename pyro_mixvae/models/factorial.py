@@ -364,7 +364,7 @@ class FactorialMixtureVAE(MixtureVAE):
         codes = [torch.cat([e[i][0] for e in encoded]) for i in range(self.n_factors)]
         code_vars = [torch.cat([e[i][1] for e in encoded]) for i in range(self.n_factors)]
         for mix, z, z_var in zip(self.mixtures, codes, code_vars):
-            weights, means, variances = fit_diag_gmm(z.cpu().numpy(), mix.n_components, seed,
+            weights, means, variances, _ = fit_diag_gmm(z.cpu().numpy(), mix.n_components, seed,
                                                      n_init=self.hparams["gmm_restarts"])
             counts = torch.as_tensor(n * np.asarray(weights), dtype=mix.m.dtype, device=mix.m.device)
             mix.m.copy_(torch.as_tensor(means, dtype=mix.m.dtype))

@@ -282,14 +282,15 @@ class GMVAE(MixtureVAE):
 
         The prior weights stay 1/K (eq. 1b): the GMM's weights are not used.
         """
-        _, means, variances = fit_diag_gmm(z.cpu().numpy(), self.n_clusters, seed,
-                                           n_init=self.hparams["gmm_restarts"], assign=self.hparams["gmm_assign"],
-                                           progress=progress, others=[c.cpu().numpy() for c in others])
+        start = fit_diag_gmm(z.cpu().numpy(), self.n_clusters, seed, n_init=self.hparams["gmm_restarts"],
+                             assign=self.hparams["gmm_assign"], progress=progress,
+                             others=[c.cpu().numpy() for c in others])
         out = self.components.net[-1]
         out.weight.zero_()
         bias = out.bias.view(2, self.n_clusters, self.latent_dim)
-        bias[0] = torch.as_tensor(means, dtype=bias.dtype)
-        bias[1] = torch.log(torch.as_tensor(variances, dtype=bias.dtype))
+        bias[0] = torch.as_tensor(start.means, dtype=bias.dtype)
+        bias[1] = torch.log(torch.as_tensor(start.variances, dtype=bias.dtype))
+        self.start_responsibilities = torch.as_tensor(start.responsibilities, dtype=bias.dtype)
         return bias[1].exp().clone()
 
     # -- pieces ----------------------------------------------------------------------------------

@@ -145,11 +145,11 @@ class VaDE(MixtureVAE):
     def init_mixture_from_codes(self, z: torch.Tensor, seed: int = 0, progress: bool = False, others=()) -> None:
         """pi, mu_c, sigma_c from :func:`~pyro_mixvae.infer.pretrain.fit_diag_gmm` on the codes ``z`` (with
         ``others``, further autoencoders' codes of the same points, deciding the responsibilities)."""
-        weights, means, variances = fit_diag_gmm(z.cpu().numpy(), self.n_clusters, seed,
-                                                 n_init=self.hparams["gmm_restarts"],
-                                                 assign=self.hparams["gmm_assign"], progress=progress,
-                                                 others=[c.cpu().numpy() for c in others])
+        start = fit_diag_gmm(z.cpu().numpy(), self.n_clusters, seed, n_init=self.hparams["gmm_restarts"],
+                             assign=self.hparams["gmm_assign"], progress=progress,
+                             others=[c.cpu().numpy() for c in others])
         like = self.mu_c
-        self.pi_logits.copy_(torch.as_tensor(np.log(np.maximum(weights, 1e-6)), dtype=like.dtype))
-        self.mu_c.copy_(torch.as_tensor(means, dtype=like.dtype))
-        self.log_var_c.copy_(torch.as_tensor(np.log(variances), dtype=like.dtype))
+        self.pi_logits.copy_(torch.as_tensor(np.log(np.maximum(start.weights, 1e-6)), dtype=like.dtype))
+        self.mu_c.copy_(torch.as_tensor(start.means, dtype=like.dtype))
+        self.log_var_c.copy_(torch.as_tensor(np.log(start.variances), dtype=like.dtype))
+        self.start_responsibilities = torch.as_tensor(start.responsibilities, dtype=like.dtype)
