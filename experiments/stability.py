@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=T python experiments/stability.py --data digits --model vade --seeds 0 1 2 [--runs DIR]
     python experiments/stability.py --summarise [--runs DIR] [--results DIR]
     python experiments/stability.py --compare-starts [--runs DIR] [--results DIR]
+    python experiments/stability.py --compare-consensus [--runs DIR] [--results DIR]
 
 A default run of ``mixvae fit MODEL --data DATA --seed S`` is, in order: the autoencoder's pretraining
 (its codes mu(x)), the mixture start on the codes (``gmm_assign``: a t-SNE embedding and a GMM on it,
@@ -22,7 +23,10 @@ partitions) and a line in ``RUNS/records.jsonl``; a finished one is skipped. ``-
 and writes ``RESULTS/stability.md``: per stage, the mean, sd and range of acc over all seeds and
 thread counts, and the agreement (ARI) of the two thread counts' partitions of the same seed.
 ``--compare-starts`` recomputes the start on the saved codes under each rule that keeps one GMM start,
-and decided on three runs' codes side by side (``RESULTS/stability_starts.md``).
+and decided on three runs' codes side by side (``RESULTS/stability_starts.md``). ``--compare-consensus``
+takes the consensus of the GMM starts instead (``select="consensus"``) on one run's codes and on three
+runs' codes, each in its own embedding, and the variants of it that were tried: the linkage that reads
+the co-association, the embedding's dimension and iterations (``RESULTS/stability_consensus.md``).
 RUNS defaults to ``~/mixvae-runs/stability`` (outside the checkout: long runs survive a new checkout).
 """
 from __future__ import annotations
@@ -206,19 +210,99 @@ def compare_starts(out: Path, results: Path, data_name: str = "digits", model_na
               "| codes | start on the first one's codes alone | start decided on the three | the same, 30 starts |",
               "| --- | --- | --- | --- |"]
     alone = {line.split(" | ")[0][2:]: line.split(" | ")[1] for line in lines if line.startswith("| s")}
-    for first in codes:  # each run's codes with those of the next two seeds' runs at the same thread count
-        seed, threads = first.split("-")
-        same = sorted((n for n in codes if n.endswith(threads) and n != first), key=lambda n: int(n.split("-")[0][1:]))
-        later = [n for n in same if int(n.split("-")[0][1:]) > int(seed[1:])] + same
-        triple = (first, *later[:2])
-        if len(triple) < 3:
-            continue
+    for triple in saved_triples(codes):
+        first, seed = triple[0], triple[0].split("-")[0]
         others = [codes[t] for t in triple[1:]]
-        joint = start_acc(codes[first], int(seed[1:]), others=others)
-        joint30 = start_acc(codes[first], int(seed[1:]), n_init=30, others=others)
+        joint = start_acc(codes[first], int(seed[1:]), select="silhouette", others=others)
+        joint30 = start_acc(codes[first], int(seed[1:]), n_init=30, select="silhouette", others=others)
         lines.append(f"| {', '.join(triple)} | {alone[first]} | {joint:.3f} | {joint30:.3f} |")
         print(lines[-1], flush=True)
     (results / "stability_starts.md").write_text("\n".join(lines) + "\n")
+
+
+def saved_triples(codes: dict) -> list:
+    """Each saved run's codes with those of the next two seeds' runs at the same thread count (wrapping round)."""
+    triples = []
+    for first in codes:
+        seed, threads = first.split("-")
+        same = sorted((n for n in codes if n.endswith(threads) and n != first), key=lambda n: int(n.split("-")[0][1:]))
+        later = [n for n in same if int(n.split("-")[0][1:]) > int(seed[1:])] + same
+        if len(later) >= 2:
+            triples.append((first, *later[:2]))
+    return triples
+
+
+def compare_consensus(out: Path, results: Path, data_name: str = "digits", model_name: str = "vade") -> None:
+    """On the saved codes: acc of the consensus of 10 GMM starts per embedding (the labels themselves, and the
+    model's start from them: diagonal moments assigned by density), on one run's codes and on three runs'
+    codes (:func:`saved_triples`), each autoencoder's codes in its own t-SNE embedding; and the variants tried."""
+    from scipy.stats import norm
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.manifold import TSNE
+    from pyro_mixvae.infer.pretrain import (TSNE_PERPLEXITY, co_association, consensus_partition, diagonal_moments,
+                                            gmm_partitions)
+    from pyro_mixvae.metrics import acc
+    y = load(data_name).y
+    k = len(np.unique(y))
+    files = sorted(out.glob(f"{data_name}-{model_name}-s*-t*.npz"))
+    codes = {f.stem.split(f"{model_name}-")[1]: np.load(f)["codes"].astype(np.float64) for f in files}
+    embeddings = {}
+
+    def embedding(name, dim=3, iterations=1000):  # the library's tsne_embedding, its dimension and iterations varied
+        if (name, dim, iterations) not in embeddings:
+            embeddings[name, dim, iterations] = TSNE(dim, init="pca", perplexity=TSNE_PERPLEXITY, random_state=0,
+                                                     max_iter=iterations).fit_transform(codes[name])
+        return embeddings[name, dim, iterations]
+
+    def partitions(names, seed, **variant):
+        found = []
+        for r, name in enumerate(names):
+            space = embedding(name, **variant)
+            found += gmm_partitions(space, k, "full", 1e-4 * float(space.var()), seed + r, 10)
+        return found
+
+    def linkage(found, method):
+        distance = 1.0 - co_association(found)
+        return AgglomerativeClustering(k, metric="precomputed", linkage=method).fit_predict(distance)
+
+    def start_acc(labels, z):
+        w, m, v = diagonal_moments(np.eye(k)[labels], z, 1e-4)
+        return acc(y, (np.log(w) + norm.logpdf(z[:, None, :], m[None], np.sqrt(v)[None]).sum(-1)).argmax(1))
+
+    columns = {
+        "one: labels": lambda names, seed: consensus_partition(partitions(names[:1], seed), k),
+        "three: labels": lambda names, seed: consensus_partition(partitions(names, seed), k),
+        "three: average linkage": lambda names, seed: linkage(partitions(names, seed), "average"),
+        "three: complete linkage": lambda names, seed: linkage(partitions(names, seed), "complete"),
+        "three: 500 t-SNE iterations": lambda names, seed: consensus_partition(partitions(names, seed, iterations=500), k),
+        "three: 2-D t-SNE": lambda names, seed: consensus_partition(partitions(names, seed, dim=2), k),
+    }
+    table = {}
+    for names in saved_triples(codes):
+        seed = int(names[0].split("-")[0][1:])
+        labels = {col: make(names, seed) for col, make in columns.items()}
+        table[names] = [acc(y, labels["one: labels"]), start_acc(labels["one: labels"], codes[names[0]]),
+                        *(acc(y, labels[col]) for col in list(columns)[1:2]),
+                        start_acc(labels["three: labels"], codes[names[0]]),
+                        *(acc(y, labels[col]) for col in list(columns)[2:])]
+        print(names, np.round(table[names], 3), flush=True)
+    heads = ["one run: consensus labels", "one run: start", "three runs: consensus labels (default rule)",
+             "three runs: start", "three: average linkage", "three: complete linkage", "three: 500 t-SNE iterations",
+             "three: 2-D t-SNE"]
+    values = np.array(list(table.values()))
+    lines = ["# The consensus of the GMM starts on saved codes: one autoencoder or three, and the variants tried", "",
+             f"Made by `python experiments/stability.py --compare-consensus` on the codes that `experiments/stability.py` "
+             f"saved ({data_name}, {model_name}'s pretraining; run name sS-tT = seed S, T threads). Per embedding (3-D "
+             "t-SNE, 1000 iterations unless said), 10 GMM starts; the consensus is the spectral clustering of their "
+             "co-association (`pyro_mixvae.infer.pretrain.consensus_partition`) unless a linkage is named. labels: acc of "
+             "the consensus partition; start: the model's start from it (its diagonal moments in the first run's codes, "
+             "each code assigned by density). The triples share runs, so their rows are not independent.", "",
+             "| codes | " + " | ".join(heads) + " |", "| --- " * (len(heads) + 1) + "|"]
+    lines += [f"| {', '.join(names)} | " + " | ".join(f"{v:.3f}" for v in row) + " |" for names, row in table.items()]
+    lines.append("| mean ± sd (min) | " + " | ".join(f"{c.mean():.3f} ± {c.std(ddof=1):.3f} ({c.min():.3f})"
+                                                      for c in values.T) + " |")
+    (results / "stability_consensus.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def main() -> None:
@@ -231,12 +315,15 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--summarise", action="store_true")
     parser.add_argument("--compare-starts", action="store_true")
+    parser.add_argument("--compare-consensus", action="store_true")
     args = parser.parse_args()
     args.runs.mkdir(parents=True, exist_ok=True)
     if args.summarise:
         return summarise(args.runs, args.results)
     if args.compare_starts:
         return compare_starts(args.runs, args.results, args.data, args.model)
+    if args.compare_consensus:
+        return compare_consensus(args.runs, args.results, args.data, args.model)
     import torch
     for seed in args.seeds:
         stem = f"{args.data}-{args.model}-s{seed}-t{torch.get_num_threads()}"

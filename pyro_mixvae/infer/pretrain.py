@@ -5,8 +5,9 @@ g. Then all data points are projected into the latent space z by the pretrained 
 where a GMM is applied to initialize the parameters of {pi, mu_c, sigma_c}". Here the
 autoencoder is the model's own encoder mean and decoder, trained end to end on the
 reconstruction term -log p(x | z = mu(x)) of the model's likelihood, and the GMM is
-scikit-learn's diagonal ``GaussianMixture``, or (the default of VaDE and VIB-GMM) a GMM on a t-SNE
-embedding of the codes whose responsibilities give the diagonal moments (:func:`fit_diag_gmm`).
+scikit-learn's diagonal ``GaussianMixture``, or (the default of VaDE and VIB-GMM) GMMs on a t-SNE
+embedding of the codes, from several starts, whose consensus partition gives the diagonal moments
+(:func:`fit_diag_gmm`, :func:`consensus_partition`).
 """
 from __future__ import annotations
 

@@ -91,8 +91,9 @@ def one_of(choices):
 
 # the mixture start's settings that VaDE (and VIB-GMM) and GMVAE share: declared once, spread into their ``settings``
 START_SETTINGS = {
-    "start_autoencoders": Setting(int, 1, "autoencoders pretrained whose codes, side by side, decide the mixture "
-                                  "start: the model's own and start_autoencoders - 1 more", positive),
+    "start_autoencoders": Setting(int, 1, "autoencoders pretrained whose codes decide the mixture start (the "
+                                  "consensus of the GMM starts on each one's codes): the model's own and "
+                                  "start_autoencoders - 1 more", positive),
     "hold_start": Setting(int, 0, "epochs over which q(c|x) is held at the mixture start's responsibilities "
                           "(VaDE eq. 12), their weight falling linearly from 1 to 0; 0 = off", non_negative),
 }

@@ -55,8 +55,8 @@ class VaDE(MixtureVAE):
                                   lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
         **START_SETTINGS,
         "gmm_restarts": Setting(int, 10, "restarts of the GMM that initialises pi, mu_c, sigma_c", positive),
-        "gmm_assign": Setting(str, "auto", "GMM whose responsibilities initialise pi, mu_c, sigma_c: tsne (a full "
-                              "GMM on a t-SNE embedding of the codes, then their diagonal moments), diag, "
+        "gmm_assign": Setting(str, "auto", "GMM whose responsibilities initialise pi, mu_c, sigma_c: tsne (the consensus "
+                              "of full GMMs on a t-SNE embedding of the codes, then its diagonal moments), diag, "
                               "full (full covariance on standardised codes, then their diagonal moments), or "
                               "auto: tsne when the clusters hold 90 points on average, else diag",
                               one_of(GMM_FITS)),
@@ -130,8 +130,9 @@ class VaDE(MixtureVAE):
     # -- pretraining (Sect. 4.2) ---------------------------------------------------------------
     def pretrain(self, x, epochs: int, batch_size: int, seed: int, progress: bool = False, **observed) -> dict:
         """Autoencoder on the reconstruction term (and ``start_autoencoders - 1`` more, for their codes), then a
-        GMM on mu~(x) (``gmm_assign``, decided on all the codes side by side) sets pi, mu_c, sigma_c, and
-        q(z | x) starts with the components' variance (:func:`~pyro_mixvae.infer.pretrain.init_guide_scale`)."""
+        GMM on mu~(x) (``gmm_assign``; the consensus of the GMM starts on each autoencoder's codes) sets pi,
+        mu_c, sigma_c, and q(z | x) starts with the components' variance
+        (:func:`~pyro_mixvae.infer.pretrain.init_guide_scale`)."""
         losses, codes = pretrain_autoencoders(self.encoder, self.decoder, self.likelihood, x,
                                               autoencoders=self.hparams["start_autoencoders"], epochs=epochs,
                                               batch_size=batch_size, lr=self.hparams["pretrain_lr"],
