@@ -229,7 +229,7 @@ class VaDE(MixtureVAEEstimator):
                  likelihood="auto",
                  epochs=None, pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None,
                  num_particles=None, pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, gmm_assign="auto", s=1.0,
-                 start_autoencoders=1, hold_start=0, random_state=0, device=None, verbose=False):
+                 start_autoencoders=1, hold_start=20, random_state=0, device=None, verbose=False):
         self._keep_params(locals())
 
 
@@ -258,7 +258,7 @@ class GMVAE(MixtureVAEEstimator):
                  latent_dim=None, w_dim=None, hidden=None, beta_hidden=None, likelihood="auto", epochs=None,
                  pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None,
                  num_particles=None, pretrain_lr=1e-3, gmm_restarts=10, gmm_assign="auto", start_autoencoders=1,
-                 hold_start=0, random_state=0, device=None, verbose=False):
+                 hold_start=20, random_state=0, device=None, verbose=False):
         self._keep_params(locals())
 
 
@@ -278,7 +278,7 @@ class VIBGMM(MixtureVAEEstimator):
                  latent_dim=10, hidden=(500, 500, 2000), arch="mlp", likelihood="auto", epochs=None,
                  pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None, num_particles=None,
                  pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, gmm_assign="auto", start_autoencoders=1,
-                 hold_start=0, random_state=0, device=None, verbose=False):
+                 hold_start=20, random_state=0, device=None, verbose=False):
         self._keep_params(locals())
 
 

@@ -58,7 +58,7 @@ def test_the_hold_falls_from_one_to_zero_and_the_start_is_held_meanwhile(cls):
     hist = fit(m, x, config=TrainConfig(epochs=4, pretrain_epochs=2, batch_size=20, seed=0), progress=False)
     assert [r["hold"] for r in hist.records] == [1.0, 0.5, 0.0, 0.0]
     assert all(r["held_kl"] >= 0 for r in hist.records)
-    off = cls((6,), 3, "bernoulli", **extra)
+    off = cls((6,), 3, "bernoulli", hold_start=0, **extra)
     assert not any(s.attr == "hold" for s in off.schedules())
 
 

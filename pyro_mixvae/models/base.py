@@ -94,7 +94,7 @@ START_SETTINGS = {
     "start_autoencoders": Setting(int, 1, "autoencoders pretrained whose codes decide the mixture start (the "
                                   "consensus of the GMM starts on each one's codes): the model's own and "
                                   "start_autoencoders - 1 more", positive),
-    "hold_start": Setting(int, 0, "epochs over which q(c|x) is held at the mixture start's responsibilities "
+    "hold_start": Setting(int, 20, "epochs over which q(c|x) is held at the mixture start's responsibilities "
                           "(VaDE eq. 12), their weight falling linearly from 1 to 0; 0 = off", non_negative),
 }
 
