@@ -286,7 +286,7 @@ def compare_consensus(out: Path, results: Path, data_name: str = "digits", model
                         start_acc(labels["three: labels"], codes[names[0]]),
                         *(acc(y, labels[col]) for col in list(columns)[2:])]
         print(names, np.round(table[names], 3), flush=True)
-    heads = ["one run: consensus labels", "one run: start", "three runs: consensus labels (default rule)",
+    heads = ["one run: consensus labels", "one run: start", "three runs: consensus labels (`start_autoencoders=3`)",
              "three runs: start", "three: average linkage", "three: complete linkage", "three: 500 t-SNE iterations",
              "three: 2-D t-SNE"]
     values = np.array(list(table.values()))
