@@ -99,3 +99,16 @@ def test_the_held_responsibilities_are_those_that_decided_the_start_and_p_c_give
     held = run.observed[MixtureELBO.HELD]
     assert torch.allclose(held[:4], predict_proba(m, x[:4]))
     assert torch.equal(held[4:], decided[4:])
+
+
+def test_an_elbo_passed_in_without_the_held_term_trains_the_model_without_it():
+    """The held start is a term of the model's own objective: stock Pyro's TraceEnum_ELBO, passed in, trains
+    the model (hold_start on by default) on the plain bound, with no hold in the records."""
+    from pyro_mixvae.infer.train import train
+
+    x = torch.rand(40, 6, generator=torch.Generator().manual_seed(0)).round()
+    m = small_vade()
+    assert any(s.attr == "hold" for s in m.schedules())
+    hist = train(m, x, config=TrainConfig(epochs=2, pretrain_epochs=1, batch_size=20, seed=0),
+                 elbo=TraceEnum_ELBO(max_plate_nesting=1), progress=False)
+    assert [r["epoch"] for r in hist.records] == [1, 2] and not any("hold" in r for r in hist.records)

@@ -178,8 +178,9 @@ def test_fit_runs_the_schedule_and_records_the_vib_terms():
     model = VIBGMM((8,), 3, "bernoulli", hidden=(16,), latent_dim=2, s_min=1.0, s_max=2.0, s_step=0.5, s_every=2)
     hist = fit(model, x, config=TrainConfig(epochs=6, batch_size=25, seed=0), progress=False)
     assert hist.column("s") == pytest.approx([1, 1, 1.5, 1.5, 2, 2])
-    for r in hist.records:  # the objective is -(recon + s D_vKL), averaged with the same weights
-        assert r["objective"] == pytest.approx(-(r["recon"] + r["s"] * r["d_vkl"]), rel=1e-5)
+    for r in hist.records:  # the objective is -(recon + s D_vKL + hold KL(gamma || p(c|z))), averaged alike
+        held = r["hold"] * r["held_kl"] if r.get("hold") else 0.0
+        assert r["objective"] == pytest.approx(-(r["recon"] + r["s"] * r["d_vkl"] + held), rel=1e-5)
         assert r["d_vkl"] > 0
 
 

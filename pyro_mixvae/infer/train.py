@@ -386,7 +386,9 @@ def prepare(model, x, y=None, *, config=None, elbo=None, schedules=None, observe
     # not for an ELBO object passed in (it may not be static) nor with validation (graphs do not validate)
     jit = False if cfg.jit is None and (elbo is not None or cfg.validate) else cfg.jit
     elbo = elbo if elbo is not None else model.make_elbo(cfg.num_particles)
-    schedules = list(model.schedules() if schedules is None else schedules)
+    if schedules is None:  # the model's; its held start is a term of its own objective, kept where the ELBO has it
+        schedules = [sched for sched in model.schedules() if sched.attr != "hold" or hasattr(elbo, "hold")]
+    schedules = list(schedules)
     for sched in schedules:
         if not hasattr(elbo, sched.attr):
             raise ConfigError(f"a schedule sets {sched.attr!r}, which the ELBO object {type(elbo).__name__} does not have")
