@@ -54,7 +54,8 @@ def test_the_hold_falls_from_one_to_zero_and_the_start_is_held_meanwhile(cls):
     torch.manual_seed(0)
     x = torch.rand(60, 6).round()
     extra = {"hidden": (8,), "latent_dim": 2} if cls is not GMVAE else {"arch": "mlp", "hidden": (8,), "latent_dim": 2}
-    m = cls((6,), 3, "bernoulli", hold_start=2, **extra)
+    # a start decided in another space than the mixture's (here gmm_assign="full"), whose responsibilities it holds
+    m = cls((6,), 3, "bernoulli", hold_start=2, gmm_assign="full", **extra)
     hist = fit(m, x, config=TrainConfig(epochs=4, pretrain_epochs=2, batch_size=20, seed=0), progress=False)
     assert [r["hold"] for r in hist.records] == [1.0, 0.5, 0.0, 0.0]
     assert all(r["held_kl"] >= 0 for r in hist.records)
@@ -65,12 +66,13 @@ def test_the_hold_falls_from_one_to_zero_and_the_start_is_held_meanwhile(cls):
 def test_a_run_resumed_inside_the_hand_over_ends_as_an_uninterrupted_one(tmp_path):
     x = torch.rand(40, 6, generator=torch.Generator().manual_seed(0)).round()
     cfg = dict(pretrain_epochs=1, batch_size=20, seed=0)
-    whole = small_vade(hold_start=3)
-    fit(whole, x, config=TrainConfig(epochs=4, **cfg), out_dir=tmp_path / "a", progress=False)
-    part = small_vade(hold_start=3)
+    whole = small_vade(hold_start=3, gmm_assign="full")
+    hist = fit(whole, x, config=TrainConfig(epochs=4, **cfg), out_dir=tmp_path / "a", progress=False)
+    assert [r["hold"] for r in hist.records] == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0])
+    part = small_vade(hold_start=3, gmm_assign="full")
     fit(part, x, config=TrainConfig(epochs=2, **cfg), out_dir=tmp_path / "b", progress=False)
     pyro.set_rng_seed(5)
-    resumed = small_vade(hold_start=3)
+    resumed = small_vade(hold_start=3, gmm_assign="full")
     fit(resumed, x, config=TrainConfig(epochs=4, **cfg), out_dir=tmp_path / "b", resume=True, progress=False)
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
@@ -112,3 +114,18 @@ def test_an_elbo_passed_in_without_the_held_term_trains_the_model_without_it():
     hist = train(m, x, config=TrainConfig(epochs=2, pretrain_epochs=1, batch_size=20, seed=0),
                  elbo=TraceEnum_ELBO(max_plate_nesting=1), progress=False)
     assert [r["epoch"] for r in hist.records] == [1, 2] and not any("hold" in r for r in hist.records)
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_start_that_is_the_mixtures_own_posterior_holds_nothing(tmp_path, resume):
+    """A diagonal GMM on the codes (the start on small data) decides by the mixture's own posterior: there is
+    nothing more to hold, and the run trains the plain bound from its first epoch, resumed or not."""
+    x = torch.rand(40, 6, generator=torch.Generator().manual_seed(0)).round()
+    m = small_vade(hold_start=3, gmm_assign="diag")
+    cfg = dict(pretrain_epochs=1, batch_size=20, seed=0)
+    hist = fit(m, x, config=TrainConfig(epochs=2, **cfg), out_dir=tmp_path, progress=False)
+    if resume:
+        hist = fit(small_vade(hold_start=3, gmm_assign="diag"), x, config=TrainConfig(epochs=4, **cfg),
+                   out_dir=tmp_path, resume=True, progress=False)
+    assert m.start_responsibilities is None
+    assert all("elbo" in r and "hold" not in r and "objective" not in r for r in hist.records)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -202,8 +202,9 @@ class MixtureStart(NamedTuple):
     means: np.ndarray  # (K, J), in the codes' units
     variances: np.ndarray  # (K, J)
     # (N, K): the decision's responsibilities of each code (the consensus's labels one-hot, or the kept GMM's
-    # posterior in its space); rows of NaN for codes left out of a t-SNE subset
-    responsibilities: np.ndarray
+    # posterior in its space); rows of NaN for codes left out of a t-SNE subset. None when the start is a
+    # diagonal GMM on the codes themselves: its responsibilities are then the moments' own posterior
+    responsibilities: Optional[np.ndarray]
 
 
 def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1, assign: str = "diag",
@@ -280,7 +281,7 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     decided = np.full((len(z), n_clusters), np.nan)
     decided[points] = resp
     if select != "consensus" and assign == "diag" and not len(others):
-        return MixtureStart(gmm.weights_, gmm.means_, gmm.covariances_, decided)
+        return MixtureStart(gmm.weights_, gmm.means_, gmm.covariances_, None)
     return MixtureStart(*diagonal_moments(resp, codes[0], reg), decided)
 
 

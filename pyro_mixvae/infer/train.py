@@ -452,6 +452,8 @@ def _restore(run: TrainingRun, state: dict, records: list, rng: dict) -> None:
     held = state["extra"].get(MixtureELBO.HELD)
     if held is not None:
         run.observed[MixtureELBO.HELD] = torch.as_tensor(held).to(run.x.device)
+    else:  # the run held nothing (hold_start)
+        _hold_nothing(run)
     run.history.records = list(records)
 
 
@@ -470,28 +472,33 @@ def _start(run: TrainingRun, pretrain: bool, progress: bool) -> None:
             raise NonFiniteLossError("the parameters became non-finite in pretraining; nothing was saved")
         run.history.pretrain.update(clustering_metrics(predict_proba(model, x).cpu().numpy(), run.y))
     run.history.pretrain = ddp.broadcast_state(model, run.history.pretrain)  # [distributed] rank 0's state to all
-    if pretrain and cfg.pretrain_epochs > 0:
-        hold_start(run)
+    hold_start(run)
     ddp.seed_ranks(cfg.seed)  # [distributed] each rank its own RNG stream for the guide's draws
     run.start, run.last_epoch = 1, cfg.epochs
 
 
 def hold_start(run: TrainingRun) -> None:
-    """When a schedule sets the ELBO's ``hold`` (a model's ``hold_start`` epochs), the responsibilities of the
-    mixture start become the per-point observed ``held_responsibilities`` that :class:`~.elbo.MixtureELBO`
-    holds q(c | x) at: those that decided the start (the model's ``start_responsibilities``, rank 0's,
-    broadcast), and p(c | mu(x)) of the pretrained model for the points they leave out or when the model
-    has none (computed on every rank from the same broadcast model; the random streams are left as they were)."""
+    """When a schedule sets the ELBO's ``hold`` (a model's ``hold_start`` epochs), the responsibilities that
+    decided the mixture start (the model's ``start_responsibilities``, rank 0's, broadcast) become the
+    per-point observed ``held_responsibilities`` that :class:`~.elbo.MixtureELBO` holds q(c | x) at, with
+    p(c | mu(x)) of the pretrained model for the points they leave out (computed on every rank from the same
+    broadcast model; the random streams are left as they were). A start without them (a diagonal GMM on the
+    codes, whose posterior the mixture already is; no pretraining) holds nothing: the schedule is dropped."""
     if not (hasattr(run.elbo, "hold") and any(sched.attr == "hold" for sched in run.schedules)):
         return
     x = run.x
     decided = run.ddp.broadcast_object(run.model.start_responsibilities)  # [distributed] pretrained on rank 0
+    if decided is None:
+        return _hold_nothing(run)
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         held = predict_proba(run.model, x).detach().to(x.device)
-    if decided is not None:
-        decided = torch.as_tensor(decided).to(held)
-        held = torch.where(torch.isnan(decided), held, decided)
-    run.observed[MixtureELBO.HELD] = held
+    decided = torch.as_tensor(decided).to(held)
+    run.observed[MixtureELBO.HELD] = torch.where(torch.isnan(decided), held, decided)
+
+
+def _hold_nothing(run: TrainingRun) -> None:
+    """Drop the held start's schedule: the run trains the model's plain objective from its first epoch."""
+    run.schedules = [sched for sched in run.schedules if sched.attr != "hold"]
 
 
 def train_epochs(run: TrainingRun, callbacks: Sequence) -> None:

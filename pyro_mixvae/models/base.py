@@ -177,7 +177,8 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
     # the values that replace those on data sets of fewer than pyro_mixvae.infer.train.SMALL_DATA points
     small_data_defaults: Dict[str, Any] = {}
     # set by pretraining: the responsibilities (N, K) that decided the mixture start (NaN rows for points it was
-    # not decided on), which pyro_mixvae.infer.train.hold_start holds q(c | x) at; None: p(c | mu(x)) is held
+    # not decided on), which pyro_mixvae.infer.train.hold_start holds q(c | x) at; None: the start says no more
+    # than the mixture's own posterior, and nothing is held
     start_responsibilities: Optional[torch.Tensor] = None
 
     def __init__(self, data_shape, n_clusters: int, likelihood: str = "bernoulli", **settings):
