@@ -10,6 +10,7 @@ from pyro_mixvae.errors import NonFiniteLossError
 from pyro_mixvae.infer import TrainConfig, fit, seed_everything
 from pyro_mixvae.models import VaDE
 from pyro_mixvae.synthetic import make_unit_blobs
+from wrapped_elbo import WrappedObjective
 
 
 def _new_model(seed):
@@ -27,25 +28,18 @@ def test_resume_after_interruption_gives_the_same_parameters(tmp_path):
     straight = _new_model(0)
     fit(straight, x, y, config=cfg, out_dir=tmp_path / "a", progress=False)
 
-    class Interrupting:
-        """TraceEnum_ELBO that is interrupted in the middle of epoch 3."""
+    class Interrupting(WrappedObjective):
+        """The model's objective, interrupted in the middle of epoch 3."""
 
         def __init__(self, inner, at):
-            self.inner, self.calls, self.at = inner, 0, at
+            super().__init__(inner)
+            self.at = at
 
         def differentiable_loss(self, *args, **kwargs):
             self.calls += 1
             if self.calls == self.at:
                 raise KeyboardInterrupt
             return self.inner.differentiable_loss(*args, **kwargs)
-
-        @property
-        def hold(self):  # the held start's weight, scheduled on the wrapped ELBO
-            return self.inner.hold
-
-        @hold.setter
-        def hold(self, value):
-            self.inner.hold = value
 
     interrupted = _new_model(0)
     with pytest.raises(KeyboardInterrupt):
@@ -67,22 +61,15 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     x, y = blobs.x, blobs.y
     model = _new_model(0)
 
-    class NaNAt:
+    class NaNAt(WrappedObjective):
         def __init__(self, inner, at):
-            self.inner, self.calls, self.at = inner, 0, at
+            super().__init__(inner)
+            self.at = at
 
         def differentiable_loss(self, *args, **kwargs):
             self.calls += 1
             loss = self.inner.differentiable_loss(*args, **kwargs)
             return loss * float("nan") if self.calls == self.at else loss
-
-        @property
-        def hold(self):  # the held start's weight, scheduled on the wrapped ELBO
-            return self.inner.hold
-
-        @hold.setter
-        def hold(self, value):
-            self.inner.hold = value
 
     from pyro_mixvae.infer.checkpoint import load_checkpoint
 

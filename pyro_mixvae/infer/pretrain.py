@@ -266,23 +266,33 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     with tqdm(total=spaces * (n_init + (assign == "tsne")), desc="mixture start", unit="stage",
               disable=not progress, leave=False) as bar:
         if select == "consensus":
-            partitions = []
-            for r, c in enumerate(codes):
-                space, covariance, reg_space = _decision_space(assign, c, seed + r, reg, bar)
-                bar.set_description(f"mixture start: {n_init} GMM starts on autoencoder {r + 1} of {spaces}")
-                partitions += gmm_partitions(space, n_clusters, covariance, reg_space, seed + r, n_init, bar)
-            resp = np.eye(n_clusters)[consensus_partition(partitions, n_clusters)]
+            resp = _consensus_responsibilities(codes, n_clusters, assign, seed, n_init, reg, bar)
         else:
-            space, covariance, reg_space = _decision_space(assign, side_by_side(codes) if len(others) else codes[0],
-                                                           seed, reg, bar)
-            bar.set_description(f"mixture start: {n_init} GMM starts" + (" on the embedding" if assign == "tsne" else ""))
-            gmm = choose_start(space, n_clusters, covariance, reg_space, seed, n_init, select, bar)
-            resp = gmm.predict_proba(space)
+            gmm, resp = _kept_start(codes, n_clusters, assign, select, seed, n_init, reg, bar)
+            if assign == "diag" and not len(others):  # the GMM on the codes is the start, moments and all
+                return MixtureStart(gmm.weights_, gmm.means_, gmm.covariances_, None)
     decided = np.full((len(z), n_clusters), np.nan)
     decided[points] = resp
-    if select != "consensus" and assign == "diag" and not len(others):
-        return MixtureStart(gmm.weights_, gmm.means_, gmm.covariances_, None)
     return MixtureStart(*diagonal_moments(resp, codes[0], reg), decided)
+
+
+def _consensus_responsibilities(codes, n_clusters: int, assign: str, seed: int, n_init: int, reg: float, bar):
+    """One-hot labels of :func:`consensus_partition` over ``n_init`` GMM starts on each autoencoder's codes."""
+    partitions = []
+    for r, c in enumerate(codes):
+        space, covariance, reg_space = _decision_space(assign, c, seed + r, reg, bar)
+        bar.set_description(f"mixture start: {n_init} GMM starts on autoencoder {r + 1} of {len(codes)}")
+        partitions += gmm_partitions(space, n_clusters, covariance, reg_space, seed + r, n_init, bar)
+    return np.eye(n_clusters)[consensus_partition(partitions, n_clusters)]
+
+
+def _kept_start(codes, n_clusters: int, assign: str, select: str, seed: int, n_init: int, reg: float, bar):
+    """(the GMM that ``select`` keeps of ``n_init`` on the codes side by side, its responsibilities there)."""
+    space, covariance, reg_space = _decision_space(assign, side_by_side(codes) if len(codes) > 1 else codes[0],
+                                                   seed, reg, bar)
+    bar.set_description(f"mixture start: {n_init} GMM starts" + (" on the embedding" if assign == "tsne" else ""))
+    gmm = choose_start(space, n_clusters, covariance, reg_space, seed, n_init, select, bar)
+    return gmm, gmm.predict_proba(space)
 
 
 def _decision_space(assign: str, joint: np.ndarray, seed: int, reg: float, bar):
