@@ -212,13 +212,10 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     """Diagonal GMM on the codes ``z``; returns a :class:`MixtureStart` (weights, means, variances, responsibilities).
 
     ``assign="diag"`` (this function's default) is scikit-learn's diagonal ``GaussianMixture`` on ``z``.
-    ``assign="full"`` lets a full-covariance GMM on the standardised codes (each dimension
-    scaled to zero mean and unit variance, so that its k-means initialisation does not follow
-    whichever code dimension happens to have the largest scale) decide the responsibilities,
-    then takes each component's diagonal moments under them in the codes' own units. The
-    reason: the autoencoder's clusters are tilted ellipsoids, which a diagonal GMM covers by
-    splitting one class and merging two. Its gain over ``"diag"`` on digits was small, hence not
-    the default (``docs/studies/vib_gmm_tuning.md``).
+    ``assign="full"`` lets a full-covariance GMM on the standardised codes decide the responsibilities
+    (the autoencoder's clusters are tilted ellipsoids, which a diagonal GMM covers by splitting one class
+    and merging two), then takes each component's diagonal moments under them in the codes' own units
+    (``docs/studies/vib_gmm_tuning.md``).
 
     ``assign="tsne"`` takes the responsibilities from a full-covariance GMM on a t-SNE embedding
     of the codes (``TSNE_DIM`` dimensions, fewer for narrower codes; scikit-learn's Barnes-Hut),
@@ -240,18 +237,13 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     or with further autoencoders' codes, else the likelihood (``docs/studies/stability.md``).
     ``progress`` shows a bar over the stages.
 
-    ``others``: the codes of the same points by further autoencoders (:func:`pretrain_autoencoders`).
-    One autoencoder's codes carry its own draw -- its initial weights, its minibatch order, the
-    floating-point order of its sums -- and a start decided on them inherits it; neighbourhoods that
-    several autoencoders agree on do not. Under the consensus each autoencoder's codes get their own
-    embedding and starts; under the rules that keep one start, the codes side by side (each centred and
-    divided by its overall standard deviation, :func:`side_by_side`) decide. Either way the moments are
-    taken in ``z``'s units.
+    ``others``: the codes of the same points by further autoencoders (:func:`pretrain_autoencoders`),
+    whose agreement outweighs one autoencoder's draw (its weights, minibatch order, floating-point order).
+    Under the consensus each one's codes get their own embedding and starts; under a rule that keeps one
+    start, the codes side by side (:func:`side_by_side`) decide. The moments are taken in ``z``'s units.
     """
-    if assign not in GMM_FITS:
-        raise ValueError(f"assign must be one of {GMM_FITS}; got {assign!r}")
-    if select not in GMM_SELECTS:
-        raise ValueError(f"select must be one of {GMM_SELECTS}; got {select!r}")
+    _check_choice("assign", assign, GMM_FITS)
+    _check_choice("select", select, GMM_SELECTS)
     assign = resolve_gmm_fit(assign, len(z), n_clusters)
     z = np.asarray(z, dtype=np.float64)
     codes = [z, *(np.asarray(c, dtype=np.float64) for c in others)]
@@ -274,6 +266,11 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     decided = np.full((len(z), n_clusters), np.nan)
     decided[points] = resp
     return MixtureStart(*diagonal_moments(resp, codes[0], reg), decided)
+
+
+def _check_choice(name: str, value: str, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}; got {value!r}")
 
 
 def _consensus_responsibilities(codes, n_clusters: int, assign: str, seed: int, n_init: int, reg: float, bar):
