@@ -288,6 +288,13 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
         held start's, if the model has one (:meth:`hold_schedules`)."""
         return self.hold_schedules()
 
+    def keep_start_responsibilities(self, responsibilities) -> None:
+        """Keep the responsibilities (N, K) that decided the mixture start (``MixtureStart.responsibilities``, or
+        None) as ``start_responsibilities``, in the parameters' dtype, for the held start."""
+        dtype = next(self.parameters()).dtype
+        self.start_responsibilities = None if responsibilities is None else torch.as_tensor(responsibilities,
+                                                                                            dtype=dtype)
+
     def hold_schedules(self) -> list:
         """With a ``hold_start`` setting of E > 0 epochs: the weight ``hold`` of
         :class:`~pyro_mixvae.infer.elbo.MixtureELBO` falling linearly from 1 at epoch 1 to 0 from epoch E + 1,

@@ -290,8 +290,7 @@ class GMVAE(MixtureVAE):
         bias = out.bias.view(2, self.n_clusters, self.latent_dim)
         bias[0] = torch.as_tensor(start.means, dtype=bias.dtype)
         bias[1] = torch.log(torch.as_tensor(start.variances, dtype=bias.dtype))
-        self.start_responsibilities = (None if start.responsibilities is None else
-                                       torch.as_tensor(start.responsibilities, dtype=bias.dtype))
+        self.keep_start_responsibilities(start.responsibilities)
         return bias[1].exp().clone()
 
     # -- pieces ----------------------------------------------------------------------------------

@@ -153,5 +153,4 @@ class VaDE(MixtureVAE):
         self.pi_logits.copy_(torch.as_tensor(np.log(np.maximum(start.weights, 1e-6)), dtype=like.dtype))
         self.mu_c.copy_(torch.as_tensor(start.means, dtype=like.dtype))
         self.log_var_c.copy_(torch.as_tensor(np.log(start.variances), dtype=like.dtype))
-        self.start_responsibilities = (None if start.responsibilities is None else
-                                       torch.as_tensor(start.responsibilities, dtype=like.dtype))
+        self.keep_start_responsibilities(start.responsibilities)
