@@ -490,10 +490,12 @@ def hold_start(run: TrainingRun) -> None:
     decided = run.ddp.broadcast_object(run.model.start_responsibilities)  # [distributed] pretrained on rank 0
     if decided is None:
         return _hold_nothing(run)
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        held = predict_proba(run.model, x).detach().to(x.device)
-    decided = torch.as_tensor(decided).to(held)
-    run.observed[MixtureELBO.HELD] = torch.where(torch.isnan(decided), held, decided)
+    decided = torch.as_tensor(decided).to(x)
+    left_out = torch.isnan(decided)
+    if left_out.any():  # only points outside a t-SNE subset need the pretrained model's p(c | mu(x))
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            decided = torch.where(left_out, predict_proba(run.model, x).detach().to(x), decided)
+    run.observed[MixtureELBO.HELD] = decided
 
 
 def _hold_nothing(run: TrainingRun) -> None:
