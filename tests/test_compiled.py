@@ -131,3 +131,21 @@ def test_fit_traces_only_the_models_own_elbo_without_validation(monkeypatch):
         fit(model, x, config=TrainConfig(epochs=1, pretrain_epochs=0, batch_size=8, device="cpu", **cfg_extra),
             progress=False, **kwargs)
     assert seen == [None, False, False, True]
+
+
+def test_a_held_weight_is_an_input_of_one_graph():
+    """The held start's weight changes every epoch: one graph serves every non-zero value and gives the eager
+    loss at each; a weight of 0 (where the ELBO drops the term) gets its own."""
+    model = small_vade()
+    x = (torch.rand(20, 12, generator=torch.Generator().manual_seed(1)) < 0.4).float()
+    held = torch.softmax(torch.randn(20, 3, generator=torch.Generator().manual_seed(2)), -1)
+    elbo = model.make_elbo(1)
+    traced = CompiledLoss(elbo, model)
+    for weight, traces in ((0.9, 1), (0.5, 1), (0.1, 1), (0.0, 2)):
+        elbo.hold = weight
+        torch.manual_seed(5)
+        eager = elbo.differentiable_loss(model.model, model.guide, x, 100, held_responsibilities=held)
+        torch.manual_seed(5)
+        loss = traced(x, 100, held_responsibilities=held)
+        assert torch.allclose(loss, eager, rtol=1e-6, atol=1e-6), weight
+        assert traced.traces == traces

@@ -63,7 +63,8 @@ class ProgressBar:
                         disable=not (self.enabled and run.ddp.is_main), dynamic_ncols=True)
 
     def step(self, run) -> None:
-        self.bar.update(self.per_step)
+        # the fractions of an epoch add up to a little over the total in floating point: stop at the total
+        self.bar.update(min(self.per_step, self.bar.total - self.bar.n))
 
     def __call__(self, epoch: int, record: dict) -> None:
         self.bar.set_postfix({k: f"{record[k]:.3f}" for k in (self.key, "acc") if k in record})

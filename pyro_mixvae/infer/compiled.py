@@ -17,7 +17,9 @@ This is what Pyro's ``JitTraceEnum_ELBO`` does, with two differences that matter
   (``s``, ``eta``, ``alpha``, ``lam``), because the trace bakes them in as constants (the plate's
   scale N / B among them): the last, smaller batch of an epoch and every change of an annealed
   ``s`` get their own trace (a fraction of a second each). Pyro's cache is keyed by the number
-  of arguments only.
+  of arguments only. The weights an ELBO names in ``traced_weights`` (``MixtureELBO``'s ``hold``,
+  which the held start lowers every epoch) are inputs of the graph instead, so that one graph serves
+  every value; only whether such a weight is 0 or 1 (where the ELBO's code branches) is in the key.
 
 The graph runs without TorchScript's optimising executor (``torch.jit.optimized_execution(False)``):
 its specialised backward made the DEC network's step slower than eager Pyro (1.16x against
@@ -60,9 +62,18 @@ class _LossModule(nn.Module):
         self.observed_names = observed_names
         self.term_names: tuple = ()
 
-    def forward(self, x, *observed):
+    def forward(self, x, *inputs):
+        observed, weights = inputs[:len(self.observed_names)], inputs[len(self.observed_names):]
         kwargs = dict(zip(self.observed_names, observed))
-        loss = self._elbo.differentiable_loss(self.model.model, self.model.guide, x, self.num_data, **kwargs)
+        names = traced_weights(self._elbo)
+        kept = [getattr(self._elbo, k) for k in names]
+        for k, w in zip(names, weights):  # the weight as the graph's input while it runs
+            setattr(self._elbo, k, w)
+        try:
+            loss = self._elbo.differentiable_loss(self.model.model, self.model.guide, x, self.num_data, **kwargs)
+        finally:
+            for k, v in zip(names, kept):
+                setattr(self._elbo, k, v)
         terms = getattr(self._elbo, "last_terms", None) or {}
         self.term_names = tuple(terms)
         return (loss,) + tuple(torch.as_tensor(terms[k]) for k in self.term_names)
@@ -84,11 +95,13 @@ class CompiledLoss:
 
     def _elbo_settings(self) -> tuple:
         """The ELBO's scalar attributes (a schedule's ``s``, ``eta``, ...), as Python values."""
-        out = []
+        out, weights = [], traced_weights(self.elbo)
         for k, v in vars(self.elbo).items():
             if isinstance(v, np.generic) or (torch.is_tensor(v) and v.dim() == 0):
                 v = v.item()
-            if isinstance(v, (bool, int, float, str)):
+            if k in weights:
+                v = (v == 0, v == 1)  # a graph input: only where the ELBO branches on it
+            if isinstance(v, (bool, int, float, str, tuple)):
                 out.append((k, v))
         return tuple(sorted(out))
 
@@ -104,8 +117,10 @@ class CompiledLoss:
         graph = self._graphs.get(key)
         if graph is None:
             graph = self._graphs[key] = self._trace(x, int(num_data), names, [observed[k] for k in names])
+        weights = [torch.tensor(float(getattr(self.elbo, k)), dtype=x.dtype, device=x.device)
+                   for k in traced_weights(self.elbo)]
         with torch.jit.optimized_execution(False):
-            out = graph[0](x, *[observed[k] for k in names])
+            out = graph[0](x, *[observed[k] for k in names], *weights)
         if graph[1].term_names:
             self.elbo.last_terms = dict(zip(graph[1].term_names, out[1:]))
         return out[0]
@@ -116,12 +131,19 @@ class CompiledLoss:
         devices = [x.device] if x.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), pyro.validation_enabled(False), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings from Pyro's Python-side shape checks
-            graph = torch.jit.trace(module, (x, *observed), check_trace=False)
+            weights = [torch.tensor(float(getattr(self.elbo, k)), dtype=x.dtype, device=x.device)
+                       for k in traced_weights(self.elbo)]
+            graph = torch.jit.trace(module, (x, *observed, *weights), check_trace=False)
         with torch.no_grad():
             for k, v in self.model.named_buffers():
                 v.copy_(buffers[k])
         self.traces += 1
         return graph, module
+
+
+def traced_weights(elbo) -> tuple:
+    """The names of the ELBO's scalar weights that a graph takes as inputs (``elbo.traced_weights``, else none)."""
+    return tuple(getattr(elbo, "traced_weights", ()))
 
 
 def compiled_loss(elbo, model, enabled: Optional[bool] = None):

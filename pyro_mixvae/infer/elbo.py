@@ -229,6 +229,9 @@ class MixtureELBO(TraceEnum_ELBO):
     """
 
     HELD = "held_responsibilities"  # the keyword of the held start's responsibilities (per point)
+    # weights the loss is linear in and a schedule changes every epoch: a traced loss takes them as inputs
+    # (pyro_mixvae.infer.compiled), not as constants, so that one graph serves every value
+    traced_weights = ("hold",)
 
     def __init__(self, eta: float = 1.0, alpha: float = 0.0, lam: float = 0.0, *, hold: float = 0.0,
                  cluster_site: str = "c", latent_site: str = "z", **kwargs):
