@@ -381,7 +381,3 @@ def eval_mode(module: nn.Module):
     finally:
         module.train(was_training)
 
-
-def gaussian_log_density(z, loc, scale):
-    """log N(z | loc, diag scale^2) summed over the last dimension (plain torch)."""
-    return (-0.5 * ((z - loc) / scale) ** 2 - torch.log(scale) - 0.5 * math.log(2 * math.pi)).sum(-1)

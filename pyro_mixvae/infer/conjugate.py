@@ -48,8 +48,7 @@ from ..errors import ConfigError
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
-# Sect. 2.2 (hyperprior) and App. E (step sizes)
-DEFAULT_PRIOR = {"m0": 0.0, "s0": 1.0, "a0": 0.01, "b0": 0.01, "c0": 1.0}
+# App. E (step sizes)
 DEFAULT_TAU0 = 2000.0
 DEFAULT_KAPPA = 0.7
 
@@ -229,10 +228,6 @@ class ConjugateMixture(nn.Module):
     def prior_normal_gamma(self) -> NormalGamma:
         """p(mu, alpha), batch shape (K, D)."""
         return NormalGamma(self.m0, self.s0, self.a0, self.b0)
-
-    def expected_log_pi(self) -> torch.Tensor:
-        """E_q(pi)[log pi_k] (K,)."""
-        return dirichlet_expected_log(self.c)
 
     def natural_params(self) -> torch.Tensor:
         """lambda (K, D, 4) of q(mu, alpha), eq. 12."""
