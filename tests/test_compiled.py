@@ -56,7 +56,7 @@ def test_new_shape_and_new_setting_retrace():
     traced(x, 50)
     traced(x[:7], 50)          # a last, smaller batch: the plate's scale N / B differs
     assert traced.traces == 2
-    for s in (0.5, 1.0):       # an annealed s is a constant of the graph: a new value, a new trace
+    for s in (0.5, 1.0):       # s = 1 drops a term of the objective: a new trace
         elbo.s = s
         torch.manual_seed(2)
         eager = float(elbo.differentiable_loss(model.model, model.guide, x[:7], 50).detach())
@@ -111,7 +111,7 @@ def test_evaluation_mode_runs_the_programs_and_numpy_settings_are_keys():
     traced(x, 50)
     assert traced.traces == 1          # not replayed (nor recorded) in evaluation mode
     model.train()
-    elbo.s = np.float32(0.7)           # a setting of another scalar type still changes the key
+    elbo.eta = np.float32(0.7)         # a setting of another scalar type still changes the key
     traced(x, 50)
     assert traced.traces == 2
 
@@ -149,3 +149,21 @@ def test_a_held_weight_is_an_input_of_one_graph():
         loss = traced(x, 100, held_responsibilities=held)
         assert torch.allclose(loss, eager, rtol=1e-6, atol=1e-6), weight
         assert traced.traces == traces
+
+
+def test_vib_gmms_annealed_s_is_an_input_of_one_graph():
+    """VIB-GMM's s, annealed every few epochs, is a graph input too: one graph for every s other than 0 and 1,
+    each giving the eager loss; a value outside [0, inf) is still refused outside the trace."""
+    model = build("vib-gmm", (12,), 3, "bernoulli", {"hidden": (16,), "latent_dim": 2})
+    x = (torch.rand(20, 12, generator=torch.Generator().manual_seed(1)) < 0.4).float()
+    elbo = model.make_elbo(1)
+    traced = CompiledLoss(elbo, model)
+    for s in (0.1, 0.121, 0.5):
+        elbo.s = s
+        torch.manual_seed(5)
+        eager = elbo.differentiable_loss(model.model, model.guide, x, 100)
+        torch.manual_seed(5)
+        assert torch.allclose(traced(x, 100), eager, rtol=1e-6, atol=1e-6), s
+    assert traced.traces == 1 and isinstance(elbo.s, float)
+    with pytest.raises(Exception, match="s must be"):
+        elbo.s = -1.0

@@ -18,8 +18,9 @@ This is what Pyro's ``JitTraceEnum_ELBO`` does, with two differences that matter
   scale N / B among them): the last, smaller batch of an epoch and every change of an annealed
   ``s`` get their own trace (a fraction of a second each). Pyro's cache is keyed by the number
   of arguments only. The weights an ELBO names in ``traced_weights`` (``MixtureELBO``'s ``hold``,
-  which the held start lowers every epoch) are inputs of the graph instead, so that one graph serves
-  every value; only whether such a weight is 0 or 1 (where the ELBO's code branches) is in the key.
+  which the held start lowers every epoch, and VIB-GMM's annealed ``s``) are inputs of the graph
+  instead, so that one graph serves every value; only whether such a weight is 0 or 1 (where the
+  ELBO's code branches) is in the key.
 
 The graph runs without TorchScript's optimising executor (``torch.jit.optimized_execution(False)``):
 its specialised backward made the DEC network's step slower than eager Pyro (1.16x against
@@ -95,14 +96,18 @@ class CompiledLoss:
 
     def _elbo_settings(self) -> tuple:
         """The ELBO's scalar attributes (a schedule's ``s``, ``eta``, ...), as Python values."""
-        out, weights = [], traced_weights(self.elbo)
+        weights = traced_weights(self.elbo)
+        out = []
         for k, v in vars(self.elbo).items():
+            if k.lstrip("_") in weights:  # a graph input (or the attribute behind its property)
+                continue
             if isinstance(v, np.generic) or (torch.is_tensor(v) and v.dim() == 0):
                 v = v.item()
-            if k in weights:
-                v = (v == 0, v == 1)  # a graph input: only where the ELBO branches on it
-            if isinstance(v, (bool, int, float, str, tuple)):
+            if isinstance(v, (bool, int, float, str)):
                 out.append((k, v))
+        for k in weights:  # only where the ELBO's code branches on the value
+            v = float(getattr(self.elbo, k))
+            out.append((k, (v == 0, v == 1)))
         return tuple(sorted(out))
 
     def __call__(self, x: torch.Tensor, num_data: int, **observed) -> torch.Tensor:

@@ -365,6 +365,8 @@ class InformationBottleneckELBO(MixtureELBO):
     ``lam`` compose with it. ``last_terms`` adds ``recon``, ``d_vkl`` and ``kl_sampled`` per point.
     """
 
+    traced_weights = ("hold", "s")
+
     def __init__(self, s: float = 1.0, kl: str = "hershey-olsen", **kwargs):
         if kl not in KL_ESTIMATORS:
             raise ConfigError(f"kl must be one of {', '.join(KL_ESTIMATORS)}; got {kl!r}")
@@ -378,6 +380,9 @@ class InformationBottleneckELBO(MixtureELBO):
 
     @s.setter
     def s(self, value) -> None:
+        if torch.is_tensor(value) and value.dim() == 0 and torch.jit.is_tracing():
+            self._s = value  # the traced loss's input while it is recorded (pyro_mixvae.infer.compiled)
+            return
         value = float(value)
         if not (math.isfinite(value) and value >= 0):
             raise ConfigError(f"s must be a finite number >= 0; got {value!r}")
