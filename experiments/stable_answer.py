@@ -139,7 +139,8 @@ def summarise(results: Path) -> None:
                      + f" | {best['acc']:.3f} (s{best['seed']} t{best['threads']}) |")
         if data not in done_baselines:
             done_baselines.add(data)
-            for name, values in baselines(data, seeds).items():
+            every_seed = sorted({r["seed"] for r in records if r["data"] == data})  # of all labels on these data
+            for name, values in baselines(data, every_seed).items():
                 lines.append(f"| {data} | {name} | | {len(values)} seeds | {statistics.mean(values):.3f} ± "
                              f"{statistics.stdev(values) if len(values) > 1 else 0:.3f} | {min(values):.3f} - "
                              f"{max(values):.3f} | | | |")

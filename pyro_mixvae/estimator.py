@@ -225,7 +225,7 @@ class VaDE(MixtureVAEEstimator):
 
     model_name = "vade"
 
-    def __init__(self, n_clusters=10, *, n_init=1, latent_dim=10, hidden=(500, 500, 2000), arch="mlp",
+    def __init__(self, n_clusters=10, *, n_init=1, latent_dim=10, hidden=None, arch="mlp",
                  likelihood="auto",
                  epochs=None, pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None,
                  num_particles=None, pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, gmm_assign="auto", s=1.0,
@@ -275,7 +275,7 @@ class VIBGMM(MixtureVAEEstimator):
     model_name = "vib-gmm"
 
     def __init__(self, n_clusters=10, *, n_init=1, s_min=0.1, s_max=1.0, s_step=0.1, s_every=2, kl="hershey-olsen",
-                 latent_dim=10, hidden=(500, 500, 2000), arch="mlp", likelihood="auto", epochs=None,
+                 latent_dim=10, hidden=None, arch="mlp", likelihood="auto", epochs=None,
                  pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None, num_particles=None,
                  pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, gmm_assign="auto", start_autoencoders=1,
                  hold_start=20, random_state=0, device=None, verbose=False):
@@ -298,7 +298,7 @@ class FactorialMixtureVAE(MixtureVAEEstimator):
     model_name = "factorial"
 
     def __init__(self, n_clusters=10, *, n_init=1, factors=1, components=(), dim=10, delta=0.0, tau0=2000.0, kappa=0.7,
-                 m0=0.0, s0=1.0, a0=0.01, b0=0.01, c0=1.0, hidden=(500, 500, 2000), arch="mlp", likelihood="auto",
+                 m0=0.0, s0=1.0, a0=0.01, b0=0.01, c0=1.0, hidden=None, arch="mlp", likelihood="auto",
                  epochs=None, pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None,
                  num_particles=None, pretrain_lr=1e-3, pretrain_kl=0.01, gmm_restarts=10, prior_init_iters=20,
                  random_state=0, device=None, verbose=False):

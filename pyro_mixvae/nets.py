@@ -57,7 +57,6 @@ dimension.
 """
 from __future__ import annotations
 
-import math
 from abc import ABCMeta, abstractmethod
 from contextlib import contextmanager
 from typing import Sequence
@@ -74,6 +73,11 @@ LIKELIHOODS = ("auto", "bernoulli", "gaussian", "gaussian-shared")
 # small_data_defaults apply (pyro_mixvae.infer.train)
 SMALL_DATA = 10_000
 ARCHITECTURES = ("mlp", "conv")
+# the fully connected networks' widths: VaDE Sect. 4.2 (D-500-500-2000-J, the decoder mirroring it), made for
+# 784-pixel images; an input of fewer than FULL_WIDTH_INPUT values gets them scaled down in proportion, to half
+# at the least (sized_widths)
+PAPER_WIDTHS = (500, 500, 2000)
+FULL_WIDTH_INPUT = 64
 
 
 # ----------------------------------------------------------------------------- likelihoods
@@ -287,14 +291,23 @@ class Decoder(nn.Module):
         return torch.stack([out, self.log_var.expand_as(out)], dim=out.dim() - self.log_var.dim())
 
 
-def mlp_encoder(data_shape, latent_dim: int, hidden=(500, 500, 2000), units=None) -> GaussianEncoder:
+def sized_widths(data_shape) -> tuple:
+    """The encoder's widths for an input of D = prod(data_shape) values: :data:`PAPER_WIDTHS` times
+    min(1, max(1/2, D / FULL_WIDTH_INPUT)), rounded: the paper's from 64 values up (images, sklearn's
+    digits), half of them for 32 values or fewer (tables), where a fit is mostly the networks' time
+    (``docs/studies/stability.md``; on digits, half widths gave a worse start)."""
+    scale = min(1.0, max(0.5, int(np.prod(data_shape)) / FULL_WIDTH_INPUT))
+    return tuple(int(round(w * scale)) for w in PAPER_WIDTHS)
+
+
+def mlp_encoder(data_shape, latent_dim: int, hidden=PAPER_WIDTHS, units=None) -> GaussianEncoder:
     d = int(np.prod(data_shape))
     hidden = tuple(hidden)
     body = nn.Sequential(Flatten(len(data_shape)), mlp((d,) + hidden), nn.ReLU())
     return GaussianEncoder(body, hidden[-1], latent_dim, len(data_shape), units)
 
 
-def mlp_decoder(latent_dim: int, data_shape, likelihood: Likelihood, hidden=(500, 500, 2000)) -> Decoder:
+def mlp_decoder(latent_dim: int, data_shape, likelihood: Likelihood, hidden=PAPER_WIDTHS) -> Decoder:
     d = int(np.prod(data_shape)) * likelihood.params_per_value
     body = mlp((latent_dim,) + tuple(reversed(tuple(hidden))) + (d,))
     return Decoder(body, data_shape, likelihood)
@@ -361,9 +374,11 @@ def conv_decoder(latent_dim: int, data_shape, likelihood: Likelihood, hidden: in
     return Decoder(nn.Sequential(*layers), data_shape, likelihood)
 
 
-def make_encoder_decoder(arch: str, data_shape, latent_dim: int, likelihood: Likelihood, hidden=(500, 500, 2000)):
-    """The (encoder, decoder) pair for ``arch`` in {'mlp', 'conv'}; the encoder reads the likelihood's units."""
+def make_encoder_decoder(arch: str, data_shape, latent_dim: int, likelihood: Likelihood, hidden=None):
+    """The (encoder, decoder) pair for ``arch`` in {'mlp', 'conv'}; the encoder reads the likelihood's units.
+    ``hidden``: the mlp's widths, None = :func:`sized_widths` of the input."""
     if arch == "mlp":
+        hidden = sized_widths(data_shape) if hidden is None else hidden
         return (mlp_encoder(data_shape, latent_dim, hidden, likelihood.units),
                 mlp_decoder(latent_dim, data_shape, likelihood, hidden))
     if arch == "conv":

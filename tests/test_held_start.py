@@ -129,3 +129,4 @@ def test_a_start_that_is_the_mixtures_own_posterior_holds_nothing(tmp_path, resu
                    out_dir=tmp_path, resume=True, progress=False)
     assert m.start_responsibilities is None
     assert all("elbo" in r and "hold" not in r and "objective" not in r for r in hist.records)
+

@@ -122,3 +122,16 @@ def test_auto_likelihood():
     assert resolve_likelihood("gaussian-shared", np.array([0.5])) == "gaussian-shared"
     with pytest.raises(ConfigError):
         resolve_likelihood("poisson", np.array([0.5]))
+
+
+@pytest.mark.parametrize("shape, widths", [((784,), (500, 500, 2000)), ((1, 28, 28), (500, 500, 2000)),
+                                           ((64,), (500, 500, 2000)), ((32,), (250, 250, 1000)),
+                                           ((4,), (250, 250, 1000)), ((48,), (375, 375, 1500))])
+def test_the_default_widths_are_the_papers_scaled_to_the_input(shape, widths):
+    """VaDE Sect. 4.2's D-500-500-2000 from 64 input values up, in proportion below, half at the least; the
+    layers a VaDE builds by default are those widths (read off its Linear layers, not from the helper)."""
+    m = VaDE(shape, 3, "bernoulli")
+    linears = [layer for layer in m.encoder.modules() if isinstance(layer, torch.nn.Linear)]
+    assert tuple(layer.out_features for layer in linears[:3]) == widths
+    assert linears[0].in_features == int(np.prod(shape))
+    assert VaDE(shape, 3, "bernoulli", hidden="32,16").encoder.loc.in_features == 16  # a given value wins

@@ -168,3 +168,21 @@ def test_further_autoencoders_are_drawn_anew_and_the_models_own_is_unchanged():
     assert torch.equal(codes[0], encode_means(one.encoder, x))  # the model's own: as with one autoencoder
     assert len(codes) == 3 and not torch.equal(codes[1], codes[2]) and not torch.equal(codes[0], codes[1])
     assert member_seed(0, 1) not in (member_seed(1, 0), member_seed(1, 1), 1)  # not another run's seed
+
+
+def test_the_data_start_decides_in_the_datas_space_and_takes_the_moments_in_the_codes():
+    """assign='data': the tilted clusters are the data; the codes are another view of the same points in which
+    they overlap. The partition is the data's (ARI 1 with the true labels) and the moments are the codes'
+    per-cluster weights, means and variances under it, computed directly from the labels."""
+    x, labels, weights = tilted_blobs()
+    rng = np.random.default_rng(3)
+    z = labels[:, None] * [0.3, -0.2, 0.1] + rng.normal(size=(len(x), 3))  # the groups touch in the codes
+    start = fit_diag_gmm(z, 3, seed=0, n_init=3, assign="data", data=x)
+    assert adjusted_rand_score(labels, start.responsibilities.argmax(1)) == 1.0
+    order = [int(np.bincount(start.responsibilities.argmax(1)[labels == k]).argmax()) for k in range(3)]
+    for k, j in enumerate(order):
+        assert start.weights[j] == pytest.approx(weights[k], abs=1e-3)
+        np.testing.assert_allclose(start.means[j], z[labels == k].mean(0), atol=1e-3)
+        np.testing.assert_allclose(start.variances[j], z[labels == k].var(0), rtol=1e-2)
+    with pytest.raises(ValueError, match="needs the data"):
+        fit_diag_gmm(z, 3, assign="data")

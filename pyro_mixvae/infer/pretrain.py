@@ -168,7 +168,7 @@ def init_guide_scale(encoder, component_variances: torch.Tensor) -> None:
     head.bias.copy_(torch.log(component_variances.min(0).values).to(head.bias))
 
 
-GMM_FITS = ("auto", "diag", "full", "tsne")
+GMM_FITS = ("auto", "diag", "full", "tsne", "data")
 # assign="tsne": the embedding is fitted on at most this many codes (a random subset beyond it);
 # the initialisation needs only each component's moments, which a subset estimates well
 TSNE_MAX_POINTS = 5000
@@ -177,6 +177,9 @@ TSNE_DIM = 3
 # perplexity (its neighbourhoods span about 3 x perplexity points); else the GMM on the codes
 TSNE_MIN_POINTS_PER_PERPLEXITY = 3
 TSNE_PERPLEXITY = 30.0
+# gradient-descent iterations of the embedding (scikit-learn's default: 1000); over 20 default runs on digits
+# 500 were as good or better (docs/studies/stability.md) at half the embedding's time
+TSNE_ITERATIONS = 500
 
 
 def resolve_gmm_fit(assign: str, n_points: int, n_clusters: int) -> str:
@@ -208,7 +211,7 @@ class MixtureStart(NamedTuple):
 
 
 def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1, assign: str = "diag",
-                 progress: bool = False, select: str = "auto", others=()) -> MixtureStart:
+                 progress: bool = False, select: str = "auto", others=(), data=None) -> MixtureStart:
     """Diagonal GMM on the codes ``z``; returns a :class:`MixtureStart` (weights, means, variances, responsibilities).
 
     ``assign="diag"`` (this function's default) is scikit-learn's diagonal ``GaussianMixture`` on ``z``.
@@ -223,6 +226,11 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     et al., 2020) that a manifold learner on the autoencoder's codes separates the clusters that a
     GMM on the codes merges. Beyond ``TSNE_MAX_POINTS`` codes the embedding and the moments come
     from a random subset of that size (``docs/studies/tsne_init.md`` compares it with ``"diag"``).
+
+    ``assign="data"`` lets a full-covariance GMM on the standardised ``data`` (the points the codes encode,
+    flattened) decide the responsibilities, the best likelihood of ``n_init`` kept, then takes the diagonal
+    moments in the codes' units: on a table of few columns, what a data scientist fits first (on iris
+    far better than a start on the codes, on wine, breast cancer and arcs worse: ``docs/studies/stability.md``).
 
     ``assign="auto"`` (the models' default) is ``"tsne"`` when the clusters hold on average at least
     3 x perplexity points, t-SNE's neighbourhood, else ``"diag"`` (:func:`resolve_gmm_fit`).
@@ -239,13 +247,19 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
 
     ``others``: the codes of the same points by further autoencoders (:func:`pretrain_autoencoders`),
     whose agreement outweighs one autoencoder's draw (its weights, minibatch order, floating-point order).
-    Under the consensus each one's codes get their own embedding and starts; under a rule that keeps one
+    Under the consensus each one's codes get their own embedding and starts (on digits, better than one
+    embedding of the codes side by side: ``docs/studies/stability.md``); under a rule that keeps one
     start, the codes side by side (:func:`side_by_side`) decide. The moments are taken in ``z``'s units.
     """
     _check_choice("assign", assign, GMM_FITS)
     _check_choice("select", select, GMM_SELECTS)
     assign = resolve_gmm_fit(assign, len(z), n_clusters)
     z = np.asarray(z, dtype=np.float64)
+    if assign == "data":
+        if data is None:
+            raise ValueError("assign='data' needs the data (the points that the codes encode)")
+        flat = np.asarray(data, dtype=np.float64).reshape(len(z), -1)
+        return _data_start(z, flat, n_clusters, "likelihood" if select == "auto" else select, seed, n_init, progress)
     codes = [z, *(np.asarray(c, dtype=np.float64) for c in others)]
     points = np.arange(len(z))
     reg = 1e-4
@@ -266,6 +280,16 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     decided = np.full((len(z), n_clusters), np.nan)
     decided[points] = resp
     return MixtureStart(*diagonal_moments(resp, codes[0], reg), decided)
+
+
+def _data_start(z: np.ndarray, data: np.ndarray, n_clusters: int, select: str, seed: int, n_init: int,
+                progress: bool) -> MixtureStart:
+    """The start decided by a full-covariance GMM on the standardised data (the start ``select`` keeps of
+    ``n_init``), its responsibilities' diagonal moments in the codes ``z``."""
+    reg = 1e-4
+    with tqdm(total=n_init, desc="mixture start", unit="stage", disable=not progress, leave=False) as bar:
+        _, resp = _kept_start([data], n_clusters, "full", select, seed, n_init, reg, bar)
+    return MixtureStart(*diagonal_moments(resp, z, reg), resp)
 
 
 def _check_choice(name: str, value: str, choices) -> None:
@@ -325,7 +349,8 @@ def tsne_embedding(z: np.ndarray, seed: int = 0) -> np.ndarray:
     # scikit-learn's perplexity (default 30) must stay below the number of points: a third of a small set
     perplexity = min(TSNE_PERPLEXITY, max(1.0, (len(z) - 1) / 3))
     dim = min(TSNE_DIM, z.shape[1])  # the PCA start needs as many code dimensions
-    return TSNE(dim, init="pca", perplexity=perplexity, random_state=seed).fit_transform(z).astype(np.float64)
+    return TSNE(dim, init="pca", perplexity=perplexity, max_iter=TSNE_ITERATIONS,
+                random_state=seed).fit_transform(z).astype(np.float64)
 
 
 def choose_start(space: np.ndarray, n_clusters: int, covariance: str, reg: float, seed: int, n_init: int,

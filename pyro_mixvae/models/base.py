@@ -89,6 +89,32 @@ def one_of(choices):
     return check
 
 
+def optional(kind):
+    """A setting type that also accepts None / 'auto' (meaning: the architecture's default)."""
+
+    def convert(raw):
+        if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "none", "auto")):
+            return None
+        if isinstance(raw, bool):
+            raise TypeError(raw)
+        if kind is int:
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError(raw)
+            return int(raw) if not isinstance(raw, str) else int(raw.strip())
+        return kind(raw)
+
+    convert.__name__ = getattr(kind, "__name__", "value")
+    return convert
+
+
+def positive_or_none(value):
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return None if value and all(v > 0 for v in value) else "must be positive integers"
+    return None if value > 0 else "must be > 0"
+
+
 # the mixture start's settings that VaDE (and VIB-GMM) and GMVAE share: declared once, spread into their ``settings``
 START_SETTINGS = {
     "start_autoencoders": Setting(int, 1, "autoencoders pretrained whose codes decide the mixture start (the "

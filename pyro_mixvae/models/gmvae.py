@@ -56,7 +56,7 @@ from ..infer.elbo import MixtureELBO
 from ..infer.pretrain import GMM_FITS, fit_diag_gmm, fit_shared_variance, init_guide_scale, pretrain_autoencoders
 from ..infer.schedules import LinearSchedule
 from ..nets import conv_decoder, conv_encoder, make_likelihood, mlp_decoder, mlp_encoder
-from .base import START_SETTINGS, MixtureVAE, Setting, data_plate, int_tuple, one_of, positive
+from .base import START_SETTINGS, MixtureVAE, Setting, data_plate, int_tuple, one_of, optional, positive, positive_or_none
 
 GUIDES = ("posterior", "mean-field")
 GMVAE_ARCHITECTURES = ("auto", "fc120", "mlp", "conv")
@@ -83,32 +83,6 @@ ARCH_TRAIN_DEFAULTS = {"fc120": {"epochs": 200, "lr_step": 20, "lr_warmup": 0}, 
                        "conv": {"pretrain_epochs": 50}}
 # default z-prior warm-start (eta_warmup, eta_warmup_epochs) per (architecture, guide); (1, 0) = off elsewhere
 ETA_WARMUP = {("fc120", "mean-field"): (5.0, 90)}
-
-
-def _optional(kind):
-    """A setting type that also accepts None / 'auto' (meaning: the architecture's default)."""
-
-    def convert(raw):
-        if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "none", "auto")):
-            return None
-        if isinstance(raw, bool):
-            raise TypeError(raw)
-        if kind is int:
-            if isinstance(raw, float) and not raw.is_integer():
-                raise ValueError(raw)
-            return int(raw) if not isinstance(raw, str) else int(raw.strip())
-        return kind(raw)
-
-    convert.__name__ = getattr(kind, "__name__", "value")
-    return convert
-
-
-def _positive_or_none(value):
-    if value is None:
-        return None
-    if isinstance(value, tuple):
-        return None if value and all(v > 0 for v in value) else "must be positive integers"
-    return None if value > 0 else "must be > 0"
 
 
 def _weight(value):
@@ -157,22 +131,22 @@ class GMVAE(MixtureVAE):
                          "mean-field: a classifier q(c|x) (consistency-violation paper)", one_of(GUIDES)),
         "arch": Setting(str, "auto", "fc120, mlp or conv; auto: fc120 for 2-D vectors, conv for 28x28/32x32 "
                         "images, else mlp", one_of(GMVAE_ARCHITECTURES)),
-        "latent_dim": Setting(_optional(int), None, "dimension of z (default 2 fc120, 200 conv, 10 mlp)",
-                              _positive_or_none),
-        "w_dim": Setting(_optional(int), None, "dimension of w (default 2 fc120, 150 conv, 10 mlp)",
-                         _positive_or_none),
-        "hidden": Setting(_optional(int_tuple), None, "encoder widths for fc120/mlp, the decoder mirrors them "
-                          "(default 120,120 fc120; 500,500 mlp)", _positive_or_none),
-        "beta_hidden": Setting(_optional(int), None, "width of the beta-net's Tanh layer (default 120 fc120, "
-                               "else 500)", _positive_or_none),
+        "latent_dim": Setting(optional(int), None, "dimension of z (default 2 fc120, 200 conv, 10 mlp)",
+                              positive_or_none),
+        "w_dim": Setting(optional(int), None, "dimension of w (default 2 fc120, 150 conv, 10 mlp)",
+                         positive_or_none),
+        "hidden": Setting(optional(int_tuple), None, "encoder widths for fc120/mlp, the decoder mirrors them "
+                          "(default 120,120 fc120; 500,500 mlp)", positive_or_none),
+        "beta_hidden": Setting(optional(int), None, "width of the beta-net's Tanh layer (default 120 fc120, "
+                               "else 500)", positive_or_none),
         "eta": Setting(float, 1.0, "weight of the z-prior KL(q(c|.)||p(c)) (CV paper eq. 3)", _weight),
         "alpha": Setting(float, 0.0, "weight of the consistency violation H(C|Z,W) (CV paper eq. 6)", _weight),
         "lam": Setting(float, 0.0, "minimum information in nats per point: the z-prior has no gradient below it "
                        "(MI paper eq. 7); 0 = off", _weight),
-        "eta_warmup": Setting(_optional(float), None, "the z-prior weight starts at eta_warmup * eta and falls "
+        "eta_warmup": Setting(optional(float), None, "the z-prior weight starts at eta_warmup * eta and falls "
                               "linearly to eta over eta_warmup_epochs (default 5 for fc120 with the mean-field "
                               "guide, else 1 = off)", _factor),
-        "eta_warmup_epochs": Setting(_optional(int), None, "epochs of that fall (default 90 for fc120 with the "
+        "eta_warmup_epochs": Setting(optional(int), None, "epochs of that fall (default 90 for fc120 with the "
                                      "mean-field guide, else 0)", _epochs_or_none),
         "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
         **START_SETTINGS,
@@ -269,14 +243,14 @@ class GMVAE(MixtureVAE):
                                               autoencoders=self.hparams["start_autoencoders"], epochs=epochs,
                                               batch_size=batch_size, lr=self.hparams["pretrain_lr"], seed=seed,
                                               progress=progress)
-        variances = self.init_components_from_codes(codes[0], seed, progress, others=codes[1:])
+        variances = self.init_components_from_codes(codes[0], seed, progress, others=codes[1:], data=x)
         init_guide_scale(self.encoder, variances)
         fit_shared_variance(self.encoder, self.decoder, self.likelihood, x, seed=seed)
         return {"pretrain_recon": losses[-1] if losses else None}
 
     @torch.no_grad()
     def init_components_from_codes(self, z: torch.Tensor, seed: int = 0, progress: bool = False,
-                                   others=()) -> torch.Tensor:
+                                   others=(), data=None) -> torch.Tensor:
         """Fit the GMM of ``gmm_assign`` on the codes; the beta-net's last layer then emits its means and
         log-variances whatever w is (weights zero, biases the GMM's). Returns the variances (K, D).
 
@@ -284,7 +258,8 @@ class GMVAE(MixtureVAE):
         """
         start = fit_diag_gmm(z.cpu().numpy(), self.n_clusters, seed, n_init=self.hparams["gmm_restarts"],
                              assign=self.hparams["gmm_assign"], progress=progress,
-                             others=[c.cpu().numpy() for c in others])
+                             others=[c.cpu().numpy() for c in others],
+                             data=None if data is None else data.cpu().numpy())
         out = self.components.net[-1]
         out.weight.zero_()
         bias = out.bias.view(2, self.n_clusters, self.latent_dim)

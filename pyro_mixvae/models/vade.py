@@ -32,7 +32,8 @@ from tqdm.auto import tqdm
 from ..infer.elbo import InformationBottleneckELBO, MixtureELBO
 from ..infer.pretrain import GMM_FITS, fit_diag_gmm, fit_shared_variance, init_guide_scale, pretrain_autoencoders
 from ..nets import ARCHITECTURES, make_encoder_decoder, make_likelihood
-from .base import START_SETTINGS, MixtureVAE, Setting, data_plate, int_tuple, non_negative, one_of, positive
+from .base import (START_SETTINGS, MixtureVAE, Setting, data_plate, int_tuple, non_negative, one_of, optional, positive,
+                   positive_or_none)
 
 
 class VaDE(MixtureVAE):
@@ -47,8 +48,8 @@ class VaDE(MixtureVAE):
     small_data_defaults = {"epochs": 100, "lr_step": 5}
     settings = {
         "latent_dim": Setting(int, 10, "dimension J of z", positive),
-        "hidden": Setting(int_tuple, (500, 500, 2000), "encoder widths; the decoder mirrors them",
-                          lambda v: None if v and all(h > 0 for h in v) else "must be positive integers"),
+        "hidden": Setting(optional(int_tuple), None, "encoder widths; the decoder mirrors them (default: "
+                          "500,500,2000 from 64 input values, down to half of it for 32 or fewer)", positive_or_none),
         "arch": Setting(str, "mlp", "mlp, or conv for 28x28 / 32x32 images", one_of(ARCHITECTURES)),
         "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
         "pretrain_noise": Setting(float, 0.0, "input dropout rate of the denoising autoencoder pretraining",
@@ -57,7 +58,8 @@ class VaDE(MixtureVAE):
         "gmm_restarts": Setting(int, 10, "restarts of the GMM that initialises pi, mu_c, sigma_c", positive),
         "gmm_assign": Setting(str, "auto", "GMM whose responsibilities initialise pi, mu_c, sigma_c: tsne (the consensus "
                               "of full GMMs on a t-SNE embedding of the codes, then its diagonal moments), diag, "
-                              "full (full covariance on standardised codes, then their diagonal moments), or "
+                              "full (full covariance on standardised codes, then their diagonal moments), data "
+                              "(full covariance on the standardised data, then the codes' diagonal moments), or "
                               "auto: tsne when the clusters hold 90 points on average, else diag",
                               one_of(GMM_FITS)),
         "s": Setting(float, 1.0, "weight of the KL part: the s-generalised bound of vib-gmm eq. 9 (1 = VaDE)",
@@ -137,18 +139,21 @@ class VaDE(MixtureVAE):
                                               autoencoders=self.hparams["start_autoencoders"], epochs=epochs,
                                               batch_size=batch_size, lr=self.hparams["pretrain_lr"],
                                               noise=self.hparams["pretrain_noise"], seed=seed, progress=progress)
-        self.init_mixture_from_codes(codes[0], seed, progress, others=codes[1:])
+        self.init_mixture_from_codes(codes[0], seed, progress, others=codes[1:], data=x)
         init_guide_scale(self.encoder, self.log_var_c.exp())
         fit_shared_variance(self.encoder, self.decoder, self.likelihood, x, seed=seed)
         return {"pretrain_recon": losses[-1] if losses else None}
 
     @torch.no_grad()
-    def init_mixture_from_codes(self, z: torch.Tensor, seed: int = 0, progress: bool = False, others=()) -> None:
+    def init_mixture_from_codes(self, z: torch.Tensor, seed: int = 0, progress: bool = False, others=(),
+                                data=None) -> None:
         """pi, mu_c, sigma_c from :func:`~pyro_mixvae.infer.pretrain.fit_diag_gmm` on the codes ``z`` (with
-        ``others``, further autoencoders' codes of the same points, deciding the responsibilities)."""
+        ``others``, further autoencoders' codes of the same points, or ``data``, the points themselves,
+        deciding the responsibilities where ``gmm_assign`` says so)."""
         start = fit_diag_gmm(z.cpu().numpy(), self.n_clusters, seed, n_init=self.hparams["gmm_restarts"],
                              assign=self.hparams["gmm_assign"], progress=progress,
-                             others=[c.cpu().numpy() for c in others])
+                             others=[c.cpu().numpy() for c in others],
+                             data=None if data is None else data.cpu().numpy())
         like = self.mu_c
         self.pi_logits.copy_(torch.as_tensor(np.log(np.maximum(start.weights, 1e-6)), dtype=like.dtype))
         self.mu_c.copy_(torch.as_tensor(start.means, dtype=like.dtype))
