@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -129,7 +128,7 @@ def summarise(out: Path, results: Path) -> None:
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines() if line.strip()]
     stages = ("codes_gmm", "start", "start_other_threads", "end")
     lines = ["# Where the spread comes from: the stages of one run (issue 31)", "",
-             f"Made by `OMP_NUM_THREADS=T python experiments/stability.py --data DATA --model MODEL --seeds ...` "
+             "Made by `OMP_NUM_THREADS=T python experiments/stability.py --data DATA --model MODEL --seeds ...` "
              "for T = 1 and 2, then `python experiments/stability.py --summarise`. acc per stage over every "
              "seed and thread count; ARI(1 vs 2 threads): the agreement of the two thread counts' partitions "
              "of the same seed at that stage (1 = identical).", ""]

@@ -371,5 +371,5 @@ def load_inference_data(path):
     return data.load() if hasattr(data, "load") else data
 
 
-__all__ = ["DRAWS_ESTIMATE", "LOCAL_ESTIMATE", "POINT_ESTIMATE", "data_dims", "group", "load_inference_data", "sample_figure",
+__all__ = ["DRAWS_ESTIMATE", "LOCAL_ESTIMATE", "POINT_ESTIMATE", "data_dims", "group", "load_inference_data",
            "save_netcdf", "to_inference_data"]

@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .errors import ConfigError, MixVAEError, RunError
 from .infer.callbacks import HISTORY, read_history  # noqa: F401 (read_history: the run directory API has it)

@@ -1,5 +1,4 @@
 """The traced training loss (pyro_mixvae.infer.compiled) against the eager Pyro programs."""
-import copy
 
 import numpy as np
 
@@ -9,7 +8,7 @@ import torch
 
 from pyro_mixvae.infer.compiled import CompiledLoss, compiled_loss
 from pyro_mixvae.infer.elbo import InformationBottleneckELBO
-from pyro_mixvae.infer.train import TrainConfig, fit, make_optimizer, svi_step
+from pyro_mixvae.infer.train import TrainConfig, fit
 from pyro_mixvae.models import build
 
 

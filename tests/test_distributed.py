@@ -17,7 +17,7 @@ import torch
 import torch.multiprocessing as mp
 
 from pyro_mixvae.errors import ConfigError, NonFiniteLossError
-from pyro_mixvae.infer import TrainConfig, fit, seed_everything
+from pyro_mixvae.infer import TrainConfig, seed_everything
 from pyro_mixvae.infer.checkpoint import load_checkpoint
 from pyro_mixvae.infer.train import train  # the loop alone: these models' guides need the observed eps, so no final evaluation
 from pyro_mixvae.models import VaDE

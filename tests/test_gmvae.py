@@ -12,7 +12,7 @@ from pyro_mixvae import GMVAE as GMVAEEstimator
 from pyro_mixvae.cli import main
 from pyro_mixvae.errors import ConfigError
 from pyro_mixvae.infer import MixtureELBO, TrainConfig, fit
-from pyro_mixvae.models import GMVAE, build, get_model_class
+from pyro_mixvae.models import GMVAE, build
 from pyro_mixvae.models.gmvae import default_arch
 
 GUIDES = ["posterior", "mean-field"]

@@ -15,7 +15,6 @@ from sklearn.cluster import KMeans
 from pyro_mixvae.errors import ClusterCollapseWarning
 from pyro_mixvae.evaluation import evaluate
 from pyro_mixvae.infer.collapse import CollapseWatch
-from pyro_mixvae.infer.pretrain import encode_means
 from pyro_mixvae.metrics import acc
 from pyro_mixvae.infer.train import TrainConfig, WarmupStepDecay, fit, seed_everything
 from pyro_mixvae.models import build

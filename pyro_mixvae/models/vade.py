@@ -27,7 +27,6 @@ import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..infer.elbo import InformationBottleneckELBO, MixtureELBO
 from ..infer.pretrain import GMM_FITS, fit_diag_gmm, fit_shared_variance, init_guide_scale, pretrain_autoencoders
