@@ -44,7 +44,7 @@ import torch
 from . import __version__
 from .data import check_data, check_data_options, describe_labels, load_dataset, load_partial_labels
 from .errors import ConfigError, MixVAEError, NonFiniteLossError, RunError, Terminated
-from .evaluation import evaluate
+from .evaluation import DEFAULT_IW_SAMPLES, evaluate
 from .infer import distributed
 from .infer.checkpoint import CHECKPOINT
 from .infer.train import MIN_PRETRAIN_STEPS, SMALL_DATA, TRAIN_DEFAULTS, TrainConfig, seed_everything
@@ -180,7 +180,7 @@ def _add_other_parsers(sub) -> None:
     e.add_argument("--data", default=None, help="data to evaluate on (default: the run's)")
     e.add_argument("--split", default=None)
     e.add_argument("--device", default="cpu")
-    e.add_argument("--iw-samples", type=int, default=100,
+    e.add_argument("--iw-samples", type=int, default=DEFAULT_IW_SAMPLES,
                    help="importance samples per point for the held-out log p(x) (0: skip); pass held-out data with "
                         "--data / --split")
 
@@ -196,7 +196,8 @@ def _add_other_parsers(sub) -> None:
     r.add_argument("--out", default=None, help="report folder (default: RUN_DIR/report)")
     r.add_argument("--num-samples", type=int, default=100, help="draws of the global sites and per cluster")
     r.add_argument("--max-points", type=int, default=2000, help="points kept in posterior.nc and the figures")
-    r.add_argument("--iw-samples", type=int, default=100, help="importance samples per point for log_likelihood (0: none)")
+    r.add_argument("--iw-samples", type=int, default=DEFAULT_IW_SAMPLES,
+                   help="importance samples per point for log_likelihood (0: none)")
     r.add_argument("--projection", default="pca", help="pca or tsne: how a latent space above 2-D is drawn")
     r.add_argument("--seed", type=int, default=0)
 
@@ -491,7 +492,7 @@ def _add_select_parser(sub) -> None:
     s.add_argument("--stability-tie", type=float, default=0.0,
                    help="candidates whose stability (mean pairwise ARI of restarts) is within this of the highest "
                         "are ranked by held-out log-likelihood")
-    s.add_argument("--iw-samples", type=int, default=100, help="importance samples per held-out point")
+    s.add_argument("--iw-samples", type=int, default=DEFAULT_IW_SAMPLES, help="importance samples per held-out point")
     for flag in ("--epochs", "--pretrain-epochs", "--batch-size"):
         s.add_argument(flag, type=int, default=None, help="as for fit")
     s.add_argument("--lr", type=float, default=None, help="as for fit")

@@ -25,7 +25,7 @@ from .analysis import group, save_netcdf, to_inference_data
 from .data import load_dataset
 from .errors import ConfigError, RunError
 from .runner import as_model_input, check_seed
-from .evaluation import evaluate
+from .evaluation import DEFAULT_IW_SAMPLES, evaluate
 from .metrics import DEFINITIONS, clustering_metrics
 from .nets import eval_mode
 from .runs import HISTORY, check_output_dir, check_same_data, completion, load_run, read_history, read_metrics
@@ -56,7 +56,7 @@ FIGURES = {
 
 
 def write_report(run_dir, out: Optional[str] = None, *, num_samples: int = 100, max_points: int = 2000,
-                 seed: int = 0, projection: str = "pca", iw_samples: int = 100) -> Path:
+                 seed: int = 0, projection: str = "pca", iw_samples: int = DEFAULT_IW_SAMPLES) -> Path:
     """Write the report of ``run_dir`` into ``out`` (default ``run_dir/report``); returns that folder."""
     run = Path(run_dir)
     if num_samples < 1 or max_points < 1:

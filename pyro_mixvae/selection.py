@@ -42,7 +42,8 @@ from .data import check_data
 from .errors import ConfigError, RunError
 from .runner import as_model_input, check_components, check_seed
 from .runs import data_fingerprint
-from .evaluation import DEFAULT_GLOBAL_DRAWS, elbo_per_point, importance_log_likelihood, predict_proba
+from .evaluation import (DEFAULT_GLOBAL_DRAWS, DEFAULT_IW_SAMPLES, elbo_per_point, importance_log_likelihood,
+                         predict_proba)
 from .infer.train import TrainConfig, fit, seed_everything
 from .models import get_model_class
 from .models.base import parse_settings
@@ -271,7 +272,7 @@ def _check(ks, models, restarts: int, n: int) -> list:
 def select_n_clusters(X, ks: Sequence[int] = tuple(range(2, 11)), *, models: Sequence[str] = ("vade",),
                       restarts: int = 3, holdout: float = 0.2, se_factor: float = 2.0,
                       stability_tie: float = STABILITY_TIE, settings: Optional[dict] = None,
-                      config: Optional[TrainConfig] = None, likelihood: str = "auto", iw_samples: int = 100,
+                      config: Optional[TrainConfig] = None, likelihood: str = "auto", iw_samples: int = DEFAULT_IW_SAMPLES,
                       global_draws: int = DEFAULT_GLOBAL_DRAWS, seed: int = 0, out_dir=None, y=None,
                       progress: bool = True) -> Selection:
     """Train the grid ``models`` x ``ks`` x ``restarts`` on X less a held-out ``holdout`` fraction and
