@@ -45,6 +45,7 @@ from sklearn.utils.validation import _check_feature_names, _check_n_features, ch
 
 from .data import check_data, load_partial_labels_array
 from .evaluation import elbo_per_point, predict_proba
+from .infer.conjugate import HYPERPRIOR
 from .infer.train import TrainConfig, resolve_device
 from .models import get_model_class
 from .nets import eval_mode, resolve_likelihood
@@ -298,7 +299,8 @@ class FactorialMixtureVAE(MixtureVAEEstimator):
     model_name = "factorial"
 
     def __init__(self, n_clusters=10, *, n_init=1, factors=1, components=(), dim=10, delta=0.0, tau0=2000.0, kappa=0.7,
-                 m0=0.0, s0=1.0, a0=0.01, b0=0.01, c0=1.0, hidden=None, arch="mlp", likelihood="auto",
+                 m0=HYPERPRIOR["m0"], s0=HYPERPRIOR["s0"], a0=HYPERPRIOR["a0"], b0=HYPERPRIOR["b0"],
+                 c0=HYPERPRIOR["c0"], hidden=None, arch="mlp", likelihood="auto",
                  epochs=None, pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None,
                  num_particles=None, pretrain_lr=1e-3, pretrain_kl=0.01, gmm_restarts=10, prior_init_iters=20,
                  random_state=0, device=None, verbose=False):

@@ -48,6 +48,8 @@ from ..errors import ConfigError
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
+# the Normal-Gamma / Dirichlet hyperprior's defaults (Sect. 2.2), read by the factorial model's settings
+HYPERPRIOR = {"m0": 0.0, "s0": 1.0, "a0": 0.01, "b0": 0.01, "c0": 1.0}
 # App. E (step sizes)
 DEFAULT_TAU0 = 2000.0
 DEFAULT_KAPPA = 0.7
@@ -127,8 +129,7 @@ def sufficient_statistics(gamma: torch.Tensor, z_loc: torch.Tensor, z_var: torch
                         num_points=torch.tensor(float(g.shape[0]), dtype=torch.float64, device=g.device))
 
 
-def optimal_natural_params(stats: MixtureStats, num_data: float, m0=0.0, s0=1.0, a0=0.01, b0=0.01,
-                           c0=1.0) -> Tuple[torch.Tensor, torch.Tensor]:
+def optimal_natural_params(stats: MixtureStats, num_data: float, m0, s0, a0, b0, c0) -> Tuple[torch.Tensor, torch.Tensor]:
     """(lambda* (K, D, 4), c* (K,)): the batch optimum of eq. 13 and App. D, scaled by N / |B|.
 
     The prior hyperparameters broadcast against (K, D) (m0, s0, a0, b0) and (K,) (c0).
@@ -195,7 +196,8 @@ class ConjugateMixture(nn.Module):
         mix.update(stats, num_data)                             # eq. 13, then eq. 7 with rho_tau
     """
 
-    def __init__(self, n_components: int, dim: int, *, m0=0.0, s0=1.0, a0=0.01, b0=0.01, c0=1.0,
+    def __init__(self, n_components: int, dim: int, *, m0=HYPERPRIOR["m0"], s0=HYPERPRIOR["s0"], a0=HYPERPRIOR["a0"],
+                 b0=HYPERPRIOR["b0"], c0=HYPERPRIOR["c0"],
                  tau0: float = DEFAULT_TAU0, kappa: float = DEFAULT_KAPPA, dtype: Optional[torch.dtype] = None,
                  generator: Optional[torch.Generator] = None):
         super().__init__()

@@ -59,7 +59,7 @@ from torch import nn
 
 from ..distributions import NormalGamma
 from ..errors import ConfigError
-from ..infer.conjugate import DEFAULT_KAPPA, DEFAULT_TAU0, ConjugateMixture, MixtureStats, check_schedule
+from ..infer.conjugate import DEFAULT_KAPPA, DEFAULT_TAU0, HYPERPRIOR, ConjugateMixture, MixtureStats, check_schedule
 from ..infer.distributed import sum_across_ranks
 from ..infer.elbo import AuxiliaryELBO
 from ..infer.pretrain import fit_diag_gmm, fit_shared_variance, pretrain_autoencoder
@@ -93,11 +93,11 @@ class FactorialMixtureVAE(MixtureVAE):
         "delta": Setting(float, 0.0, "weight of the semi-supervised cross-entropy (eq. 8)", non_negative),
         "tau0": Setting(float, DEFAULT_TAU0, "rho_tau = (tau0 + tau)^-kappa (App. E)", non_negative),
         "kappa": Setting(float, DEFAULT_KAPPA, "rho_tau = (tau0 + tau)^-kappa, in (0.5, 1] (App. E)", _kappa),
-        "m0": Setting(float, 0.0, "Normal-Gamma hyperprior mean"),
-        "s0": Setting(float, 1.0, "Normal-Gamma hyperprior precision scale", positive),
-        "a0": Setting(float, 0.01, "Normal-Gamma hyperprior shape", positive),
-        "b0": Setting(float, 0.01, "Normal-Gamma hyperprior rate", positive),
-        "c0": Setting(float, 1.0, "Dirichlet hyperprior pseudo-count", positive),
+        "m0": Setting(float, HYPERPRIOR["m0"], "Normal-Gamma hyperprior mean"),
+        "s0": Setting(float, HYPERPRIOR["s0"], "Normal-Gamma hyperprior precision scale", positive),
+        "a0": Setting(float, HYPERPRIOR["a0"], "Normal-Gamma hyperprior shape", positive),
+        "b0": Setting(float, HYPERPRIOR["b0"], "Normal-Gamma hyperprior rate", positive),
+        "c0": Setting(float, HYPERPRIOR["c0"], "Dirichlet hyperprior pseudo-count", positive),
         "hidden": Setting(optional(int_tuple), None, "encoder widths; the decoder mirrors them (default: "
                           "500,500,2000 from 64 input values, down to half of it for 32 or fewer)", positive_or_none),
         "arch": Setting(str, "mlp", "mlp, or conv for 28x28 / 32x32 images", one_of(ARCHITECTURES)),
