@@ -383,7 +383,7 @@ def _fit_one(args, job, seed: int, out: Path, resume: bool, show: bool = True) -
     check_components(model, len(x))
     observed = {}
     if args.labels is not None:
-        if not getattr(model, "accepts_labels", False):
+        if not model.accepts_labels:
             raise ConfigError(f"--labels does not apply to model {args.model!r}: it has no observed cluster sites")
         observed["labels"] = load_partial_labels(args.labels, len(x), model.components)
     record = {"model": args.model, "data": args.data, "split": args.split, "settings_given": job["given"],

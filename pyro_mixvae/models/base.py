@@ -197,6 +197,8 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
     min_clusters = 1
     # the model's enumerated cluster sites (one per factor): what sample() clamps and returns
     cluster_sites: Sequence[str] = ("c",)
+    # True when fit(..., labels=...) may clamp cluster sites to partial labels (`mixvae fit --labels`)
+    accepts_labels = False
     # the training values (epochs, pretrain_epochs, lr, ...) that differ for this model from
     # pyro_mixvae.infer.train.TRAIN_DEFAULTS; TrainConfig.for_model reads both, `mixvae settings` shows them
     train_defaults: Dict[str, Any] = {}
