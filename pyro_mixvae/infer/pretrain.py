@@ -227,13 +227,9 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     GMM on the codes merges. Beyond ``TSNE_MAX_POINTS`` codes the embedding and the moments come
     from a random subset of that size (``docs/studies/tsne_init.md`` compares it with ``"diag"``).
 
-    ``assign="data"`` lets a full-covariance GMM on the standardised ``data`` (the points the codes encode,
-    flattened) decide the responsibilities, the best likelihood of ``n_init`` kept, then takes the diagonal
-    moments in the codes' units: on a table of few columns, what a data scientist fits first (on iris
-    far better than a start on the codes, on wine, breast cancer and arcs worse: ``docs/studies/stability.md``).
-
-    ``assign="auto"`` (the models' default) is ``"tsne"`` when the clusters hold on average at least
-    3 x perplexity points, t-SNE's neighbourhood, else ``"diag"`` (:func:`resolve_gmm_fit`).
+    ``assign="data"``: decided on the ``data`` themselves (:func:`_data_start`). ``assign="auto"`` (the models'
+    default) is ``"tsne"`` when the clusters hold 3 x perplexity points on average, else ``"diag"``
+    (:func:`resolve_gmm_fit`).
 
     Whichever GMM decides, it is fitted from ``n_init`` single starts (k-means initialisations drawn
     from ``seed``). ``select="consensus"`` keeps none of them alone: the start is the partition that
@@ -248,21 +244,15 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     ``others``: the codes of the same points by further autoencoders (:func:`pretrain_autoencoders`),
     whose agreement outweighs one autoencoder's draw (its weights, minibatch order, floating-point order).
     Under the consensus each one's codes get their own embedding and starts (on digits, better than one
-    embedding of the codes side by side: ``docs/studies/stability.md``); under a rule that keeps one
-    start, the codes side by side (:func:`side_by_side`) decide. The moments are taken in ``z``'s units.
+    embedding of them side by side), else the codes side by side (:func:`side_by_side`) decide.
     """
     _check_choice("assign", assign, GMM_FITS)
     _check_choice("select", select, GMM_SELECTS)
     assign = resolve_gmm_fit(assign, len(z), n_clusters)
     z = np.asarray(z, dtype=np.float64)
     if assign == "data":
-        if data is None:
-            raise ValueError("assign='data' needs the data (the points that the codes encode)")
-        flat = np.asarray(data, dtype=np.float64).reshape(len(z), -1)
-        return _data_start(z, flat, n_clusters, "likelihood" if select == "auto" else select, seed, n_init, progress)
-    codes = [z, *(np.asarray(c, dtype=np.float64) for c in others)]
-    points = np.arange(len(z))
-    reg = 1e-4
+        return _data_start(z, data, n_clusters, "likelihood" if select == "auto" else select, seed, n_init, progress)
+    codes, points, reg = [z, *(np.asarray(c, dtype=np.float64) for c in others)], np.arange(len(z)), 1e-4
     if assign == "tsne" and len(z) > TSNE_MAX_POINTS:
         points = np.sort(np.random.default_rng(seed).choice(len(z), TSNE_MAX_POINTS, replace=False))
         codes = [c[points] for c in codes]
@@ -282,10 +272,15 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     return MixtureStart(*diagonal_moments(resp, codes[0], reg), decided)
 
 
-def _data_start(z: np.ndarray, data: np.ndarray, n_clusters: int, select: str, seed: int, n_init: int,
+def _data_start(z: np.ndarray, data, n_clusters: int, select: str, seed: int, n_init: int,
                 progress: bool) -> MixtureStart:
-    """The start decided by a full-covariance GMM on the standardised data (the start ``select`` keeps of
-    ``n_init``), its responsibilities' diagonal moments in the codes ``z``."""
+    """The start decided by a full-covariance GMM on the standardised ``data`` (the points that the codes
+    encode, flattened; the start ``select`` keeps of ``n_init``), its responsibilities' diagonal moments in
+    the codes ``z``: on a table of few columns, what a data scientist fits first (on iris far better than a
+    start on the codes, on wine, breast cancer and arcs worse: ``docs/studies/stability.md``)."""
+    if data is None:
+        raise ValueError("assign='data' needs the data (the points that the codes encode)")
+    data = np.asarray(data, dtype=np.float64).reshape(len(z), -1)
     reg = 1e-4
     with tqdm(total=n_init, desc="mixture start", unit="stage", disable=not progress, leave=False) as bar:
         _, resp = _kept_start([data], n_clusters, "full", select, seed, n_init, reg, bar)

@@ -90,7 +90,7 @@ def one_of(choices):
 
 
 def optional(kind):
-    """A setting type that also accepts None / 'auto' (meaning: the architecture's default)."""
+    """A setting type that also accepts None / 'auto' (meaning: the default the model derives from its architecture or data)."""
 
     def convert(raw):
         if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "none", "auto")):
