@@ -90,7 +90,8 @@ def one_of(choices):
 
 
 def optional(kind):
-    """A setting type that also accepts None / 'auto' (meaning: the default the model derives from its architecture or data)."""
+    """A setting type that also accepts None / 'auto': the default that the model derives from its architecture
+    or its data."""
 
     def convert(raw):
         if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "none", "auto")):
