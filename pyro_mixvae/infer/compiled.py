@@ -122,13 +122,16 @@ class CompiledLoss:
         graph = self._graphs.get(key)
         if graph is None:
             graph = self._graphs[key] = self._trace(x, int(num_data), names, [observed[k] for k in names])
-        weights = [torch.tensor(float(getattr(self.elbo, k)), dtype=x.dtype, device=x.device)
-                   for k in traced_weights(self.elbo)]
         with torch.jit.optimized_execution(False):
-            out = graph[0](x, *[observed[k] for k in names], *weights)
+            out = graph[0](x, *[observed[k] for k in names], *self._weight_inputs(x))
         if graph[1].term_names:
             self.elbo.last_terms = dict(zip(graph[1].term_names, out[1:]))
         return out[0]
+
+    def _weight_inputs(self, x: torch.Tensor) -> list:
+        """The current values of the ELBO's :func:`traced_weights`, as the graph's inputs (0-dim, like ``x``)."""
+        return [torch.tensor(float(getattr(self.elbo, k)), dtype=x.dtype, device=x.device)
+                for k in traced_weights(self.elbo)]
 
     def _trace(self, x, num_data: int, names: tuple, observed: list):
         module = _LossModule(self.model, self.elbo, num_data, names)
@@ -136,9 +139,7 @@ class CompiledLoss:
         devices = [x.device] if x.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), pyro.validation_enabled(False), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings from Pyro's Python-side shape checks
-            weights = [torch.tensor(float(getattr(self.elbo, k)), dtype=x.dtype, device=x.device)
-                       for k in traced_weights(self.elbo)]
-            graph = torch.jit.trace(module, (x, *observed, *weights), check_trace=False)
+            graph = torch.jit.trace(module, (x, *observed, *self._weight_inputs(x)), check_trace=False)
         with torch.no_grad():
             for k, v in self.model.named_buffers():
                 v.copy_(buffers[k])

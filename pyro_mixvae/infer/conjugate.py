@@ -129,7 +129,8 @@ def sufficient_statistics(gamma: torch.Tensor, z_loc: torch.Tensor, z_var: torch
                         num_points=torch.tensor(float(g.shape[0]), dtype=torch.float64, device=g.device))
 
 
-def optimal_natural_params(stats: MixtureStats, num_data: float, m0, s0, a0, b0, c0) -> Tuple[torch.Tensor, torch.Tensor]:
+def optimal_natural_params(stats: MixtureStats, num_data: float, m0, s0, a0, b0,
+                           c0) -> Tuple[torch.Tensor, torch.Tensor]:
     """(lambda* (K, D, 4), c* (K,)): the batch optimum of eq. 13 and App. D, scaled by N / |B|.
 
     The prior hyperparameters broadcast against (K, D) (m0, s0, a0, b0) and (K,) (c0).

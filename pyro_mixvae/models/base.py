@@ -53,6 +53,7 @@ from ..errors import ConfigError
 from ..infer.elbo import default_elbo
 from ..infer.params import announce_params
 from ..infer.schedules import LinearSchedule
+from ..nets import ARCHITECTURES
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,14 @@ def positive_or_none(value):
     if isinstance(value, tuple):
         return None if value and all(v > 0 for v in value) else "must be positive integers"
     return None if value > 0 else "must be > 0"
+
+
+# the networks' settings that VaDE (and VIB-GMM) and the factorial prior share: spread into their ``settings``
+NETWORK_SETTINGS = {
+    "hidden": Setting(optional(int_tuple), None, "encoder widths; the decoder mirrors them (default: "
+                      "500,500,2000 from 64 input values, down to half of it for 32 or fewer)", positive_or_none),
+    "arch": Setting(str, "mlp", "mlp, or conv for 28x28 / 32x32 images", one_of(ARCHITECTURES)),
+}
 
 
 # the mixture start's settings that VaDE (and VIB-GMM) and GMVAE share: declared once, spread into their ``settings``

@@ -63,8 +63,8 @@ from ..infer.conjugate import DEFAULT_KAPPA, DEFAULT_TAU0, HYPERPRIOR, Conjugate
 from ..infer.distributed import sum_across_ranks
 from ..infer.elbo import AuxiliaryELBO
 from ..infer.pretrain import fit_diag_gmm, fit_shared_variance, pretrain_autoencoder
-from ..nets import ARCHITECTURES, eval_mode, make_encoder_decoder, make_likelihood
-from .base import MixtureVAE, Setting, data_plate, int_tuple, non_negative, one_of, optional, positive, positive_or_none
+from ..nets import eval_mode, make_encoder_decoder, make_likelihood
+from .base import NETWORK_SETTINGS, MixtureVAE, Setting, data_plate, int_tuple, non_negative, positive
 
 # a component counts as used when its pseudo-count exceeds the prior's by this many points (App. C.3)
 EFFECTIVE_COUNT = 1.0
@@ -98,9 +98,7 @@ class FactorialMixtureVAE(MixtureVAE):
         "a0": Setting(float, HYPERPRIOR["a0"], "Normal-Gamma hyperprior shape", positive),
         "b0": Setting(float, HYPERPRIOR["b0"], "Normal-Gamma hyperprior rate", positive),
         "c0": Setting(float, HYPERPRIOR["c0"], "Dirichlet hyperprior pseudo-count", positive),
-        "hidden": Setting(optional(int_tuple), None, "encoder widths; the decoder mirrors them (default: "
-                          "500,500,2000 from 64 input values, down to half of it for 32 or fewer)", positive_or_none),
-        "arch": Setting(str, "mlp", "mlp, or conv for 28x28 / 32x32 images", one_of(ARCHITECTURES)),
+        **NETWORK_SETTINGS,
         "pretrain_lr": Setting(float, 1e-3, "learning rate of the N(0, I) VAE pretraining", positive),
         "pretrain_kl": Setting(float, 0.01, "final weight of the pretraining's KL, annealed from 0", non_negative),
         "gmm_restarts": Setting(int, 10, "restarts of the GMM that starts q(xi) on the pretrained codes", positive),

@@ -30,9 +30,8 @@ from torch import nn
 
 from ..infer.elbo import InformationBottleneckELBO, MixtureELBO
 from ..infer.pretrain import GMM_FITS, fit_diag_gmm, fit_shared_variance, init_guide_scale, pretrain_autoencoders
-from ..nets import ARCHITECTURES, make_encoder_decoder, make_likelihood
-from .base import (START_SETTINGS, MixtureVAE, Setting, data_plate, int_tuple, non_negative, one_of, optional, positive,
-                   positive_or_none)
+from ..nets import make_encoder_decoder, make_likelihood
+from .base import NETWORK_SETTINGS, START_SETTINGS, MixtureVAE, Setting, data_plate, non_negative, one_of, positive
 
 
 class VaDE(MixtureVAE):
@@ -47,9 +46,7 @@ class VaDE(MixtureVAE):
     small_data_defaults = {"epochs": 100, "lr_step": 5}
     settings = {
         "latent_dim": Setting(int, 10, "dimension J of z", positive),
-        "hidden": Setting(optional(int_tuple), None, "encoder widths; the decoder mirrors them (default: "
-                          "500,500,2000 from 64 input values, down to half of it for 32 or fewer)", positive_or_none),
-        "arch": Setting(str, "mlp", "mlp, or conv for 28x28 / 32x32 images", one_of(ARCHITECTURES)),
+        **NETWORK_SETTINGS,
         "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
         "pretrain_noise": Setting(float, 0.0, "input dropout rate of the denoising autoencoder pretraining",
                                   lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
