@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,16 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from robustness import MODELS, RESULTS, add_set_argument, run_all, settings_of, table
-from pyro_mixvae.data import Dataset
+
+
+@dataclass
+class Dataset:
+    """A named set with its groups, as the robustness suite's sets are read here: ``x`` float32 ``(N, D)``,
+    ``y`` int64 ``(N,)``."""
+
+    x: np.ndarray
+    y: np.ndarray
+    name: str
 
 
 def _standardised(x, y, name: str) -> Dataset:

@@ -9,7 +9,8 @@ Runs ``OMP_NUM_THREADS=T mixvae fit MODEL --data DATA --seed S`` for every seed 
 at a time) and appends each run's record to ``RESULTS/stable_answer.jsonl``: acc and nmi at the start
 (after pretraining) and at the end, the training ELBO, the wall time. ``DATA`` is a name ``mixvae fit``
 knows (``digits``) or a set of the robustness suite (``iris``, ``wine``, ``breast-cancer``, ``arcs``,
-``guide-example``, ...), saved once as ``RUNS/data/<name>.npz`` and passed as that file.
+``guide-example``, ...) or ``fashion-mnist-5k`` (5,000 training images drawn with seed 0), saved once as
+``RUNS/data/<name>.npz`` and passed as that file.
 ``--checkout DIR`` runs another checkout's package (``PYTHONPATH=DIR``, e.g. ``git worktree add
 --detach ../before COMMIT``) under ``--label``: the default before and after, the same way.
 
@@ -41,24 +42,38 @@ from common import record_command  # noqa: E402
 RUNS = Path.home() / "mixvae-runs" / "stable_answer"
 
 
-def data_argument(name: str, runs: Path) -> str:
-    """What ``--data`` gets: the name itself, or a suite set saved as an .npz file."""
+SUBSETS = {"fashion-mnist-5k": ("fashion-mnist", 5000)}  # name: (set, images drawn from its training split, rng 0)
+
+
+def suite_or_subset(name: str):
+    """A set of the robustness suite, or a subset of an image set drawn once (see SUBSETS); None otherwise."""
+    from pyro_mixvae.data import Dataset, load_dataset
     from pyro_mixvae.synthetic import robustness_suite
-    suite = robustness_suite(full=True)
-    if name not in suite:
-        return name
+    if name in SUBSETS:
+        full, n = SUBSETS[name]
+        data = load_dataset(full, split="train")
+        pick = np.random.default_rng(0).choice(len(data.x), n, replace=False)
+        return Dataset(x=data.x[pick], y=data.y[pick], name=name)
+    return robustness_suite(full=True).get(name)
+
+
+def data_argument(name: str, runs: Path) -> str:
+    """What ``--data`` gets: the name itself, or a suite set or subset saved as an .npz file."""
     path = runs / "data" / f"{name}.npz"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, x=suite[name].x, y=suite[name].y)
+    if path.exists():
+        return str(path)
+    data = suite_or_subset(name)
+    if data is None:
+        return name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, x=data.x, y=data.y)
     return str(path)
 
 
 def labelled_data(name: str):
     from pyro_mixvae.data import load_dataset
-    from pyro_mixvae.synthetic import robustness_suite
-    suite = robustness_suite(full=True)
-    return suite[name] if name in suite else load_dataset(name)
+    data = suite_or_subset(name)
+    return data if data is not None else load_dataset(name)
 
 
 def one(args, seed: int, threads: int) -> dict:

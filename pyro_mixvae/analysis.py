@@ -65,6 +65,8 @@ from .evaluation import DEFAULT_IW_SAMPLES, _enumerated, _guide_trace, _split_si
 from .infer.train import History
 from .nets import eval_mode
 
+DEFAULT_DRAWS = 100  # draws of the global sites and of q(z | x) per point (and, in a report, per cluster)
+REPORT_MAX_POINTS = 2000  # the points a report keeps in posterior.nc and its figures (mixvae report --max-points)
 POINT_ESTIMATE = "point values of parameters (one draw, not a posterior distribution)"
 DRAWS_ESTIMATE = "draws from the guide's variational posterior q"
 LOCAL_ESTIMATE = ("draws of the local latents from q(z | x) only; the global parameters are point values "
@@ -128,7 +130,7 @@ def _numpy(t) -> np.ndarray:
 
 
 @torch.no_grad()
-def to_inference_data(model, data, *, y=None, history=None, num_samples: int = 100,
+def to_inference_data(model, data, *, y=None, history=None, num_samples: int = DEFAULT_DRAWS,
                       max_points: Optional[int] = None, seed: int = 0, batch_size: int = 1000,
                       iw_samples: int = DEFAULT_IW_SAMPLES, ppc_samples: int = 10, local_points: int = 100):
     """ArviZ data of a trained ``model`` (or estimator) on ``data``; see the module docstring.

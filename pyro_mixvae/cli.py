@@ -44,20 +44,18 @@ import torch
 from . import __version__
 from .data import check_data, check_data_options, describe_labels, load_dataset, load_partial_labels
 from .errors import ConfigError, MixVAEError, NonFiniteLossError, RunError, Terminated
+from .analysis import DEFAULT_DRAWS, REPORT_MAX_POINTS
 from .evaluation import DEFAULT_IW_SAMPLES, evaluate
 from .infer import distributed
 from .infer.checkpoint import CHECKPOINT
-from .infer.train import MIN_PRETRAIN_STEPS, SMALL_DATA, TRAIN_DEFAULTS, TrainConfig, seed_everything
+from .infer.train import SMALL_DATA, TRAIN_DEFAULTS, TRAINING_VALUES, TrainConfig, seed_everything
 from .metrics import format_metrics
 from .models import MODELS, get_model_class
 from .models.base import parse_settings
-from .nets import LIKELIHOODS
-from .plots import sample_figure
-from .report import write_report
-from .runner import RECEIVED, as_model_input, check_clusters, check_components, check_seed, fit_in_directory, prepare_data, restarts
+from .nets import LIKELIHOOD_HELP, LIKELIHOODS
+from .runner import as_model_input, check_clusters, check_components, check_seed, fit_in_directory, prepare_data, restarts
 from .runs import (CONFIG, METRICS, check_output_dir, check_output_file, check_same_data, check_writable, completion,
                    load_run, read_config, read_json, read_metrics, run_lock)
-from .selection import select_n_clusters, write_selection
 
 
 class _Parser(argparse.ArgumentParser):
@@ -99,13 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _model_defaults(key: str) -> str:
-    """'vade 200, gmvae 50, ...': each model's default for a training value (before sizing to the data)."""
+    """'50; vade 200 (100 below 10,000 points), ...': a training value's default and the models that differ
+    (before sizing to the data)."""
     def one(name, cls):
         value = f"{name} {cls.train_defaults.get(key, TRAIN_DEFAULTS[key])}"
         small = cls.small_data_defaults.get(key)
         return value if small is None else f"{value} ({small} below {SMALL_DATA:,} points)"
 
-    return ", ".join(one(*item) for item in sorted(MODELS.items())) + "; `mixvae settings MODEL --data D` shows the values for D"
+    differ = [one(*item) for item in sorted(MODELS.items())
+              if key in item[1].train_defaults or key in item[1].small_data_defaults]
+    return "; ".join([str(TRAIN_DEFAULTS[key]), *differ])
 
 
 def _add_data_arguments(f) -> None:
@@ -115,10 +116,7 @@ def _add_data_arguments(f) -> None:
                    help="digits (default), arcs, mnist, fashion-mnist, svhn, or PATH.npz / PATH.csv")
     f.add_argument("--split", default=None, help="train, test or all (default; for mnist, fashion-mnist, svhn)")
     f.add_argument("--clusters", "-k", type=int, default=None, help="K (default: the number of classes, else 10)")
-    f.add_argument("--likelihood", default="auto", choices=LIKELIHOODS,
-                   help="auto: bernoulli for images or binary data in [0, 1], else gaussian-shared (one "
-                        "variance per value) below 10,000 points and gaussian (a variance per point) from there up; a "
-                        "Gaussian model's networks see each column standardised, its likelihood stays in the data's units")
+    f.add_argument("--likelihood", default="auto", choices=LIKELIHOODS, help=LIKELIHOOD_HELP)
     _key_values(f, "--set", "settings", "a model setting, repeatable (see `mixvae settings MODEL`)")
     f.add_argument("--guide", default=None,
                    help="the variational family, for models with a guide setting (gmvae: posterior or mean-field)")
@@ -126,21 +124,11 @@ def _add_data_arguments(f) -> None:
 
 def _add_training_arguments(f) -> None:
     """The training values; a value left out is the model's for the data (`mixvae settings MODEL --data D`)."""
-    d, model_default = TRAIN_DEFAULTS, "default: the model's, else {}"
-    f.add_argument("--epochs", type=int, default=None, help=f"SVI epochs (default: {_model_defaults('epochs')})")
-    f.add_argument("--pretrain-epochs", type=int, default=None,
-                   help=f"0 skips pretraining (default: {_model_defaults('pretrain_epochs')}; at least "
-                        f"{MIN_PRETRAIN_STEPS} optimizer steps on small data)")
-    f.add_argument("--batch-size", type=int, default=None, help=model_default.format(d["batch_size"]))
-    f.add_argument("--lr", type=float, default=None, help=model_default.format(d["lr"]))
-    f.add_argument("--lr-decay", type=float, default=None,
-                   help="learning rate factor every --lr-step epochs (" + model_default.format(d["lr_decay"]) + ")")
-    f.add_argument("--lr-step", type=int, default=None, help=model_default.format(d["lr_step"]))
-    f.add_argument("--lr-warmup", type=int, default=None,
-                   help="steps of linear learning-rate warm-up at the start of SVI, 0 = none ("
-                   + model_default.format(d["lr_warmup"]) + ")")
-    f.add_argument("--num-particles", type=int, default=None,
-                   help="Monte Carlo draws per data point (" + model_default.format(d["num_particles"]) + ")")
+    values = f.add_argument_group("training values", "a value left out is the model's for the data: `mixvae "
+                                  "settings MODEL --data D` shows them")
+    for name, value in TRAINING_VALUES.items():
+        values.add_argument("--" + name.replace("_", "-"), type=value.metadata["type"], default=None,
+                            help=f"{value.metadata['help']} (default: {_model_defaults(name)})")
     f.add_argument("--seed", type=int, default=None, help="default: 0")
     f.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     f.add_argument("--eval-every", type=int, default=TrainConfig.eval_every, help="epochs between metric evaluations")
@@ -194,8 +182,10 @@ def _add_other_parsers(sub) -> None:
     r = sub.add_parser("report", help="write DIR/report/: figures, posterior.nc (ArviZ) and summary.md")
     r.add_argument("run_dir")
     r.add_argument("--out", default=None, help="report folder (default: RUN_DIR/report)")
-    r.add_argument("--num-samples", type=int, default=100, help="draws of the global sites and per cluster")
-    r.add_argument("--max-points", type=int, default=2000, help="points kept in posterior.nc and the figures")
+    r.add_argument("--num-samples", type=int, default=DEFAULT_DRAWS,
+                   help="draws of the global sites and per cluster (default: %(default)s)")
+    r.add_argument("--max-points", type=int, default=REPORT_MAX_POINTS,
+                   help="points kept in posterior.nc and the figures (default: %(default)s)")
     r.add_argument("--iw-samples", type=int, default=DEFAULT_IW_SAMPLES,
                    help="importance samples per point for log_likelihood (0: none)")
     r.add_argument("--projection", default="pca", help="pca or tsne: how a latent space above 2-D is drawn")
@@ -373,10 +363,8 @@ def _fit_one(args, job, seed: int, out: Path, resume: bool, show: bool = True) -
     """Train one model with ``seed`` into the run directory ``out`` (:func:`~pyro_mixvae.runner.fit_in_directory`);
     returns its metrics."""
     cls, x, data = job["cls"], job["x"], job["data"]
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
-                         lr_step=args.lr_step, lr_warmup=args.lr_warmup, num_particles=args.num_particles, seed=seed,
-                         device=args.device, eval_every=args.eval_every, checkpoint_seconds=args.checkpoint_seconds,
-                         pretrain_epochs=args.pretrain_epochs, jit=args.jit)
+    config = TrainConfig(**{name: getattr(args, name) for name in TRAINING_VALUES}, seed=seed, device=args.device,
+                         eval_every=args.eval_every, checkpoint_seconds=args.checkpoint_seconds, jit=args.jit)
     config.check()
     seed_everything(seed)
     model = cls(x.shape[1:], job["k"], job["likelihood"], **job["settings"])
@@ -385,11 +373,11 @@ def _fit_one(args, job, seed: int, out: Path, resume: bool, show: bool = True) -
     if args.labels is not None:
         if not model.accepts_labels:
             raise ConfigError(f"--labels does not apply to model {args.model!r}: it has no observed cluster sites")
-        observed["labels"] = load_partial_labels(args.labels, len(x), model.components)
+        observed["labels"] = load_partial_labels(args.labels, len(x), model.cluster_counts)
     record = {"model": args.model, "data": args.data, "split": args.split, "settings_given": job["given"],
               "labels": args.labels}
     result = fit_in_directory(model, x, data.y, out, config=config, observed=observed, resume=resume,
-                              progress=not args.quiet, record=record, changes=args.changes)
+                              progress=not args.quiet, record=record, changes=args.changes, received=args.received)
     if show and result.metrics:
         _show(out, result.metrics, result.history.pretrain)
     return result.metrics
@@ -464,11 +452,13 @@ def _run_sample(args) -> None:
     seed_everything(args.seed)
     x, c = model.sample(args.n, args.cluster)
     title = f"{cfg['model']} on {cfg['data']}: " + (f"cluster {args.cluster}" if args.cluster is not None else "prior")
+    from .plots import sample_figure  # matplotlib: imported by the commands that draw, not by `mixvae fit`
     sample_figure(x.cpu().numpy(), c.cpu().numpy(), out, title=title)
     print(f"wrote {out}")
 
 
 def _run_report(args) -> None:
+    from .report import write_report  # matplotlib and ArviZ: imported by the commands that draw
     if not Path(args.run_dir).is_dir():
         raise ConfigError(f"{args.run_dir} is not a run directory")
     with run_lock(args.run_dir, "report", required=False):  # a read-only run may be reported elsewhere (--out)
@@ -516,6 +506,7 @@ def _k_grid(text: str) -> list:
 
 def _run_select(args) -> None:
     """``mixvae select``: :func:`pyro_mixvae.selection.select_n_clusters` and its report."""
+    from .selection import select_n_clusters, write_selection  # its report draws (matplotlib)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     given = dict(args.settings)
     unknown = [key for key in given if not any(key in get_model_class(m).settings for m in models)]
@@ -565,21 +556,22 @@ def _run_settings(args) -> None:
         print(f"  {key:<{width}} {model.hparams[key]!r:<22} {s.help}")
 
 
-def _on_signal(signum, frame):
-    RECEIVED.append(signum)
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-
-
 @contextlib.contextmanager
 def _signal_handlers():
-    """SIGINT and SIGTERM raise (KeyboardInterrupt, :class:`Terminated`) and are remembered, for main()."""
-    RECEIVED.clear()
+    """SIGINT and SIGTERM raise (KeyboardInterrupt, :class:`Terminated`); yields the list of the signals received,
+    first first (a signal's exception may surface as another one: a traced graph's RuntimeError)."""
+    received = []
+
+    def on_signal(signum, frame):
+        received.append(signum)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
-    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield received
     finally:
         for s, handler in previous.items():
             signal.signal(s, signal.SIG_DFL if handler is None else handler)
@@ -615,16 +607,17 @@ def _one_line_warnings():
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = None
-    with _signal_handlers(), _one_line_warnings():
+    with _signal_handlers() as received, _one_line_warnings():
         try:
             args = build_parser().parse_args(argv)
+            args.received = received
             args.command_line = "mixvae " + " ".join(sys.argv[1:] if argv is None else argv)
             {"fit": _run_fit, "evaluate": _run_evaluate, "sample": _run_sample, "report": _run_report,
              "select": _run_select, "settings": _run_settings}[args.command](args)
         except SystemExit:
             raise
         except BaseException as e:  # a signal may surface as another exception (a traced graph's RuntimeError)
-            signum = RECEIVED[0] if RECEIVED else signal.SIGTERM if isinstance(e, Terminated) else \
+            signum = received[0] if received else signal.SIGTERM if isinstance(e, Terminated) else \
                 signal.SIGINT if isinstance(e, KeyboardInterrupt) else None
             if signum is not None:
                 print(f"mixvae: {_interrupted(args, signum)}", file=sys.stderr)

@@ -215,7 +215,7 @@ def make_arcs(n: int = 10000, seed: int = 0, noise: float = 0.05) -> Dataset:
     standard deviation. The same ``seed`` gives the same set.
 
     The arcs are plainly separate to the eye, yet k-means on the raw points splits them across
-    their curves (``experiments/kmeans_baselines.py`` measures it).
+    their curves (``experiments/archive/kmeans_baselines.py`` measured it).
     """
     if n < 5:
         raise DataError(f"make_arcs needs at least 5 points, got n={n}")

@@ -5,9 +5,11 @@ The estimators keep scikit-learn's estimator contract and pass its own conforman
 (``sklearn.utils.estimator_checks``, run in ``tests/test_estimator_checks.py``):
 
 * every hyperparameter is an ``__init__`` argument stored unchanged (``get_params``,
-  ``set_params``, ``clone``). The model's hyperparameters are exactly the model class's
-  ``settings`` with the same defaults; the training ones are :class:`~pyro_mixvae.infer.train.TrainConfig`'s
-  fields, None meaning the model's default (``tests/test_estimator_checks.py`` fails on drift);
+  ``set_params``, ``clone``). The signature and its numpydoc Parameters section are made from the
+  declarations (:func:`estimator_parameters`): the estimator's own parameters, the model class's
+  ``settings`` with their defaults and help, and the training values of
+  :class:`~pyro_mixvae.infer.train.TrainConfig` (``TRAINING_VALUES``; None: the model's default for the data).
+  :func:`estimator_for` gives the estimator of any registered model, one of the user's included;
 * ``random_state`` is an int, None or a ``numpy.random.RandomState``
   (:func:`sklearn.utils.check_random_state`): an int r trains as ``mixvae fit --seed r`` does
   (restarts with seeds r, r+1, ...), None or a ``RandomState`` draws the first seed from it;
@@ -15,17 +17,7 @@ The estimators keep scikit-learn's estimator contract and pass its own conforman
   feature-count checks): an array of shape (N, D), (N, H, W) or (N, C, H, W) or a DataFrame;
   sparse, complex, 1-D, empty and non-finite input are refused with scikit-learn's messages.
 
-Everything learned ends with ``_``:
-
-* ``model_`` -- the trained :class:`~pyro_mixvae.models.MixtureVAE` (a torch module), left in
-  evaluation mode; ``history_`` -- the per-epoch records of :func:`pyro_mixvae.infer.fit`;
-* ``labels_`` -- the assignments of the training data; ``likelihood_`` -- the likelihood used;
-* ``n_features_in_`` -- values per point (C * H * W for images), ``data_shape_`` -- the shape of
-  one point as the model sees it, ``feature_names_in_`` -- a DataFrame's column names;
-* ``restarts_`` -- one record per restart (seed, ELBO when ``n_init`` > 1, acc/NMI/ARI when
-  ``y`` was given); the restart with the best training ELBO is kept (``best_restart_``); the
-  labels are never used to choose.
-
+Everything learned ends with ``_`` (:data:`ATTRIBUTES`, each class's Attributes section).
 Labels passed as ``y`` to ``fit`` are never used for training; they only add accuracy, NMI and
 ARI to ``history_``. ``score(X)`` is the mean ELBO per point with its Monte-Carlo draws taken
 from a private generator seeded with :data:`SCORE_SEED`: a fitted estimator gives the same
@@ -33,7 +25,10 @@ score for the same data every time, and torch's global random state is left as i
 """
 from __future__ import annotations
 
+import inspect
 import numbers
+import sys
+import textwrap
 from contextlib import contextmanager
 from typing import Optional
 
@@ -45,18 +40,103 @@ from sklearn.utils.validation import _check_feature_names, _check_n_features, ch
 
 from .data import check_data, load_partial_labels_array
 from .evaluation import elbo_per_point, predict_proba
-from .infer.conjugate import HYPERPRIOR
-from .infer.train import TrainConfig, resolve_device
+from .infer.train import TRAINING_VALUES, TrainConfig, resolve_device
 from .models import get_model_class
-from .nets import eval_mode, resolve_likelihood
+from .nets import LIKELIHOOD_HELP, eval_mode, resolve_likelihood
 from .runner import as_model_input, check_components, check_seed, fit_best
 
-# the estimators' parameters that are TrainConfig fields (the seed comes from random_state)
-TRAIN_PARAMS = ("epochs", "pretrain_epochs", "batch_size", "lr", "lr_decay", "lr_step", "lr_warmup", "num_particles",
-                "device")
-# the estimators' parameters that are neither model settings nor training settings
-ESTIMATOR_PARAMS = ("n_clusters", "n_init", "likelihood", "random_state", "verbose")
 SCORE_SEED = 0  # seed of the private generator that score() draws its particles from
+
+# The estimators' parameters, {name: (default, type, help)}: these first, then the model's settings, then OWN_LAST
+OWN_FIRST = {
+    "n_clusters": (10, "int", "K, the number of clusters."),
+    "n_init": (1, "int", "Trainings from seeds s, s + 1, ... (s from random_state); the one with the best training "
+                         "ELBO is kept, the labels are never used to choose."),
+}
+OWN_LAST = {
+    "likelihood": ("auto", "str", LIKELIHOOD_HELP + "."),
+    **{name: (None, f"{value.metadata['type'].__name__} or None",
+              value.metadata["help"] + "; None: the model's default for the data.")
+       for name, value in TRAINING_VALUES.items()},
+    "random_state": (0, "int, RandomState instance or None", "An int r trains as ``mixvae fit --seed r`` does; None or "
+                                                             "a RandomState draws the first seed from it."),
+    "device": (None, "str or None", "cpu, cuda or cuda:N; None: cuda when present."),
+    "verbose": (False, "bool", "A progress bar while training."),
+}
+TRAIN_PARAMS = (*TRAINING_VALUES, "device")  # the parameters that make the TrainConfig (the seed: random_state)
+ATTRIBUTES = {
+    "model_": ("MixtureVAE", "The trained model (a torch module), left in evaluation mode."),
+    "history_": ("History", "The per-epoch records of :func:`pyro_mixvae.infer.fit`."),
+    "labels_": ("ndarray of shape (n_samples,)", "The assignments of the training data."),
+    "likelihood_": ("str", "The likelihood used."),
+    "n_features_in_": ("int", "Values per point (C * H * W for images)."),
+    "data_shape_": ("tuple", "The shape of one point as the model sees it."),
+    "feature_names_in_": ("ndarray of str", "A DataFrame's column names, when X had them."),
+    "restarts_": ("list of dict", "One record per restart: seed, ELBO when n_init > 1, acc / NMI / ARI when y was "
+                                  "given."),
+    "best_restart_": ("int", "The restart kept: the best training ELBO."),
+}
+ESTIMATORS: dict = {}  # model name -> its estimator class (filled as they are defined; estimator_for)
+
+
+def estimator_parameters(model_cls) -> dict:
+    """{name: (default, type, help)}: an estimator's parameters for the model class ``model_cls``, in order."""
+    settings = {name: (s.default, _type_name(s), s.help + "." if s.help else "")
+                for name, s in model_cls.settings.items()}
+    clash = set(settings) & (set(OWN_FIRST) | set(OWN_LAST))
+    if clash:
+        raise TypeError(f"model {model_cls.name!r} declares settings named as estimator parameters: {sorted(clash)}")
+    return {**OWN_FIRST, **settings, **OWN_LAST}
+
+
+def _type_name(setting) -> str:
+    kind = getattr(setting.type, "__name__", "value")
+    kind = {"int_tuple": "tuple of int"}.get(kind, kind)
+    return f"{kind} or None" if setting.default is None else kind
+
+
+def _storing_init(params: dict):
+    """An ``__init__`` with the explicit signature ``(self, n_clusters=..., *, name=default, ...)`` of ``params``
+    that stores every argument unchanged under its own name (scikit-learn's contract)."""
+    P = inspect.Parameter
+    signature = inspect.Signature(
+        [P("self", P.POSITIONAL_OR_KEYWORD), P("n_clusters", P.POSITIONAL_OR_KEYWORD, default=params["n_clusters"][0])]
+        + [P(name, P.KEYWORD_ONLY, default=p[0]) for name, p in params.items() if name != "n_clusters"])
+
+    def __init__(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)  # refuses unknown names, as a written signature does
+        bound.apply_defaults()
+        for name, value in list(bound.arguments.items())[1:]:
+            setattr(self, name, value)
+
+    __init__.__signature__ = signature
+    return __init__
+
+
+def _numpydoc(summary: Optional[str], params: dict) -> str:
+    """``summary`` followed by numpydoc Parameters and Attributes sections."""
+    lines = [inspect.cleandoc(summary or ""), ""]
+    for title, table in (("Parameters", {k: (f"{p[1]}, default={p[0]!r}", p[2]) for k, p in params.items()}),
+                         ("Attributes", ATTRIBUTES)):
+        lines += [title, "-" * len(title)]
+        for name, (kind, text) in table.items():
+            lines.append(f"{name} : {kind}")
+            lines += textwrap.wrap(text, 100, initial_indent="    ", subsequent_indent="    ") or ["    "]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def estimator_for(model: str) -> type:
+    """The scikit-learn estimator of the registered model ``model``: the package's (:class:`VaDE`, ...) or, for a
+    model registered later (:func:`pyro_mixvae.models.register`), one made from its declarations, named
+    ``<ModelClass>Estimator`` in this module (so that its instances pickle in a process that made it)."""
+    if model not in ESTIMATORS:
+        cls = get_model_class(model)
+        summary = f"The registered model {model!r} (:class:`{cls.__module__}.{cls.__qualname__}`) as a scikit-learn clusterer."
+        made = type(f"{cls.__name__}Estimator", (MixtureVAEEstimator,), {"model_name": model, "__doc__": summary,
+                                                                         "__module__": __name__})
+        setattr(sys.modules[__name__], made.__name__, made)
+    return ESTIMATORS[model]
 
 
 def seed_from(random_state) -> int:
@@ -83,15 +163,18 @@ def _on_cuda(device) -> bool:
 
 
 class MixtureVAEEstimator(ClusterMixin, BaseEstimator):
-    """Base of the estimators: subclasses set ``model_name`` and list the model's settings in ``__init__``."""
+    """Base of the estimators: a subclass sets ``model_name``, a registered model; its ``__init__`` (the parameters
+    of :func:`estimator_parameters`) and the Parameters section of its docstring are made from the declarations."""
 
     model_name = ""
 
-    def _keep_params(self, params: dict) -> None:
-        """Store every ``__init__`` argument unchanged under its own name (scikit-learn's contract)."""
-        for name, value in params.items():
-            if name not in ("self", "__class__"):
-                setattr(self, name, value)
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.model_name and "__init__" not in cls.__dict__:
+            params = estimator_parameters(get_model_class(cls.model_name))
+            cls.__init__ = _storing_init(params)
+            cls.__doc__ = _numpydoc(cls.__doc__, params)
+            ESTIMATORS[cls.model_name] = cls
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -226,12 +309,6 @@ class VaDE(MixtureVAEEstimator):
 
     model_name = "vade"
 
-    def __init__(self, n_clusters=10, *, n_init=1, latent_dim=10, hidden=None, arch="mlp",
-                 likelihood="auto",
-                 epochs=None, pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None,
-                 num_particles=None, pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, gmm_assign="auto", s=1.0,
-                 start_autoencoders=1, hold_start=20, random_state=0, device=None, verbose=False):
-        self._keep_params(locals())
 
 
 class GMVAE(MixtureVAEEstimator):
@@ -254,13 +331,6 @@ class GMVAE(MixtureVAEEstimator):
 
     model_name = "gmvae"
 
-    def __init__(self, n_clusters=10, *, n_init=1, guide="posterior", eta=1.0, alpha=0.0, lam=0.0, eta_warmup=None,
-                 eta_warmup_epochs=None, arch="auto",
-                 latent_dim=None, w_dim=None, hidden=None, beta_hidden=None, likelihood="auto", epochs=None,
-                 pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None,
-                 num_particles=None, pretrain_lr=1e-3, gmm_restarts=10, gmm_assign="auto", start_autoencoders=1,
-                 hold_start=20, random_state=0, device=None, verbose=False):
-        self._keep_params(locals())
 
 
 class VIBGMM(MixtureVAEEstimator):
@@ -275,12 +345,6 @@ class VIBGMM(MixtureVAEEstimator):
 
     model_name = "vib-gmm"
 
-    def __init__(self, n_clusters=10, *, n_init=1, s_min=0.1, s_max=1.0, s_step=0.1, s_every=2, kl="hershey-olsen",
-                 latent_dim=10, hidden=None, arch="mlp", likelihood="auto", epochs=None,
-                 pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None, num_particles=None,
-                 pretrain_lr=1e-3, pretrain_noise=0.0, gmm_restarts=10, gmm_assign="auto", start_autoencoders=1,
-                 hold_start=20, random_state=0, device=None, verbose=False):
-        self._keep_params(locals())
 
 
 class FactorialMixtureVAE(MixtureVAEEstimator):
@@ -298,14 +362,6 @@ class FactorialMixtureVAE(MixtureVAEEstimator):
 
     model_name = "factorial"
 
-    def __init__(self, n_clusters=10, *, n_init=1, factors=1, components=(), dim=10, delta=0.0, tau0=2000.0, kappa=0.7,
-                 m0=HYPERPRIOR["m0"], s0=HYPERPRIOR["s0"], a0=HYPERPRIOR["a0"], b0=HYPERPRIOR["b0"],
-                 c0=HYPERPRIOR["c0"], hidden=None, arch="mlp", likelihood="auto",
-                 epochs=None, pretrain_epochs=None, batch_size=None, lr=None, lr_decay=None, lr_step=None, lr_warmup=None,
-                 num_particles=None, pretrain_lr=1e-3, pretrain_kl=0.01, gmm_restarts=10, prior_init_iters=20,
-                 random_state=0, device=None, verbose=False):
-        self._keep_params(locals())
-
     def fit(self, X, y=None, labels=None):
         """Train on ``X``; ``labels`` (N,) or (N, I) with -1 = unknown clamp q(r_i) (Sect. 2.5)."""
         self._labels_for_fit = labels
@@ -317,7 +373,7 @@ class FactorialMixtureVAE(MixtureVAEEstimator):
     def _observed(self, X, model) -> dict:
         if getattr(self, "_labels_for_fit", None) is None:
             return {}
-        return {"labels": load_partial_labels_array(self._labels_for_fit, len(X), model.components)}
+        return {"labels": load_partial_labels_array(self._labels_for_fit, len(X), model.cluster_counts)}
 
     def _set_labels(self, x: torch.Tensor) -> None:
         super()._set_labels(x)

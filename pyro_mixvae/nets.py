@@ -72,6 +72,10 @@ LIKELIHOODS = ("auto", "bernoulli", "gaussian", "gaussian-shared")
 # below this many points a data set is small: auto gives real values the shared variance, and the models'
 # small_data_defaults apply (pyro_mixvae.infer.train)
 SMALL_DATA = 10_000
+# what `--likelihood` and the estimators' ``likelihood`` say (resolve_likelihood does it)
+LIKELIHOOD_HELP = ("auto: bernoulli for images or binary data in [0, 1], else gaussian-shared (one variance per value) "
+                   f"below {SMALL_DATA:,} points and gaussian (a variance per point) from there up; a Gaussian "
+                   "model's networks see each column standardised, its likelihood stays in the data's units")
 ARCHITECTURES = ("mlp", "conv")
 # the fully connected networks' widths: VaDE Sect. 4.2 (D-500-500-2000-J, the decoder mirroring it), made for
 # 784-pixel images; an input of fewer than FULL_WIDTH_INPUT values gets them scaled down in proportion, to half
@@ -119,7 +123,7 @@ class Standardize(nn.Module):
 
 def fit_data_units(model: nn.Module, x: torch.Tensor) -> None:
     """Fit the :class:`Standardize` of ``model.likelihood`` (if it has one) to ``x``: the first step of a new run."""
-    units = getattr(getattr(model, "likelihood", None), "units", None)
+    units = getattr(model.likelihood, "units", None)  # a Gaussian head's Standardize; None for Bernoulli
     if units is not None:
         units.fit(x)
 

@@ -267,8 +267,8 @@ def collapse_figure(responsibilities: np.ndarray, path, prior_weights=None, titl
 @torch.no_grad()
 def factor_grid_figure(model, path, seed: int = 0, title: str = "") -> None:
     """One draw of E[x | z] for each (k_1, k_2) of the first two factors (other factors drawn from q(pi))."""
-    k1, k2 = model.components[0], model.components[1]
-    rest = [None] * (len(model.components) - 2)
+    k1, k2 = model.cluster_counts[0], model.cluster_counts[1]
+    rest = [None] * (len(model.cluster_counts) - 2)
     torch.manual_seed(seed)
     x = np.stack([model.sample(1, ks=[a, b, *rest])[0][0].cpu().numpy() for b in range(k2) for a in range(k1)])
     if x.ndim == 4:  # images: row b holds k2 = b, column a holds k1 = a

@@ -21,7 +21,7 @@ import torch
 from scipy.special import logsumexp
 
 from . import plots
-from .analysis import group, save_netcdf, to_inference_data
+from .analysis import DEFAULT_DRAWS, REPORT_MAX_POINTS, group, save_netcdf, to_inference_data
 from .data import load_dataset
 from .errors import ConfigError, RunError
 from .runner import as_model_input, check_seed
@@ -55,7 +55,8 @@ FIGURES = {
 }
 
 
-def write_report(run_dir, out: Optional[str] = None, *, num_samples: int = 100, max_points: int = 2000,
+def write_report(run_dir, out: Optional[str] = None, *, num_samples: int = DEFAULT_DRAWS,
+                 max_points: int = REPORT_MAX_POINTS,
                  seed: int = 0, projection: str = "pca", iw_samples: int = DEFAULT_IW_SAMPLES) -> Path:
     """Write the report of ``run_dir`` into ``out`` (default ``run_dir/report``); returns that folder."""
     run = Path(run_dir)

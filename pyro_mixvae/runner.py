@@ -1,13 +1,12 @@
 """The run orchestrator: the data and K checks, one run into a run directory, and restarts.
 
-Shared by ``mixvae fit`` (:mod:`pyro_mixvae.cli`), the estimators (:mod:`pyro_mixvae.estimator`)
-and :func:`fit`, which is :func:`pyro_mixvae.infer.fit`:
+Shared by ``mixvae fit`` (:mod:`pyro_mixvae.cli`) and the estimators (:mod:`pyro_mixvae.estimator`);
+training in memory is :func:`pyro_mixvae.infer.fit`, which this module writes into run directories:
 
 * :func:`prepare_data` -- the model input (float32, images as (N, C, H, W)), the likelihood
   resolved (``auto``: Bernoulli when every value lies in [0, 1], else Gaussian) and the data
   checked against it; :func:`check_clusters` -- K between the model's minimum and N.
-* :func:`fit` -- the training loop (:func:`pyro_mixvae.infer.train.fit`) in memory, or with ``out_dir``
-  into a run directory; :func:`fit_in_directory` -- one run written as a complete run directory
+* :func:`fit_in_directory` -- one run of the training loop written as a complete run directory
   (``config.json``, ``checkpoint.pt``, ``history.jsonl``, ``metrics.json``; :mod:`pyro_mixvae.runs`) that
   ``mixvae evaluate / sample / report`` read, locked while it trains, marked incomplete when
   stopped, and removed when it stops before its first checkpoint.
@@ -33,7 +32,7 @@ from .errors import ConfigError, NonFiniteLossError, RunError, Terminated
 from .evaluation import elbo_per_point, evaluate
 from .infer import distributed
 from .infer.checkpoint import CHECKPOINT, atomic_write, deferred_signals, load_checkpoint, run_identity, state_mismatch
-from .infer.train import History, TrainConfig, saved_state, seed_everything, train
+from .infer.train import History, TrainConfig, fit, saved_state, seed_everything, train
 from .metrics import DEFINITIONS
 from .nets import resolve_likelihood, with_identity_units
 from .runs import (CONFIG, HISTORY, METRICS, check_identity, check_same_data, check_writable, data_fingerprint,
@@ -41,7 +40,6 @@ from .runs import (CONFIG, HISTORY, METRICS, check_identity, check_same_data, ch
 
 DATA_FILE = "data.npz"  # the data of a run fitted from Python without a data set's name
 RESTART_FILES = (CONFIG, CHECKPOINT, "history.jsonl")
-RECEIVED: list = []  # the signals the command line caught, first first (cli.py's handlers fill it)
 
 
 # ----------------------------------------------------------------------------- data and K
@@ -66,10 +64,10 @@ def check_clusters(cls, k: int, n: int, name: str = "--clusters") -> None:
 
 
 def check_components(model, n: int, name: str = "--set components") -> None:
-    """Each factor's number of components (the factorial prior's ``components``) must be at most the number of
-    points N, as K is (:func:`check_clusters`): its mixture start cannot place more components than points."""
-    ks = getattr(model, "components", ())
-    ks = [int(k) for k in ks] if isinstance(ks, (tuple, list)) else []  # (GMVAE's components are a network)
+    """Each factor's number of clusters (``model.cluster_counts``; the factorial prior's ``components``) must be
+    at most the number of points N, as K is (:func:`check_clusters`): a mixture start cannot place more
+    components than points."""
+    ks = [int(k) for k in model.cluster_counts]
     over = [(i, k) for i, k in enumerate(ks) if k > n]
     if over:
         i, k = over[0]
@@ -96,31 +94,10 @@ class RunResult:
     config: dict = field(default_factory=dict)
 
 
-def fit(model, x, y: Optional[np.ndarray] = None, *, config: Optional[TrainConfig] = None, elbo=None,
-        schedules: Optional[Sequence] = None, observed: Optional[dict] = None, out_dir=None, resume: bool = False,
-        pretrain: Optional[bool] = None, progress: bool = True, callbacks: Sequence[Callable[[int, dict], None]] = (),
-        data: Optional[str] = None) -> History:
-    """:func:`pyro_mixvae.infer.fit`: the training loop of :func:`pyro_mixvae.infer.train.fit` (its arguments
-    and how a second call continues the run are described there), in memory or into a run directory.
-
-    **A run directory.** With ``out_dir`` the call writes a complete run directory
-    (:func:`fit_in_directory`): ``config.json``, ``checkpoint.pt``, ``history.jsonl`` and ``metrics.json``,
-    which ``mixvae evaluate / sample / report`` read. ``data`` names the data set (``digits``, a ``.npz``
-    path, ...) as ``config.json`` records it; left None, ``x`` and ``y`` are saved to ``out_dir/data.npz``
-    and that file is recorded. ``resume=True`` restores the checkpoint of ``out_dir`` (every RNG included)
-    and trains up to ``epochs`` in total: an interrupted run resumed equals an uninterrupted one.
-    """
-    kwargs = dict(config=config, elbo=elbo, schedules=schedules, observed=observed, resume=resume,
-                  pretrain=pretrain, progress=progress, callbacks=callbacks)
-    if out_dir is not None:
-        return fit_in_directory(model, x, y, out_dir, data=data, **kwargs).history
-    return train(model, x, y, **kwargs)
-
-
 def fit_in_directory(model, x, y, out_dir, *, config: Optional[TrainConfig] = None, observed=None,
                      resume: bool = False, pretrain: Optional[bool] = None, progress: bool = True,
                      data: Optional[str] = None, record: Optional[dict] = None, changes: Optional[dict] = None,
-                     **train_kwargs) -> RunResult:
+                     received: Sequence[int] = (), **train_kwargs) -> RunResult:
     """Train ``model`` (:func:`~pyro_mixvae.infer.train.train`) into the complete run directory ``out_dir``.
 
     ``config.json`` records the model, K, the likelihood, the settings, every training value used
@@ -128,8 +105,11 @@ def fit_in_directory(model, x, y, out_dir, *, config: Optional[TrainConfig] = No
     set's name, or -- left None on a new run -- the path of ``out_dir/data.npz``, where ``x`` and ``y``
     are saved. ``record`` adds or replaces keys (the command line: ``split``, ``settings_given``,
     ``labels``); ``changes`` are the settings a resume overrides ({key: [old, new]}, listed under
-    ``overrides``). A model that ``fit`` trained before continues its run (``pretrain``: see
-    :func:`~pyro_mixvae.infer.fit`), into the same directory or a new one.
+    ``overrides``). ``resume=True`` restores the checkpoint of ``out_dir`` (every RNG included) and trains up
+    to ``epochs`` in total: an interrupted run resumed equals an uninterrupted one. A model that
+    :func:`~pyro_mixvae.infer.fit` trained before continues its run (``pretrain``: see there), into the same
+    directory or a new one. ``received``: the signals the caller's handlers caught (the command line's list, first
+    first), what a stop is put down to in ``metrics.json`` when the exception a signal raised surfaced as another.
     """
     out = Path(out_dir)
     cfg = (config or TrainConfig()).check().for_model(model, num_data=len(x))
@@ -153,7 +133,7 @@ def fit_in_directory(model, x, y, out_dir, *, config: Optional[TrainConfig] = No
                                 pretrain=pretrain, progress=progress, **train_kwargs)
         except BaseException as e:
             if main:
-                mark_stopped(out, run_config, e)
+                mark_stopped(out, run_config, e, received)
             raise
         if not main:
             return RunResult(history)
@@ -235,12 +215,12 @@ def check_checkpoint_fits(model, out: Path, overrides: dict, state: Optional[dic
         raise RunError(f"cannot resume: {out / CHECKPOINT} does not fit the model asked for ({problem})")
 
 
-def mark_stopped(out: Path, run_config: dict, error: BaseException) -> None:
+def mark_stopped(out: Path, run_config: dict, error: BaseException, received: Sequence[int] = ()) -> None:
     """After a stop with a checkpoint on disk, ``metrics.json`` says the run is incomplete, where and why."""
     if not (out / CHECKPOINT).is_file():
         (out / DATA_FILE).unlink(missing_ok=True)
         return  # nothing kept: the run directory goes
-    signum = RECEIVED[0] if RECEIVED else (signal.SIGTERM if isinstance(error, Terminated) else
+    signum = received[0] if received else (signal.SIGTERM if isinstance(error, Terminated) else
                                            signal.SIGINT if isinstance(error, KeyboardInterrupt) else None)
     why = (f"interrupted by {signal.Signals(signum).name}" if signum is not None
            else "stopped by a non-finite loss or parameters" if isinstance(error, NonFiniteLossError)

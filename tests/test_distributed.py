@@ -224,7 +224,8 @@ def test_errors_that_every_rank_sees_alike(two_ranks):
 FAILING_RANK = """
 import os, sys, torch
 from pyro_mixvae.errors import MixVAEError
-from pyro_mixvae.infer import TrainConfig, default_elbo, fit
+from pyro_mixvae.infer import TrainConfig, default_elbo
+from pyro_mixvae.runner import fit_in_directory
 import test_distributed as t
 
 class Failing:  # rank 1's ELBO raises at its third step
@@ -240,8 +241,8 @@ class Failing:  # rank 1's ELBO raises at its third step
 x, y = t._data()
 model, width = t._models(seed=0)["vade"]
 try:
-    fit(model, x, y, config=t._config(), observed={"eps": t._eps(width)}, elbo=Failing(default_elbo(model)),
-        out_dir=sys.argv[1], progress=False)
+    fit_in_directory(model, x, y, sys.argv[1], config=t._config(), observed={"eps": t._eps(width)},
+                     elbo=Failing(default_elbo(model)), progress=False)
 except MixVAEError as e:
     print(f"{type(e).__name__}: {e}")
     sys.exit(1)

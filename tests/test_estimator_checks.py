@@ -24,8 +24,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from pyro_mixvae import GMVAE, VIBGMM, FactorialMixtureVAE, VaDE
-from pyro_mixvae.estimator import ESTIMATOR_PARAMS, TRAIN_PARAMS
-from pyro_mixvae.infer.train import TrainConfig
+from pyro_mixvae.estimator import OWN_FIRST, OWN_LAST, TRAIN_PARAMS
+from pyro_mixvae.infer.train import TRAINING_VALUES, TrainConfig
 from pyro_mixvae.models import get_model_class
 
 COMMON = dict(n_clusters=3, epochs=1, device="cpu")
@@ -65,10 +65,25 @@ def test_sklearn_estimator_check(estimator, check):
 def test_parameters_are_the_model_settings_and_training_fields_with_their_defaults(cls):
     params = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"}
     settings = get_model_class(cls.model_name).settings
-    assert set(params) == set(settings) | set(TRAIN_PARAMS) | set(ESTIMATOR_PARAMS)
+    assert set(params) == set(settings) | set(TRAINING_VALUES) | set(OWN_FIRST) | set(OWN_LAST)
     assert {k: params[k] for k in settings} == {k: s.default for k, s in settings.items()}
     config = TrainConfig()
     assert {k: params[k] for k in TRAIN_PARAMS} == {k: getattr(config, k) for k in TRAIN_PARAMS}
+    assert cls().get_params() == params  # scikit-learn reads the same signature
+
+
+@pytest.mark.parametrize("cls", list(TINY), ids=lambda c: c.__name__)
+def test_docstring_documents_every_parameter_in_numpydoc(cls):
+    """numpydoc's own parser and validator on the generated docstring: every parameter, in order, with a type and
+    a description; no section numpydoc does not know."""
+    validate = pytest.importorskip("numpydoc.validate")
+    doc = pytest.importorskip("numpydoc.docscrape").ClassDoc(cls)
+    documented = [p.name for p in doc["Parameters"]]
+    assert documented == [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
+    assert all(p.type and p.desc for p in doc["Parameters"])
+    assert {a.name for a in doc["Attributes"]} >= {"model_", "labels_", "history_"}
+    errors = {code for code, _ in validate.validate(f"pyro_mixvae.{cls.__name__}")["errors"]}
+    assert not errors & {"GL01", "GL02", "GL03", "GL06", "GL07", "PR01", "PR02", "PR03", "PR10"}, errors
 
 
 # ----------------------------------------------------------------------------- data

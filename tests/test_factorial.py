@@ -19,6 +19,7 @@ from pyro_mixvae import FactorialMixtureVAE as FactorialEstimator
 from pyro_mixvae.cli import main
 from pyro_mixvae.errors import ConfigError
 from pyro_mixvae.infer import TrainConfig, fit
+from pyro_mixvae.runner import fit_in_directory
 from pyro_mixvae.models import FactorialMixtureVAE, VaDE
 
 
@@ -123,13 +124,13 @@ def test_resume_restores_the_conjugate_buffers_exactly(tmp_path):
     cfg = dict(pretrain_epochs=1, batch_size=20, seed=0)
     pyro.set_rng_seed(0)
     a = small()
-    fit(a, x, config=TrainConfig(epochs=4, **cfg), out_dir=tmp_path / "a", progress=False)
+    fit_in_directory(a, x, None, tmp_path / "a", config=TrainConfig(epochs=4, **cfg), progress=False)
     pyro.set_rng_seed(0)
     b = small()
-    fit(b, x, config=TrainConfig(epochs=2, **cfg), out_dir=tmp_path / "b", progress=False)
+    fit_in_directory(b, x, None, tmp_path / "b", config=TrainConfig(epochs=2, **cfg), progress=False)
     pyro.set_rng_seed(5)
     c = small()
-    fit(c, x, config=TrainConfig(epochs=4, **cfg), out_dir=tmp_path / "b", resume=True, progress=False)
+    fit_in_directory(c, x, None, tmp_path / "b", config=TrainConfig(epochs=4, **cfg), resume=True, progress=False)
     for (name, va), vc in zip(a.state_dict().items(), c.state_dict().values()):
         assert torch.equal(va, vc), name
 

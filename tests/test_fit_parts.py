@@ -12,7 +12,7 @@ from pyro_mixvae.cli import main
 from pyro_mixvae.evaluation import elbo_per_point
 from pyro_mixvae.infer import TrainConfig, fit, seed_everything
 from pyro_mixvae.models import VaDE
-from pyro_mixvae.runner import fit_best
+from pyro_mixvae.runner import fit_best, fit_in_directory
 from pyro_mixvae.synthetic import make_unit_blobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def test_fit_from_python_writes_a_run_directory_that_evaluate_and_report_read(tm
     x, y = blobs.x, blobs.y
     model = _model()
     out = tmp_path / "run"
-    history = fit(model, x, y, config=_cfg(2), out_dir=out, progress=False)
+    history = fit_in_directory(model, x, y, out, config=_cfg(2), progress=False).history
     for name in ("config.json", "checkpoint.pt", "history.jsonl", "metrics.json", "data.npz"):
         assert (out / name).is_file(), name
     cfg = json.loads((out / "config.json").read_text())
@@ -67,10 +67,10 @@ def test_a_second_fit_continues_the_run_without_pretraining_again(tmp_path, monk
     fit(straight, x, y, config=_cfg(4), progress=False)
 
     twice = _model()
-    fit(twice, x, y, config=_cfg(2), out_dir=tmp_path / "run", progress=False)
+    fit_in_directory(twice, x, y, tmp_path / "run", config=_cfg(2), progress=False)
     calls = []
     monkeypatch.setattr(VaDE, "pretrain", lambda self, *a, **k: calls.append(1) or {})
-    history = fit(twice, x, y, config=_cfg(2), out_dir=tmp_path / "run", progress=False)  # 2 epochs more, same dir
+    history = fit_in_directory(twice, x, y, tmp_path / "run", config=_cfg(2), progress=False).history  # 2 epochs more, same dir
     assert calls == []  # neither the autoencoder nor the mixture's initialisation ran again
     assert [r["epoch"] for r in history.records] == [1, 2, 3, 4]
     for (name, a), (_, b) in zip(straight.state_dict().items(), twice.state_dict().items()):

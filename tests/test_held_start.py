@@ -12,6 +12,7 @@ from pyro.infer import TraceEnum_ELBO
 
 from pyro_mixvae.infer.elbo import MixtureELBO
 from pyro_mixvae.infer import fit
+from pyro_mixvae.runner import fit_in_directory
 from pyro_mixvae.infer.train import TrainConfig
 from pyro_mixvae.models import GMVAE, VIBGMM, VaDE
 from pyro_mixvae.models.base import data_plate
@@ -67,13 +68,13 @@ def test_a_run_resumed_inside_the_hand_over_ends_as_an_uninterrupted_one(tmp_pat
     x = torch.rand(40, 6, generator=torch.Generator().manual_seed(0)).round()
     cfg = dict(pretrain_epochs=1, batch_size=20, seed=0)
     whole = small_vade(hold_start=3, gmm_assign="full")
-    hist = fit(whole, x, config=TrainConfig(epochs=4, **cfg), out_dir=tmp_path / "a", progress=False)
+    hist = fit_in_directory(whole, x, None, tmp_path / "a", config=TrainConfig(epochs=4, **cfg), progress=False).history
     assert [r["hold"] for r in hist.records] == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0])
     part = small_vade(hold_start=3, gmm_assign="full")
-    fit(part, x, config=TrainConfig(epochs=2, **cfg), out_dir=tmp_path / "b", progress=False)
+    fit_in_directory(part, x, None, tmp_path / "b", config=TrainConfig(epochs=2, **cfg), progress=False)
     pyro.set_rng_seed(5)
     resumed = small_vade(hold_start=3, gmm_assign="full")
-    fit(resumed, x, config=TrainConfig(epochs=4, **cfg), out_dir=tmp_path / "b", resume=True, progress=False)
+    fit_in_directory(resumed, x, None, tmp_path / "b", config=TrainConfig(epochs=4, **cfg), resume=True, progress=False)
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
 
@@ -123,10 +124,10 @@ def test_a_start_that_is_the_mixtures_own_posterior_holds_nothing(tmp_path, resu
     x = torch.rand(40, 6, generator=torch.Generator().manual_seed(0)).round()
     m = small_vade(hold_start=3, gmm_assign="diag")
     cfg = dict(pretrain_epochs=1, batch_size=20, seed=0)
-    hist = fit(m, x, config=TrainConfig(epochs=2, **cfg), out_dir=tmp_path, progress=False)
+    hist = fit_in_directory(m, x, None, tmp_path, config=TrainConfig(epochs=2, **cfg), progress=False).history
     if resume:
-        hist = fit(small_vade(hold_start=3, gmm_assign="diag"), x, config=TrainConfig(epochs=4, **cfg),
-                   out_dir=tmp_path, resume=True, progress=False)
+        hist = fit_in_directory(small_vade(hold_start=3, gmm_assign="diag"), x, None, tmp_path,
+                                config=TrainConfig(epochs=4, **cfg), resume=True, progress=False).history
     assert m.start_responsibilities is None
     assert all("elbo" in r and "hold" not in r and "objective" not in r for r in hist.records)
 

@@ -162,9 +162,9 @@ def test_further_autoencoders_are_drawn_anew_and_the_models_own_is_unchanged():
     with torch.no_grad():
         three.decoder.log_var.fill_(0.0)
     losses, codes = pretrain_autoencoders(three.encoder, three.decoder, three.likelihood, x, autoencoders=3,
-                                          epochs=2, batch_size=20, seed=0)
+                                          epochs=2, batch_size=20, lr=1e-3, seed=0)
     assert torch.equal(torch.get_rng_state(), state)  # the global stream is left as it was
-    pretrain_autoencoder(one.encoder, one.decoder, one.likelihood, x, epochs=2, batch_size=20, seed=0)
+    pretrain_autoencoder(one.encoder, one.decoder, one.likelihood, x, epochs=2, batch_size=20, lr=1e-3, seed=0)
     assert torch.equal(codes[0], encode_means(one.encoder, x))  # the model's own: as with one autoencoder
     assert len(codes) == 3 and not torch.equal(codes[1], codes[2]) and not torch.equal(codes[0], codes[1])
     assert member_seed(0, 1) not in (member_seed(1, 0), member_seed(1, 1), 1)  # not another run's seed

@@ -7,7 +7,8 @@ import torch
 
 from pyro_mixvae import VaDE as VaDEEstimator
 from pyro_mixvae.errors import NonFiniteLossError
-from pyro_mixvae.infer import TrainConfig, fit, seed_everything
+from pyro_mixvae.infer import TrainConfig, seed_everything
+from pyro_mixvae.runner import fit_in_directory
 from pyro_mixvae.models import VaDE
 from pyro_mixvae.synthetic import make_unit_blobs
 from wrapped_elbo import WrappedObjective
@@ -26,7 +27,7 @@ def test_resume_after_interruption_gives_the_same_parameters(tmp_path):
     x, y = blobs.x, blobs.y
     cfg = TrainConfig(**CFG, jit=False)  # untraced throughout: an ELBO object passed in is never traced
     straight = _new_model(0)
-    fit(straight, x, y, config=cfg, out_dir=tmp_path / "a", progress=False)
+    fit_in_directory(straight, x, y, tmp_path / "a", config=cfg, progress=False)
 
     class Interrupting(WrappedObjective):
         """The model's objective, interrupted in the middle of epoch 3."""
@@ -43,10 +44,10 @@ def test_resume_after_interruption_gives_the_same_parameters(tmp_path):
 
     interrupted = _new_model(0)
     with pytest.raises(KeyboardInterrupt):
-        fit(interrupted, x, y, config=cfg, out_dir=tmp_path / "b", progress=False,
+        fit_in_directory(interrupted, x, y, tmp_path / "b", config=cfg, progress=False,
             elbo=Interrupting(interrupted.make_elbo(), at=2 * 3 + 2))  # the model's objective
     resumed = _new_model(123)  # a different initialisation: everything must come from the checkpoint
-    hist = fit(resumed, x, y, config=cfg, out_dir=tmp_path / "b", resume=True, progress=False)
+    hist = fit_in_directory(resumed, x, y, tmp_path / "b", config=cfg, resume=True, progress=False).history
 
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name
@@ -74,7 +75,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     from pyro_mixvae.infer.checkpoint import load_checkpoint
 
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 1.*checkpoint \(epoch 1\)"):
-        fit(model, x, y, config=TrainConfig(**CFG, checkpoint_seconds=0), out_dir=tmp_path, progress=False,
+        fit_in_directory(model, x, y, tmp_path, config=TrainConfig(**CFG, checkpoint_seconds=0), progress=False,
             elbo=NaNAt(model.make_elbo(), at=3 + 1))
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["epoch"] == 1

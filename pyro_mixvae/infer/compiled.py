@@ -157,7 +157,7 @@ def compiled_loss(elbo, model, enabled: Optional[bool] = None):
     ``lambda x, n, **obs: elbo.differentiable_loss(model.model, model.guide, x, n, **obs)``
     (run without the programs' param sites, which only stock ``pyro.infer.SVI`` needs)."""
     if enabled is None:
-        enabled = bool(getattr(model, "jit_compatible", False))
+        enabled = bool(model.jit_compatible)
     if enabled:
         return CompiledLoss(elbo, model)
     return lambda x, num_data, **observed: _eager_loss(elbo, model, x, num_data, **observed)

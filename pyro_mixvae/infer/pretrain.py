@@ -29,7 +29,7 @@ from .train import make_optimizer
 
 
 def pretrain_autoencoder(encoder, decoder, likelihood, x: torch.Tensor, *, epochs: int, batch_size: int,
-                         lr: float = 1e-3, noise: float = 0.0, seed: int = 0, progress: bool = False,
+                         lr: float, noise: float = 0.0, seed: int = 0, progress: bool = False,
                          vae: bool = False, kl_weight: float = 1.0) -> list:
     """Train ``decoder(encoder(x).loc)`` to reconstruct ``x``; returns the loss per epoch.
 
@@ -97,6 +97,23 @@ def pretrain_autoencoders(encoder, decoder, likelihood, x: torch.Tensor, *, auto
                              seed=member_seed(seed, r), progress=progress, **options)
         codes.append(encode_means(enc, x))
     return losses, codes
+
+
+def pretrain_mixture_start(model, x: torch.Tensor, *, epochs: int, batch_size: int, seed: int,
+                           progress: bool = False) -> dict:
+    """The pretraining VaDE and GMVAE share (VaDE Sect. 4.2): the model's autoencoder on the reconstruction term
+    (and ``start_autoencoders - 1`` more, for their codes), the mixture started from the codes
+    (``model.init_mixture_from_codes``, which returns the components' variances (K, D)), q(z | x) started with
+    those variances (:func:`init_guide_scale`) and the likelihood's shared variance (:func:`fit_shared_variance`)."""
+    hp = model.hparams
+    losses, codes = pretrain_autoencoders(model.encoder, model.decoder, model.likelihood, x,
+                                          autoencoders=hp["start_autoencoders"], epochs=epochs, batch_size=batch_size,
+                                          lr=hp["pretrain_lr"], noise=hp.get("pretrain_noise", 0.0), seed=seed,
+                                          progress=progress)
+    variances = model.init_mixture_from_codes(codes[0], seed, progress, others=codes[1:], data=x)
+    init_guide_scale(model.encoder, variances)
+    fit_shared_variance(model.encoder, model.decoder, model.likelihood, x, seed=seed)
+    return {"pretrain_recon": losses[-1] if losses else None}
 
 
 def member_seed(seed: int, member: int) -> int:

@@ -17,7 +17,7 @@ model's own run continued, or a checkpoint resumed), :func:`train_epochs` / :fun
 epoch's line of ``history.jsonl`` (ELBO -- or ``objective`` when the ELBO object adds terms to
 the bound --, metrics when there are labels, seconds, learning rate, and any term an ELBO
 subclass reports) and its atomic checkpoint (:mod:`.checkpoint`), and the collapse watch.
-``resume=True`` (of :func:`train`, and of :func:`pyro_mixvae.infer.fit` with a run directory)
+``resume=True`` (of :func:`train`, and of :func:`pyro_mixvae.runner.fit_in_directory`)
 restores the checkpoint, every RNG included, so that an interrupted run resumed ends with the same
 parameters as an uninterrupted one; a second ``fit`` on a trained model continues its run from the
 state the first left on it, just as exactly.
@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -73,7 +73,13 @@ TRAIN_DEFAULTS = {"epochs": 50, "pretrain_epochs": 0, "batch_size": 100, "lr": 2
 MIN_PRETRAIN_STEPS = 300
 # below SMALL_DATA points (imported above from pyro_mixvae.nets, where it also chooses the likelihood) a
 # model's ``small_data_defaults`` replace its ``train_defaults`` where they say so (a shorter SVI schedule
-# where the training bound has stopped rising: experiments/results/perf.md)
+# where the training bound has stopped rising: docs/studies/main_job.md)
+
+
+def _training_value(kind: type, help: str):
+    """A field of :class:`TrainConfig` that the command line (``--epochs``, ...) and the estimators (``epochs=``)
+    take: its type and help are declared here once; its default None is the model's value for the data."""
+    return field(default=None, metadata={"type": kind, "help": help})
 
 
 @dataclass
@@ -84,14 +90,16 @@ class TrainConfig:
     :data:`TRAIN_DEFAULTS` (VaDE Sect. 4.2); :meth:`for_model` fills them in, sized to the data.
     """
 
-    epochs: Optional[int] = None
-    batch_size: Optional[int] = None
-    lr: Optional[float] = None
-    lr_decay: Optional[float] = None
-    lr_step: Optional[int] = None
-    lr_warmup: Optional[int] = None
-    num_particles: Optional[int] = None
-    pretrain_epochs: Optional[int] = None
+    epochs: Optional[int] = _training_value(int, "SVI epochs")
+    batch_size: Optional[int] = _training_value(int, "points per minibatch")
+    lr: Optional[float] = _training_value(float, "Adam's learning rate")
+    lr_decay: Optional[float] = _training_value(float, "the learning rate's factor every lr_step epochs")
+    lr_step: Optional[int] = _training_value(int, "epochs between two decays of the learning rate")
+    lr_warmup: Optional[int] = _training_value(int, "optimizer steps of linear learning-rate warm-up at the start "
+                                                    "of SVI, 0 = none")
+    num_particles: Optional[int] = _training_value(int, "Monte Carlo draws per data point")
+    pretrain_epochs: Optional[int] = _training_value(int, "epochs of the model's pretraining, 0 = none (a default "
+                                                          f"one lasts at least {MIN_PRETRAIN_STEPS} optimizer steps)")
     seed: int = 0
     device: Optional[str] = None
     eval_every: int = 1
@@ -139,6 +147,10 @@ class TrainConfig:
         return cfg.check()
 
 
+# the fields a user sets through `mixvae fit --epochs ...` and the estimators' parameters: {name: dataclass field}
+TRAINING_VALUES = {f.name: f for f in fields(TrainConfig) if "help" in f.metadata}
+
+
 def resolve_device(name: Optional[str]) -> torch.device:
     """``None`` -> CUDA when present, else CPU; refuses devices that do not exist here."""
     if name is None:
@@ -163,7 +175,7 @@ def make_optimizer(params, lr: float) -> torch.optim.Optimizer:
     The fused kernel updates every tensor in one pass; torch's default on CPU loops over the
     parameters in Python: on the DEC network its step took 3-6x as long as the fused one, and
     the whole SVI step went from 1.46x to 1.10x the hand-written limit
-    (``experiments/results/perf.md``). It falls back to the ``foreach`` implementation where the
+    (``docs/studies/perf.md``). It falls back to the ``foreach`` implementation where the
     parameters' device or dtype has no fused kernel.
     """
     params = list(params)
@@ -337,8 +349,8 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
     of one call of 2E. ``pretrain=True`` starts a new run from scratch; ``pretrain=False`` never
     pretrains (on a model without a training state: SVI from its current parameters, a fresh optimizer).
 
-    A run directory (``out_dir``, ``resume``, ``data``) is the runner's: :func:`pyro_mixvae.infer.fit`
-    (that is, :func:`pyro_mixvae.runner.fit`) is this function with those arguments.
+    A run directory (``config.json``, checkpoints, ``history.jsonl``, ``metrics.json``; ``resume``) is the
+    runner's: :func:`pyro_mixvae.runner.fit_in_directory` trains by this loop into one.
     """
     return train(model, x, y, config=config, elbo=elbo, schedules=schedules, observed=observed,
                  pretrain=pretrain, progress=progress, callbacks=callbacks)

@@ -14,7 +14,9 @@ Pyro's own machinery works on the two programs as they are:
   ``module_local_params``), so a stock
   ``pyro.infer.SVI(m.model, m.guide, pyro.optim.Adam(...), m.make_elbo())`` trains them all,
   whatever ``pyro.settings`` say; :meth:`MixtureVAE.conjugate_step` after each ``svi.step`` does
-  what SVI cannot (the factorial prior's natural-gradient step);
+  what SVI cannot (the factorial prior's natural-gradient step). Pyro's JIT ELBOs read the
+  parameters back from the global store: they run inside :meth:`MixtureVAE.param_scope`, with
+  ``num_data`` passed by keyword (``docs/stock_elbos.md``: which ELBO applies to which model);
 * **generation** -- ``model(None, num_data=N)`` generates N points (the observed site samples when
   ``x`` is None) and returns the decoder's output, so ``pyro.infer.Predictive(m.model,
   num_samples=S)(None, N)`` draws from the prior, ``Predictive(m.model, guide=m.guide, ...)(None, N)``
@@ -51,7 +53,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..infer.elbo import default_elbo
-from ..infer.params import announce_params
+from ..infer.params import announce_params, module_param_scope
+from ..infer.pretrain import GMM_FITS
 from ..infer.schedules import LinearSchedule
 from ..nets import ARCHITECTURES
 
@@ -125,8 +128,22 @@ NETWORK_SETTINGS = {
 }
 
 
+# the pretraining's settings that every model with one shares (the factorial prior: with its own help, through
+# dataclasses.replace): declared once, spread into their ``settings``
+PRETRAIN_SETTINGS = {
+    "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
+    "gmm_restarts": Setting(int, 10, "restarts of the GMM on the codes that starts the mixture (pi, its means and "
+                            "scales)", positive),
+}
+
+
 # the mixture start's settings that VaDE (and VIB-GMM) and GMVAE share: declared once, spread into their ``settings``
 START_SETTINGS = {
+    "gmm_assign": Setting(str, "auto", "GMM whose responsibilities start the mixture: tsne (the consensus of full "
+                          "GMMs on a t-SNE embedding of the codes, then its diagonal moments), diag, full (full "
+                          "covariance on standardised codes, then their diagonal moments), data (full covariance on "
+                          "the standardised data, then the codes' diagonal moments), or auto: tsne when the "
+                          "clusters hold 90 points on average, else diag", one_of(GMM_FITS)),
     "start_autoencoders": Setting(int, 1, "autoencoders pretrained whose codes decide the mixture start (the "
                                   "consensus of the GMM starts on each one's codes): the model's own and "
                                   "start_autoencoders - 1 more", positive),
@@ -218,6 +235,11 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
     # not decided on), which pyro_mixvae.infer.train.hold_start holds q(c | x) at; None: the start says no more
     # than the mixture's own posterior, and nothing is held
     start_responsibilities: Optional[torch.Tensor] = None
+    # the networks a subclass builds in __init__, read by the machinery: the likelihood head p(x | z) (its data
+    # units: nets.fit_data_units), the encoder of q(z | x) (latent_means) and the decoder
+    likelihood: nn.Module
+    encoder: nn.Module
+    decoder: nn.Module
 
     def __init__(self, data_shape, n_clusters: int, likelihood: str = "bernoulli", **settings):
         super().__init__()
@@ -317,6 +339,17 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
         """What the training loop calls after each optimizer step: :meth:`conjugate_step`."""
         self.conjugate_step(x, num_data, **observed)
 
+    def param_scope(self):
+        """A context within which Pyro's global parameter store holds this model's own parameters, for Pyro's
+        JIT ELBOs (:func:`~pyro_mixvae.infer.params.module_param_scope`)::
+
+            with m.param_scope():
+                svi = SVI(m.model, m.guide, pyro.optim.Adam({"lr": 1e-3}), JitTraceEnum_ELBO(max_plate_nesting=1))
+                for xb in batches:
+                    svi.step(xb, num_data=N)
+        """
+        return module_param_scope(self, self.name)
+
     def make_elbo(self, num_particles: int = 1):
         """The training objective: plain ``TraceEnum_ELBO`` unless a model adds terms from its settings."""
         return default_elbo(self, num_particles)
@@ -384,6 +417,12 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
         """Everything needed to rebuild this model: ``registry.build(**m.construction())``."""
         return {"model": self.name, "data_shape": list(self.data_shape), "n_clusters": self.n_clusters,
                 "likelihood": self.likelihood_name, "settings": _jsonable(self.hparams)}
+
+    @property
+    def cluster_counts(self) -> tuple:
+        """The number of clusters of each of ``cluster_sites``: ``(n_clusters,)`` for one site (the factorial
+        prior: K_1, ..., K_I). What partial labels and the data-size checks read."""
+        return (self.n_clusters,)
 
     def check_cluster(self, cluster: Optional[int]) -> None:
         if cluster is not None and not (0 <= int(cluster) < self.n_clusters):

@@ -48,6 +48,7 @@ is a draw of eq. 10's Student-t predictive. Evaluation (eq. 11, App. C.2-C.3):
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -64,7 +65,7 @@ from ..infer.distributed import sum_across_ranks
 from ..infer.elbo import AuxiliaryELBO
 from ..infer.pretrain import fit_diag_gmm, fit_shared_variance, pretrain_autoencoder
 from ..nets import eval_mode, make_encoder_decoder, make_likelihood
-from .base import NETWORK_SETTINGS, MixtureVAE, Setting, data_plate, int_tuple, non_negative, positive
+from .base import NETWORK_SETTINGS, PRETRAIN_SETTINGS, MixtureVAE, Setting, data_plate, int_tuple, non_negative, positive
 
 # a component counts as used when its pseudo-count exceeds the prior's by this many points (App. C.3)
 EFFECTIVE_COUNT = 1.0
@@ -99,9 +100,10 @@ class FactorialMixtureVAE(MixtureVAE):
         "b0": Setting(float, HYPERPRIOR["b0"], "Normal-Gamma hyperprior rate", positive),
         "c0": Setting(float, HYPERPRIOR["c0"], "Dirichlet hyperprior pseudo-count", positive),
         **NETWORK_SETTINGS,
-        "pretrain_lr": Setting(float, 1e-3, "learning rate of the N(0, I) VAE pretraining", positive),
+        "pretrain_lr": replace(PRETRAIN_SETTINGS["pretrain_lr"], help="learning rate of the N(0, I) VAE pretraining"),
         "pretrain_kl": Setting(float, 0.01, "final weight of the pretraining's KL, annealed from 0", non_negative),
-        "gmm_restarts": Setting(int, 10, "restarts of the GMM that starts q(xi) on the pretrained codes", positive),
+        "gmm_restarts": replace(PRETRAIN_SETTINGS["gmm_restarts"], help="restarts of the GMM that starts q(xi) on the "
+                                "pretrained codes"),
         "prior_init_iters": Setting(int, 20, "full-data coordinate-ascent sweeps of the prior initialisation",
                                     lambda v: None if v >= 0 else "must be >= 0"),
     }
@@ -292,6 +294,11 @@ class FactorialMixtureVAE(MixtureVAE):
 
     # -- posterior analysis (pyro_mixvae.analysis) --------------------------------------------------
     globals_are_point_values = False
+
+    @property
+    def cluster_counts(self) -> tuple:
+        """K_1, ..., K_I: the components of each factor (``components``)."""
+        return tuple(self.components)
 
     @torch.no_grad()
     def prior_components(self) -> list:

@@ -53,10 +53,10 @@ from pyro.ops.indexing import Vindex
 from torch import nn
 
 from ..infer.elbo import MixtureELBO
-from ..infer.pretrain import GMM_FITS, fit_diag_gmm, fit_shared_variance, init_guide_scale, pretrain_autoencoders
+from ..infer.pretrain import fit_diag_gmm, pretrain_mixture_start
 from ..infer.schedules import LinearSchedule
 from ..nets import conv_decoder, conv_encoder, make_likelihood, mlp_decoder, mlp_encoder
-from .base import START_SETTINGS, MixtureVAE, Setting, data_plate, int_tuple, one_of, optional, positive, positive_or_none
+from .base import PRETRAIN_SETTINGS, START_SETTINGS, MixtureVAE, Setting, data_plate, int_tuple, one_of, optional, positive_or_none
 
 GUIDES = ("posterior", "mean-field")
 GMVAE_ARCHITECTURES = ("auto", "fc120", "mlp", "conv")
@@ -148,12 +148,8 @@ class GMVAE(MixtureVAE):
                               "guide, else 1 = off)", _factor),
         "eta_warmup_epochs": Setting(optional(int), None, "epochs of that fall (default 90 for fc120 with the "
                                      "mean-field guide, else 0)", _epochs_or_none),
-        "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
+        **PRETRAIN_SETTINGS,
         **START_SETTINGS,
-        "gmm_restarts": Setting(int, 10, "restarts of the GMM on the codes that starts the components", positive),
-        "gmm_assign": Setting(str, "auto", "GMM whose responsibilities start the components: as VaDE's "
-                              "(auto: tsne when the clusters hold 90 points on average, else diag)",
-                              one_of(GMM_FITS)),
     }
 
     def __init__(self, data_shape, n_clusters: int = 10, likelihood: str = "bernoulli", **settings):
@@ -233,23 +229,17 @@ class GMVAE(MixtureVAE):
     def pretrain(self, x, epochs: int, batch_size: int, seed: int, progress: bool = False, **observed) -> dict:
         """Autoencoder on the reconstruction term (z = mu_z(x)), a GMM on the codes, and the
         beta-network started so that mu_c(w) and sigma_c(w) are that GMM's components for every w
-        (:meth:`init_components_from_codes`); q(z | x) starts with the components' variance.
+        (:meth:`init_mixture_from_codes`); q(z | x) starts with the components' variance
+        (:func:`~pyro_mixvae.infer.pretrain.pretrain_mixture_start`, VaDE's start).
 
         Neither GMVAE paper pretrains; without it the components start where the random
         beta-network puts them and the first epochs can merge clusters that the data separate
         (``docs/studies/robustness.md``). ``--pretrain-epochs 0`` gives the papers' setting.
         """
-        losses, codes = pretrain_autoencoders(self.encoder, self.decoder, self.likelihood, x,
-                                              autoencoders=self.hparams["start_autoencoders"], epochs=epochs,
-                                              batch_size=batch_size, lr=self.hparams["pretrain_lr"], seed=seed,
-                                              progress=progress)
-        variances = self.init_components_from_codes(codes[0], seed, progress, others=codes[1:], data=x)
-        init_guide_scale(self.encoder, variances)
-        fit_shared_variance(self.encoder, self.decoder, self.likelihood, x, seed=seed)
-        return {"pretrain_recon": losses[-1] if losses else None}
+        return pretrain_mixture_start(self, x, epochs=epochs, batch_size=batch_size, seed=seed, progress=progress)
 
     @torch.no_grad()
-    def init_components_from_codes(self, z: torch.Tensor, seed: int = 0, progress: bool = False,
+    def init_mixture_from_codes(self, z: torch.Tensor, seed: int = 0, progress: bool = False,
                                    others=(), data=None) -> torch.Tensor:
         """Fit the GMM of ``gmm_assign`` on the codes; the beta-net's last layer then emits its means and
         log-variances whatever w is (weights zero, biases the GMM's). Returns the variances (K, D).

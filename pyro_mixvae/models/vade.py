@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from ..infer.elbo import InformationBottleneckELBO, MixtureELBO
-from ..infer.pretrain import GMM_FITS, fit_diag_gmm, fit_shared_variance, init_guide_scale, pretrain_autoencoders
+from ..infer.pretrain import fit_diag_gmm, pretrain_mixture_start
 from ..nets import make_encoder_decoder, make_likelihood
-from .base import NETWORK_SETTINGS, START_SETTINGS, MixtureVAE, Setting, data_plate, non_negative, one_of, positive
+from .base import NETWORK_SETTINGS, PRETRAIN_SETTINGS, START_SETTINGS, MixtureVAE, Setting, data_plate, non_negative, positive
 
 
 class VaDE(MixtureVAE):
@@ -41,23 +41,16 @@ class VaDE(MixtureVAE):
     jit_compatible = True
     # 50 autoencoder epochs, then 200 epochs of SVI with the paper's schedule (lr 0.002, x0.9 every
     # 10 epochs, Sect. 4.2: TRAIN_DEFAULTS); results in experiments/results/benchmark.md. On fewer
-    # than 10,000 points the same decay in half the epochs (experiments/results/perf.md)
+    # than 10,000 points the same decay in half the epochs (docs/studies/main_job.md)
     train_defaults = {"epochs": 200, "pretrain_epochs": 50}
     small_data_defaults = {"epochs": 100, "lr_step": 5}
     settings = {
         "latent_dim": Setting(int, 10, "dimension J of z", positive),
         **NETWORK_SETTINGS,
-        "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
+        **PRETRAIN_SETTINGS,
         "pretrain_noise": Setting(float, 0.0, "input dropout rate of the denoising autoencoder pretraining",
                                   lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
         **START_SETTINGS,
-        "gmm_restarts": Setting(int, 10, "restarts of the GMM that initialises pi, mu_c, sigma_c", positive),
-        "gmm_assign": Setting(str, "auto", "GMM whose responsibilities initialise pi, mu_c, sigma_c: tsne (the consensus "
-                              "of full GMMs on a t-SNE embedding of the codes, then its diagonal moments), diag, "
-                              "full (full covariance on standardised codes, then their diagonal moments), data "
-                              "(full covariance on the standardised data, then the codes' diagonal moments), or "
-                              "auto: tsne when the clusters hold 90 points on average, else diag",
-                              one_of(GMM_FITS)),
         "s": Setting(float, 1.0, "weight of the KL part: the s-generalised bound of vib-gmm eq. 9 (1 = VaDE)",
                      non_negative),
     }
@@ -83,10 +76,15 @@ class VaDE(MixtureVAE):
         log_pi, loc, scale = self.mixture()
         return [(log_pi.exp(), loc, scale)]
 
+    def component_distribution(self, loc: torch.Tensor, scale: torch.Tensor):
+        """p(z | c) per latent dimension, given the component's parameters: N(mu_c, sigma_c^2) (eq. 5). The one
+        place a subclass changes the components' family (``tests/test_registry.py``: Student-t)."""
+        return dist.Normal(loc, scale)
+
     def component_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log pi_c + log N(z | mu_c, sigma_c^2) for every c: (..., J) -> (..., K)."""
         log_pi, loc, scale = self.mixture()
-        return log_pi + dist.Normal(loc, scale).log_prob(z.unsqueeze(-2)).sum(-1)
+        return log_pi + self.component_distribution(loc, scale).log_prob(z.unsqueeze(-2)).sum(-1)
 
     # -- the two programs -------------------------------------------------------------------
     def model(self, x=None, num_data: Optional[int] = None):
@@ -94,7 +92,7 @@ class VaDE(MixtureVAE):
         log_pi, loc, scale = self.mixture()
         with data_plate(x, num_data):
             c = pyro.sample("c", dist.Categorical(logits=log_pi), infer={"enumerate": "parallel"})
-            z = pyro.sample("z", dist.Normal(loc[c], scale[c]).to_event(1))
+            z = pyro.sample("z", self.component_distribution(loc[c], scale[c]).to_event(1))
             out = self.decoder(z)
             pyro.sample("x", self.likelihood(out), obs=x)
         return out
@@ -131,21 +129,14 @@ class VaDE(MixtureVAE):
         GMM on mu~(x) (``gmm_assign``; the consensus of the GMM starts on each autoencoder's codes) sets pi,
         mu_c, sigma_c, and q(z | x) starts with the components' variance
         (:func:`~pyro_mixvae.infer.pretrain.init_guide_scale`)."""
-        losses, codes = pretrain_autoencoders(self.encoder, self.decoder, self.likelihood, x,
-                                              autoencoders=self.hparams["start_autoencoders"], epochs=epochs,
-                                              batch_size=batch_size, lr=self.hparams["pretrain_lr"],
-                                              noise=self.hparams["pretrain_noise"], seed=seed, progress=progress)
-        self.init_mixture_from_codes(codes[0], seed, progress, others=codes[1:], data=x)
-        init_guide_scale(self.encoder, self.log_var_c.exp())
-        fit_shared_variance(self.encoder, self.decoder, self.likelihood, x, seed=seed)
-        return {"pretrain_recon": losses[-1] if losses else None}
+        return pretrain_mixture_start(self, x, epochs=epochs, batch_size=batch_size, seed=seed, progress=progress)
 
     @torch.no_grad()
     def init_mixture_from_codes(self, z: torch.Tensor, seed: int = 0, progress: bool = False, others=(),
-                                data=None) -> None:
+                                data=None) -> torch.Tensor:
         """pi, mu_c, sigma_c from :func:`~pyro_mixvae.infer.pretrain.fit_diag_gmm` on the codes ``z`` (with
         ``others``, further autoencoders' codes of the same points, or ``data``, the points themselves,
-        deciding the responsibilities where ``gmm_assign`` says so)."""
+        deciding the responsibilities where ``gmm_assign`` says so). Returns sigma_c^2 (K, J)."""
         start = fit_diag_gmm(z.cpu().numpy(), self.n_clusters, seed, n_init=self.hparams["gmm_restarts"],
                              assign=self.hparams["gmm_assign"], progress=progress,
                              others=[c.cpu().numpy() for c in others],
@@ -155,3 +146,4 @@ class VaDE(MixtureVAE):
         self.mu_c.copy_(torch.as_tensor(start.means, dtype=like.dtype))
         self.log_var_c.copy_(torch.as_tensor(np.log(start.variances), dtype=like.dtype))
         self.keep_start_responsibilities(start.responsibilities)
+        return self.log_var_c.exp()

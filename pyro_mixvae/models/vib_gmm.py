@@ -23,7 +23,7 @@ the objective and its schedule:
 Defaults (chosen on digits, ``docs/studies/vib_gmm_tuning.md``): 20 pretraining epochs (the
 DEC-sized autoencoder overfits the 1797 digits when trained longer), then s from 0.1 to 1, x1.1
 every 2 epochs (s = 1 from epoch 51 on), 150 epochs; on fewer than 10,000 points 80 epochs, where the
-training bound has stopped rising (``experiments/results/perf.md``). The paper's MNIST setting (s from 1 to 5,
+training bound has stopped rising (``docs/studies/main_job.md``). The paper's MNIST setting (s from 1 to 5,
 every 500 epochs) is ``--set s_min=1 --set s_max=5 --set s_every=500``.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The epochs of one run on a data set of the robustness suite: the training bound, acc and clusters used.
 
-    python experiments/trajectory.py MODEL DATA SEED [--likelihood auto] [--every 5]
+    python experiments/archive/trajectory.py MODEL DATA SEED [--likelihood auto] [--every 5]
 
 Trains MODEL with its defaults on DATA (``pyro_mixvae.synthetic.robustness_suite``), K = its number
 of groups, one thread, and prints the start (after pretraining) and every ``--every``-th epoch.
@@ -8,12 +8,16 @@ of groups, one thread, and prints the start (after pretraining) and every ``--ev
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import torch
 
 from pyro_mixvae.infer.train import TrainConfig, fit
 from pyro_mixvae.synthetic import robustness_suite
-from robustness import build_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/robustness.py
+from robustness import build_for  # noqa: E402
 
 
 def main(argv=None) -> None:

@@ -1,7 +1,7 @@
 """Which mixture start to keep: the diagonal GMM, the full GMM and the t-SNE start on the codes (issue 17).
 
-    python experiments/start_selection.py --data digits --seeds 0 1 2 3 4
-    python experiments/start_selection.py --data arcs --seeds 0 1 2 3 4
+    python experiments/archive/start_selection.py --data digits --seeds 0 1 2 3 4
+    python experiments/archive/start_selection.py --data arcs --seeds 0 1 2 3 4
 
 For each seed, VaDE is pretrained as ``mixvae fit vade`` does (its default pretraining), then the three
 starts are fitted on the autoencoder's codes: ``gmm_assign=diag``, ``full`` and ``tsne``
@@ -9,7 +9,7 @@ starts are fitted on the autoencoder's codes: ``gmm_assign=diag``, ``full`` and 
 label-free scores of those labels -- the silhouette on the codes and on the standardised codes.
 ``--data`` names a set of the robustness suite (``pyro_mixvae.synthetic.robustness_suite``), of
 ``experiments/other_sets.py``, or of ``mixvae fit --data``. Appends the records, with the command, to
-``experiments/results/start_selection.json`` (one process at a time: each rewrites the file).
+``experiments/results/archive/start_selection.json`` (one process at a time: each rewrites the file).
 """
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ from pyro_mixvae.models import build
 from pyro_mixvae.nets import resolve_likelihood
 from pyro_mixvae.synthetic import robustness_suite
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/other_sets.py
 from other_sets import other_sets  # noqa: E402
 
-OUT = Path(__file__).resolve().parent / "results" / "start_selection.json"
+OUT = Path(__file__).resolve().parents[1] / "results" / "archive" / "start_selection.json"
 ASSIGNS = ("diag", "full", "tsne")
 
 
@@ -71,7 +71,7 @@ def main(argv=None) -> None:
     named = {**robustness_suite(full=True), **other_sets()}
     data = named[args.data] if args.data in named else load_dataset(args.data)
     records = json.loads(OUT.read_text()) if OUT.exists() else []
-    command = "python experiments/start_selection.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python experiments/archive/start_selection.py " + " ".join(sys.argv[1:] if argv is None else argv)
     for seed in args.seeds:
         record = {"data": args.data, "command": command, **one_seed(data, seed)}
         print(json.dumps(record), flush=True)

@@ -1,27 +1,31 @@
 """k-means on the raw data: the baseline the deep models must beat.
 
-    python experiments/kmeans_baselines.py [--seeds 0 1 2] [--results DIR]
+    python experiments/archive/kmeans_baselines.py [--seeds 0 1 2] [--results DIR]
 
 ``arcs`` with K = 5 (data sets drawn with each seed, k-means seed 0) and ``digits`` with K = 10
 (the pixels, k-means seeded by each seed), 10 k-means restarts each. Writes
-``RESULTS/kmeans_baselines.json`` (``--results``, default ``experiments/results``): the Hungarian
+``RESULTS/kmeans_baselines.json`` (``--results``, default ``experiments/results/archive``): the Hungarian
 ACC and the NMI of each, and the command.
 """
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from common import add_output_arguments, record_command, write_json
-from sklearn.cluster import KMeans
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/common.py
+from common import RESULTS, add_output_arguments, record_command, write_json  # noqa: E402
+from sklearn.cluster import KMeans  # noqa: E402
 
-from pyro_mixvae.data import load_dataset, make_arcs
-from pyro_mixvae.metrics import acc, nmi
+from pyro_mixvae.data import load_dataset, make_arcs  # noqa: E402
+from pyro_mixvae.metrics import acc, nmi  # noqa: E402
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     add_output_arguments(p, fits=False)
+    p.set_defaults(results=RESULTS / "archive")
     args = p.parse_args(argv)
     records = []
     for seed in args.seeds:

@@ -1,7 +1,7 @@
 """Probe (issue 17): does a mixture that follows the codes keep a start's clusters?
 
-    python experiments/mixture_mstep.py vade arcs 2 --set gmm_assign=full
-    python experiments/mixture_mstep.py vade iris 2
+    python experiments/archive/mixture_mstep.py vade arcs 2 --set gmm_assign=full
+    python experiments/archive/mixture_mstep.py vade iris 2
 
 Trains MODEL (VaDE or VIB-GMM) with its defaults on DATA of the robustness suite, twice from the same
 seed: as ``mixvae fit`` does (pi, mu_c, sigma_c^2 moved by Adam with the networks), and with the
@@ -12,7 +12,7 @@ with gamma_nc = p(c | mu~(x_n)) (VaDE eq. 16 at the encoder mean),
     sigma_c^2 = sum_n gamma_nc (sigma~_n^2 + (mu~_n - mu_c)^2) / N_c,
 
 the M-step of a GMM fitted to q(z | x) (VaDE eq. 12's terms in pi, mu_c, sigma_c). Prints acc and the
-cluster sizes per epoch and appends a record per run to ``experiments/results/mixture_mstep.jsonl``.
+cluster sizes per epoch and appends a record per run to ``experiments/results/archive/mixture_mstep.jsonl``.
 A probe, not a default: the library does not do this.
 """
 from __future__ import annotations
@@ -28,9 +28,11 @@ import torch
 from pyro_mixvae.infer.train import TrainConfig, fit
 from pyro_mixvae.metrics import acc
 from pyro_mixvae.synthetic import robustness_suite
-from robustness import add_set_argument, build_for, settings_of
 
-OUT = Path(__file__).resolve().parent / "results" / "mixture_mstep.jsonl"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/robustness.py
+from robustness import add_set_argument, build_for, settings_of  # noqa: E402
+
+OUT = Path(__file__).resolve().parents[1] / "results" / "archive" / "mixture_mstep.jsonl"
 
 
 @torch.no_grad()
@@ -77,7 +79,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     data = robustness_suite(full=True)[args.data]
     settings = settings_of(args)
-    command = "python experiments/mixture_mstep.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python experiments/archive/mixture_mstep.py " + " ".join(sys.argv[1:] if argv is None else argv)
     for mstep in (False, True):
         record = {"command": command, **one_run(args.model, data, args.seed, settings, mstep)}
         shown = [t for t in record["trace"] if t["epoch"] in (1, 2, 3, 5, 10, 50) or t is record["trace"][-1]]

@@ -2,11 +2,11 @@
 candidate for seeds 0-4 and compare the training ELBO (a bound on log p(x), comparable across
 networks on the same data), its curve over the epochs, and the time; labels only score the runs.
 
-    python experiments/perf/size_defaults.py --data digits --model vade \\
+    python experiments/archive/size_defaults.py --data digits --model vade \\
         --widths 500,500,2000 256,256,1024 128,128,512 64,64,256 --jobs 2
 
 Writes ``size_defaults-DATA-MODEL.md`` (the table, with the command) and ``.json`` (every run's
-ELBO and accuracy per epoch, its seconds) under ``--results``. For VIB-GMM the curve is its
+ELBO and accuracy per epoch, its seconds) under ``--results`` (default ``experiments/results/archive``). For VIB-GMM the curve is its
 objective, the cost of Algorithm 2, which is the ELBO once the annealed weight s has reached 1. Resumable: finished runs are read back.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # experiments/common.py
 
-from common import add_output_arguments, mean_std, read_history, record_command, run_fit, write_json  # noqa: E402
+from common import RESULTS, add_output_arguments, mean_std, read_history, record_command, run_fit, write_json  # noqa: E402
 
 
 def suffix(fit_args: list) -> str:
@@ -69,6 +69,7 @@ def main(argv=None) -> None:
     p.add_argument("--within", type=float, default=0.5, help="nats per point that count as the plateau")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time, one thread each")
     add_output_arguments(p)
+    p.set_defaults(results=RESULTS / "archive")
     args = p.parse_args(argv)
     jobs = [(args.model, args.data, w, s, args.runs, args.fit_args) for w in args.widths for s in args.seeds]
     with ThreadPoolExecutor(args.jobs) as pool:

@@ -1,7 +1,7 @@
 """What the first SVI steps do to a perfect start (issue 17): the measurement behind two defaults.
 
-    python experiments/first_steps.py [--model vade] [--seed 0] [--lr 2e-3] [--guide-scale untrained|components]
-                                      [--steps 40] [--out experiments/results/first_steps.json]
+    python experiments/archive/first_steps.py [--model vade] [--seed 0] [--lr 2e-3] [--guide-scale untrained|components]
+                                      [--steps 40] [--out experiments/results/archive/first_steps.json]
 
 On the example of ``guides/cluster-your-own-data.md`` (4 groups of 50 points in 20 dimensions in
 [0, 1]) the model is pretrained as ``mixvae fit`` does (autoencoder, then the mixture start). Then
@@ -28,6 +28,8 @@ from pyro_mixvae.metrics import clustering_metrics
 from pyro_mixvae.models import build
 from pyro_mixvae.synthetic import guide_example
 
+ARCHIVE = Path(__file__).resolve().parents[1] / "results" / "archive"
+
 RECORD_AT = (0, 1, 2, 3, 5, 10, 20, 40, 100, 200)
 
 
@@ -48,7 +50,7 @@ def main(argv=None) -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--guide-scale", choices=("untrained", "components"), default="components")
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "first_steps.json"))
+    parser.add_argument("--out", default=str(ARCHIVE / "first_steps.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     data = guide_example()
@@ -74,7 +76,7 @@ def main(argv=None) -> None:
     for step, s in trace.items():
         print(f"step {step:3d}  loss {s['loss']:9.1f}  codes moved {s['code_moved']:.3f}  component sd "
               f"{s['component_sd']:.3f}  acc {s['acc']:.3f}  clusters used {s['clusters_used']}")
-    record = {"command": "python experiments/first_steps.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    record = {"command": "python experiments/archive/first_steps.py " + " ".join(sys.argv[1:] if argv is None else argv),
               **{k: v for k, v in vars(args).items() if k != "out"}, "trace": trace}
     out = Path(args.out)
     records = json.loads(out.read_text()) if out.exists() else []

@@ -1,13 +1,13 @@
 """Does a narrower network fit a small table better? Held-out bound per encoder width (issue 17).
 
-    python experiments/heldout_widths.py --model vade --data breast-cancer --seed 1 \\
+    python experiments/archive/heldout_widths.py --model vade --data breast-cancer --seed 1 \\
         --widths 500,500,2000 128,128,512 64,64,256 [--likelihood gaussian]
 
 For each width: the model with its defaults (that width) is trained on a random 80 % of a data set
 of the robustness suite (or ``digits``), then its ELBO per point is computed on the training part
 and on the 20 % held out, and its acc on all points. A training bound far above the held-out one
 is a network that fits its points rather than the groups. Appends one record per run to
-``experiments/results/heldout_widths.jsonl``.
+``experiments/results/archive/heldout_widths.jsonl``.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from pyro_mixvae.models import build
 from pyro_mixvae.nets import resolve_likelihood
 from pyro_mixvae.synthetic import robustness_suite
 
-RESULTS = Path(__file__).resolve().parent / "results" / "heldout_widths.jsonl"
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "archive" / "heldout_widths.jsonl"
 
 
 def one(model_name: str, data, seed: int, widths: str, likelihood: str) -> dict:
@@ -56,7 +56,7 @@ def main(argv=None) -> None:
     data = load_dataset("digits") if args.data == "digits" else robustness_suite(full=True)[args.data]
     for widths in args.widths:
         record = {**one(args.model, data, args.seed, widths, args.likelihood),
-                  "command": "python experiments/heldout_widths.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+                  "command": "python experiments/archive/heldout_widths.py " + " ".join(sys.argv[1:] if argv is None else argv)}
         print(json.dumps(record), flush=True)
         with open(RESULTS, "a") as f:
             f.write(json.dumps(record) + "\n")
