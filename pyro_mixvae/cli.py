@@ -51,7 +51,7 @@ from .infer.checkpoint import CHECKPOINT
 from .infer.train import SMALL_DATA, TRAIN_DEFAULTS, TRAINING_VALUES, TrainConfig, seed_everything
 from .metrics import format_metrics
 from .models import MODELS, get_model_class
-from .models.base import parse_settings
+from .models.base import DEFAULT_CLUSTERS, parse_settings
 from .nets import LIKELIHOOD_HELP, LIKELIHOODS
 from .runner import as_model_input, check_clusters, check_components, check_seed, fit_in_directory, prepare_data, restarts
 from .runs import (CONFIG, METRICS, check_output_dir, check_output_file, check_same_data, check_writable, completion,
@@ -115,7 +115,7 @@ def _add_data_arguments(f) -> None:
     f.add_argument("--data", default=None,
                    help="digits (default), arcs, mnist, fashion-mnist, svhn, or PATH.npz / PATH.csv")
     f.add_argument("--split", default=None, help="train, test or all (default; for mnist, fashion-mnist, svhn)")
-    f.add_argument("--clusters", "-k", type=int, default=None, help="K (default: the number of classes, else 10)")
+    f.add_argument("--clusters", "-k", type=int, default=None, help=f"K (default: the number of classes, else {DEFAULT_CLUSTERS})")
     f.add_argument("--likelihood", default="auto", choices=LIKELIHOODS, help=LIKELIHOOD_HELP)
     _key_values(f, "--set", "settings", "a model setting, repeatable (see `mixvae settings MODEL`)")
     f.add_argument("--guide", default=None,
@@ -255,7 +255,7 @@ def _fit_job(args, cls) -> dict:
     settings = parse_settings(args.model, cls.settings, given)
     data = load_dataset(args.data, split=args.split, download=args.download)
     x, likelihood = prepare_data(data.x, data.y, args.likelihood)
-    k = args.clusters if args.clusters is not None else (data.n_classes or 10)
+    k = args.clusters if args.clusters is not None else (data.n_classes or DEFAULT_CLUSTERS)
     check_clusters(cls, k, len(x))
     return dict(cls=cls, given=given, settings=settings, data=data, x=x, likelihood=likelihood, k=k)
 

@@ -42,6 +42,7 @@ from .data import check_data, load_partial_labels_array
 from .evaluation import elbo_per_point, predict_proba
 from .infer.train import TRAINING_VALUES, TrainConfig, resolve_device
 from .models import get_model_class
+from .models.base import DEFAULT_CLUSTERS
 from .nets import LIKELIHOOD_HELP, eval_mode, resolve_likelihood
 from .runner import as_model_input, check_components, check_seed, fit_best
 
@@ -49,7 +50,7 @@ SCORE_SEED = 0  # seed of the private generator that score() draws its particles
 
 # The estimators' parameters, {name: (default, type, help)}: these first, then the model's settings, then OWN_LAST
 OWN_FIRST = {
-    "n_clusters": (10, "int", "K, the number of clusters."),
+    "n_clusters": (DEFAULT_CLUSTERS, "int", "K, the number of clusters."),
     "n_init": (1, "int", "Trainings from seeds s, s + 1, ... (s from random_state); the one with the best training "
                          "ELBO is kept, the labels are never used to choose."),
 }

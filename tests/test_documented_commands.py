@@ -58,6 +58,7 @@ QUICK = {
     "other_sets.py": (["--models", "vade", "--seeds", "0", "--sets", "unequal"], []),
     "stability.py": (["--seeds", "0"], []),
     "stable_answer.py": (["--seeds", "0", "--threads", "1", *FIT_ARGS], []),
+    "fashion_peer.py": (["--seeds", "0", "--data", "digits", "--epochs", "1", *FIT_ARGS], []),
 }
 OWN_OUT = {"gmvae_arcs_tune.py": "tune.jsonl", "perf/overhead.py": "perf.json",  # scripts with --out FILE
            "perf/profile_main.py": "profile.md"}

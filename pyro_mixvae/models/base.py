@@ -59,6 +59,9 @@ from ..infer.schedules import LinearSchedule
 from ..nets import ARCHITECTURES
 
 
+DEFAULT_CLUSTERS = 10  # K when none is given (and the data carry no labels to count): the models, CLI, estimators
+
+
 @dataclass(frozen=True)
 class Setting:
     """A model hyperparameter: its type, default, and one line of help."""

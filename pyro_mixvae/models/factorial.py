@@ -65,7 +65,8 @@ from ..infer.distributed import sum_across_ranks
 from ..infer.elbo import AuxiliaryELBO
 from ..infer.pretrain import fit_diag_gmm, fit_shared_variance, pretrain_autoencoder
 from ..nets import eval_mode, make_encoder_decoder, make_likelihood
-from .base import NETWORK_SETTINGS, PRETRAIN_SETTINGS, MixtureVAE, Setting, data_plate, int_tuple, non_negative, positive
+from .base import (DEFAULT_CLUSTERS, NETWORK_SETTINGS, PRETRAIN_SETTINGS, MixtureVAE, Setting, data_plate, int_tuple,
+                   non_negative, positive)
 
 # a component counts as used when its pseudo-count exceeds the prior's by this many points (App. C.3)
 EFFECTIVE_COUNT = 1.0
@@ -108,7 +109,7 @@ class FactorialMixtureVAE(MixtureVAE):
                                     lambda v: None if v >= 0 else "must be >= 0"),
     }
 
-    def __init__(self, data_shape, n_clusters: int = 10, likelihood: str = "bernoulli", **settings):
+    def __init__(self, data_shape, n_clusters: int = DEFAULT_CLUSTERS, likelihood: str = "bernoulli", **settings):
         super().__init__(data_shape, n_clusters, likelihood, **settings)
         hp = self.hparams
         I, D = hp["factors"], hp["dim"]

@@ -56,7 +56,8 @@ from ..infer.elbo import MixtureELBO
 from ..infer.pretrain import fit_diag_gmm, pretrain_mixture_start
 from ..infer.schedules import LinearSchedule
 from ..nets import conv_decoder, conv_encoder, make_likelihood, mlp_decoder, mlp_encoder
-from .base import PRETRAIN_SETTINGS, START_SETTINGS, MixtureVAE, Setting, data_plate, int_tuple, one_of, optional, positive_or_none
+from .base import (DEFAULT_CLUSTERS, PRETRAIN_SETTINGS, START_SETTINGS, MixtureVAE, Setting, data_plate, int_tuple,
+                   one_of, optional, positive_or_none)
 
 GUIDES = ("posterior", "mean-field")
 GMVAE_ARCHITECTURES = ("auto", "fc120", "mlp", "conv")
@@ -152,7 +153,7 @@ class GMVAE(MixtureVAE):
         **START_SETTINGS,
     }
 
-    def __init__(self, data_shape, n_clusters: int = 10, likelihood: str = "bernoulli", **settings):
+    def __init__(self, data_shape, n_clusters: int = DEFAULT_CLUSTERS, likelihood: str = "bernoulli", **settings):
         super().__init__(data_shape, n_clusters, likelihood, **settings)
         hp = self.hparams
         arch = default_arch(self.data_shape) if hp["arch"] == "auto" else hp["arch"]

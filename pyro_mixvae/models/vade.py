@@ -31,7 +31,8 @@ from torch import nn
 from ..infer.elbo import InformationBottleneckELBO, MixtureELBO
 from ..infer.pretrain import fit_diag_gmm, pretrain_mixture_start
 from ..nets import make_encoder_decoder, make_likelihood
-from .base import NETWORK_SETTINGS, PRETRAIN_SETTINGS, START_SETTINGS, MixtureVAE, Setting, data_plate, non_negative, positive
+from .base import (DEFAULT_CLUSTERS, NETWORK_SETTINGS, PRETRAIN_SETTINGS, START_SETTINGS, MixtureVAE, Setting,
+                   data_plate, non_negative, positive)
 
 
 class VaDE(MixtureVAE):
@@ -55,7 +56,7 @@ class VaDE(MixtureVAE):
                      non_negative),
     }
 
-    def __init__(self, data_shape, n_clusters: int = 10, likelihood: str = "bernoulli", **settings):
+    def __init__(self, data_shape, n_clusters: int = DEFAULT_CLUSTERS, likelihood: str = "bernoulli", **settings):
         super().__init__(data_shape, n_clusters, likelihood, **settings)
         J, K = self.hparams["latent_dim"], self.n_clusters
         self.likelihood = make_likelihood(likelihood, self.data_shape)

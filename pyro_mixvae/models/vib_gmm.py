@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from ..infer.elbo import KL_ESTIMATORS, InformationBottleneckELBO
 from ..infer.schedules import GeometricSchedule
-from .base import Setting, non_negative, one_of, positive
+from .base import DEFAULT_CLUSTERS, Setting, non_negative, one_of, positive
 from .vade import VaDE
 
 
@@ -54,7 +54,7 @@ class VIBGMM(VaDE):
                       one_of(KL_ESTIMATORS)),
     }
 
-    def __init__(self, data_shape, n_clusters: int = 10, likelihood: str = "bernoulli", **settings):
+    def __init__(self, data_shape, n_clusters: int = DEFAULT_CLUSTERS, likelihood: str = "bernoulli", **settings):
         super().__init__(data_shape, n_clusters, likelihood, **settings)
         # checked here (not per setting) because it relates two settings; builds the schedule once
         self._schedule = GeometricSchedule("s", self.hparams["s_min"], self.hparams["s_max"],

@@ -1,0 +1,54 @@
+"""experiments/fashion_peer.py (issue 34) on a small file: a killed run of ours resumes, a finished one is
+skipped, a recorded peer seed is not run again, and the table reads accuracy at a time budget."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "experiments"))
+import fashion_peer  # noqa: E402
+
+TINY = "--pretrain-epochs 1 --set hidden=8 --set latent_dim=2 --set gmm_assign=diag --set hold_start=0"
+
+
+def test_ours_resumes_a_killed_run_and_skips_a_finished_one(tmp_path, blobs_npz):
+    from pyro_mixvae.cli import main as mixvae
+
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    run = runs / "fashion_peer" / "vade-s0"
+    # a run stopped after its first epoch, as an interrupt leaves it: a checkpoint, metrics.json incomplete
+    assert mixvae(["fit", "vade", "--data", str(blobs_npz), "--seed", "0", "--out", str(run), "--epochs", "1",
+                   "--quiet", "--device", "cpu", *TINY.split()]) == 0
+    first = (run / "history.jsonl").read_text().splitlines()
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "complete": False}))
+
+    args = ["--side", "ours", "--seeds", "0", "--data", str(blobs_npz), "--results", str(results), "--runs", str(runs),
+            "--epochs", "2", "--fit-args", TINY]
+    fashion_peer.main(args)
+    history = (run / "history.jsonl").read_text().splitlines()
+    assert len(history) == 2 and history[0] == first[0]  # resumed from epoch 1, not started over
+    assert json.loads((run / "metrics.json").read_text())["complete"] is True
+
+    stamp = (run / "checkpoint.pt").stat().st_mtime_ns
+    fashion_peer.main(args)  # finished: nothing trains, nothing is recorded twice
+    assert (run / "checkpoint.pt").stat().st_mtime_ns == stamp
+    records = [json.loads(line) for line in (results / "fashion_peer.jsonl").read_text().splitlines()]
+    assert [r["side"] for r in records] == ["ours"] and len(records[0]["curve"]) == 2
+
+
+def test_a_recorded_peer_seed_is_skipped_and_the_table_reads_the_budget(tmp_path, blobs_npz, capsys):
+    results = tmp_path / "results"
+    data = str(blobs_npz)
+    fashion_peer.append(results, {"side": "peer", "seed": 0, "data": data, "acc": 0.6, "nmi": 0.5, "wall_seconds": 100})
+    fashion_peer.append(results, {"side": "ours", "model": "vade", "seed": 0, "data": data, "acc": 0.7, "nmi": 0.6,
+                                  "curve": [[30, 0.5, 0.4, -10.0], [60, 0.55, 0.45, -9.0], [120, 0.7, 0.6, -8.0]]})
+    # the peer's folder does not exist: running seed 0 would fail, skipping it does not
+    fashion_peer.main(["--side", "peer", "--seeds", "0", "--data", data, "--results", str(results),
+                       "--peer-site", str(tmp_path / "absent"), "--table"])
+    out = capsys.readouterr().out
+    assert "peer seed 0: recorded, skipped" in out
+    assert "| pyro_mixvae vade | the peer's time (1.7 min) | 1 | 0.550 ± 0.000 |" in out  # epoch 2: 60 s <= 100 s
+    assert "| pyro_mixvae vade | half the peer's time (0.8 min) | 1 | 0.500 ± 0.000 |" in out  # epoch 1: 30 s <= 50 s
