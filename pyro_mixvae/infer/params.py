@@ -23,6 +23,8 @@ from pyro.params.param_store import param_with_module_name
 from pyro.poutine.runtime import am_i_wrapped, effectful
 from torch import nn
 
+from ..errors import ConfigError
+
 
 def announce_params(module: nn.Module, prefix: str) -> None:
     """``pyro.module(prefix, module)`` without Pyro's global parameter store.
@@ -150,7 +152,7 @@ def check_traceable(module: nn.Module) -> None:
     was traced at: a wrong loss, without an error. Hence the error here.
     """
     if getattr(module, "jit_compatible", True) is False:
-        raise NotImplementedError(
+        raise ConfigError(
             f"{type(module).__name__} ({getattr(module, 'name', '')}) cannot be traced by a JIT ELBO: its "
             "programs read state that changes between steps (jit_compatible = False; for the factorial "
             "model, the conjugate buffers that conjugate_step updates), which a torch.jit trace would freeze "
