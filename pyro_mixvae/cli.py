@@ -106,7 +106,9 @@ def _model_defaults(key: str) -> str:
 
     differ = [one(*item) for item in sorted(MODELS.items())
               if key in item[1].train_defaults or key in item[1].small_data_defaults]
-    return "; ".join([str(TRAIN_DEFAULTS[key]), *differ])
+    by_arch = [f"{name} ({arch}) {values[key]}" for name, cls in sorted(MODELS.items())
+               for arch, values in cls.arch_train_defaults.items() if key in values]
+    return "; ".join([str(TRAIN_DEFAULTS[key]), *differ, *by_arch])
 
 
 def _add_data_arguments(f) -> None:

@@ -65,8 +65,8 @@ class FixedNoiseFactorial(FactorialMixtureVAE):
         _fixed_z(x, num_data, eps, [(f"z_{i}", l, s, e) for i, (l, s, e) in
                                     enumerate(zip(self.blocks(loc), self.blocks(scale), self.blocks(eps)))])
 
-    def after_step(self, x, num_data, eps=None):
-        return super().after_step(x, num_data)
+    def conjugate_step(self, x, num_data, eps=None):
+        return super().conjugate_step(x, num_data)
 
 
 def _data():
@@ -146,7 +146,7 @@ def _union_batch_reference(model, x, eps):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            model.after_step(x[idx], N, eps=eps[idx])
+            model.conjugate_step(x[idx], N, eps=eps[idx])
             total += float(loss.detach()) * len(idx)
         elbos.append(-total / N)
     return elbos

@@ -104,7 +104,7 @@ def test_cross_entropy_of_eq8_is_added_and_reaches_the_encoder():
     assert float(torch.autograd.grad(with_ce - without, m.encoder.loc.weight)[0].abs().sum()) > 0
 
 
-def test_after_step_is_a_natural_gradient_step_and_training_moves_the_globals():
+def test_conjugate_step_is_a_natural_gradient_step_and_training_moves_the_globals():
     torch.manual_seed(0)
     x = torch.rand(60, 8).round()
     m = small()

@@ -257,7 +257,7 @@ def test_any_damaged_checkpoint_loads_a_model_or_is_one_line(cut, flips, run, fo
 @given(data=st.data())
 def test_any_checkpoint_field_replaced_is_used_correctly_or_refused_in_one_line(data, run, folder, capsys):
     state = torch.load(run / "checkpoint.pt", weights_only=True)
-    field = data.draw(st.sampled_from(["epoch", "construction", "config", "model", "data_fingerprint", "model_extra"]))
+    field = data.draw(st.sampled_from(["epoch", "construction", "config", "model", "data_fingerprint", "extra"]))
     value = data.draw(st.one_of(JSON_VALUES, st.just(torch.full((2,), float("nan")))))
     if field == "model" and data.draw(st.booleans()):  # a parameter of another shape or value
         key = data.draw(st.sampled_from(sorted(state["model"])))

@@ -1,7 +1,7 @@
 """Atomic checkpoints, exact resume, and loading that never runs code.
 
 A checkpoint holds everything that the next step of training depends on: the model's
-parameters and buffers (its ``state_dict`` and ``extra_state()``), the optimizer and its
+parameters and buffers (its ``state_dict``), the optimizer and its
 learning-rate schedule, every random number generator in play (Python, NumPy, torch CPU and CUDA, and the
 generator that shuffles minibatches), the epoch reached and the training config.
 
@@ -41,8 +41,7 @@ from ..nets import with_identity_units
 
 CHECKPOINT = "checkpoint.pt"
 # what every checkpoint holds (load_checkpoint refuses a file without them)
-FIELDS = ("epoch", "model", "model_extra", "construction", "optimizer", "scheduler", "rng",
-          "generator", "config", "extra")
+FIELDS = ("epoch", "model", "construction", "optimizer", "scheduler", "rng", "generator", "config", "extra")
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # the fingerprint of the data being trained on, set by run_identity() (None: not known, e.g. in memory)
 _DATA_FINGERPRINT = contextvars.ContextVar("mixvae_data_fingerprint", default=None)
@@ -170,7 +169,6 @@ def save_checkpoint(path, *, model, optimizer, scheduler, epoch: int, generator:
     atomic_save({
         "epoch": int(epoch),
         "model": model.state_dict(),
-        "model_extra": plain(model.extra_state()),
         "construction": plain(model.construction()),
         "optimizer": optimizer.state_dict(),
         "scheduler": plain(scheduler.state_dict()),
@@ -223,7 +221,7 @@ def _first_line(error) -> str:
 
 
 def load_parameters(model, state: dict, path) -> None:
-    """``model.load_state_dict(state["model"])`` (and its extra state); a key or shape mismatch is one line.
+    """``model.load_state_dict(state["model"])``; a key or shape mismatch is one line.
     A checkpoint from before the data's units (:class:`~pyro_mixvae.nets.Standardize`) loads with the identity."""
     params = with_identity_units(model, state["model"])
     problem = state_mismatch(model.state_dict(), params)
@@ -231,7 +229,6 @@ def load_parameters(model, state: dict, path) -> None:
         raise RunError(f"{path} does not fit this model: {problem}")
     try:
         model.load_state_dict(params)
-        model.load_extra_state(state["model_extra"])
     except (RuntimeError, TypeError, ValueError, KeyError) as e:
         raise RunError(f"{path} does not fit this model: {' '.join(str(e).split())[:150]}") from None
 

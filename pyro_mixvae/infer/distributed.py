@@ -24,7 +24,7 @@ What crosses the ranks, and why it gives the single-process step on the union ba
   sum gamma (z^2 + var) with w = N / |B|) is linear in the sums, so summing them (and |B|)
   across ranks before the update (:func:`sum_across_ranks`) gives exactly the update on the union.
 * **Initial state, broadcast.** Pretraining and the GMM initialisation run once, on rank 0; its
-  parameters, buffers and ``extra_state()`` are then broadcast, so no rank depends on its own
+  parameters and buffers are then broadcast, so no rank depends on its own
   initialisation. A resumed run's checkpoint is read on rank 0 and broadcast likewise.
 * **Finiteness, agreed.** Whether the step's loss is finite is all-reduced, so a NaN on one rank
   stops every rank at the same step with the same :class:`~pyro_mixvae.errors.NonFiniteLossError`.
@@ -316,12 +316,10 @@ class DataParallel(SingleProcess):
         return out
 
     def broadcast_state(self, model, obj=None):
-        """Copy rank 0's parameters and buffers (in place) and ``extra_state()`` to every rank; also ``obj``."""
+        """Copy rank 0's parameters and buffers (in place) to every rank; also ``obj``."""
         for tensor in model.state_dict().values():
             self._collective(dist.broadcast, tensor, 0)
-        extra, obj = self.broadcast_object((model.extra_state(), obj))
-        model.load_extra_state(extra)
-        return obj
+        return self.broadcast_object(obj)
 
     def broadcast_object(self, obj):
         box = [obj if self.is_main else None]
@@ -353,7 +351,7 @@ class DataParallel(SingleProcess):
 
     @contextmanager
     def training(self) -> Iterator[None]:
-        """Within: :func:`sum_across_ranks` sums over the ranks (the conjugate statistics of ``after_step``)."""
+        """Within: :func:`sum_across_ranks` sums over the ranks (the conjugate statistics of ``conjugate_step``)."""
         global _ACTIVE
         previous, _ACTIVE = _ACTIVE, self
         try:

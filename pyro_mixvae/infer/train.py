@@ -236,7 +236,7 @@ def svi_step(model, loss_fn, optimizer, x: torch.Tensor, num_data: int, observed
     ``loss_fn(x, num_data, **observed)`` is the ELBO's ``differentiable_loss`` of ``model.model``
     and ``model.guide`` (eager, or traced: :func:`~pyro_mixvae.infer.compiled.compiled_loss`);
     the loss is divided by ``num_data`` (nats per data point); then backward, one optimizer step,
-    and ``model.after_step`` (the conjugate updates). Returns the detached loss, or None -- with
+    and ``model.conjugate_step`` (the conjugate updates). Returns the detached loss, or None -- with
     nothing applied -- when ``is_finite(loss)`` (e.g. ``lambda l: bool(torch.isfinite(l))``, or the
     agreement of all ranks of a distributed job) says False; with ``is_finite=None`` nothing is
     checked. Checking reads the loss on the host, a device synchronisation on CUDA.
@@ -248,7 +248,7 @@ def svi_step(model, loss_fn, optimizer, x: torch.Tensor, num_data: int, observed
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    model.after_step(x, num_data, **observed)
+    model.conjugate_step(x, num_data, **observed)
     return loss.detach()
 
 
@@ -335,7 +335,7 @@ def fit(model, x: torch.Tensor, y: Optional[np.ndarray] = None, *, config: Optio
 
     ``observed`` maps keyword names to per-point tensors (N, ...) -- e.g. the factorial model's
     partial ``labels`` -- whose minibatch rows are passed to ``model.model``, ``model.guide`` and
-    ``model.after_step`` (the conjugate updates) with every step.
+    ``model.conjugate_step`` (the conjugate updates) with every step.
     ``elbo`` defaults to ``model.make_elbo(num_particles)`` and ``schedules`` to
     ``model.schedules()``: before each epoch every schedule sets its attribute of the ELBO object
     (:mod:`.schedules`) and the value goes into that epoch's record. ``callbacks``: see

@@ -234,6 +234,9 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
     train_defaults: Dict[str, Any] = {}
     # the values that replace those on data sets of fewer than pyro_mixvae.infer.train.SMALL_DATA points
     small_data_defaults: Dict[str, Any] = {}
+    # per architecture, values over train_defaults (GMVAE's: its fc120 nets train longer); a model that has them
+    # merges its architecture's row into its own train_defaults when built
+    arch_train_defaults: Dict[str, Dict[str, Any]] = {}
     # set by pretraining: the responsibilities (N, K) that decided the mixture start (NaN rows for points it was
     # not decided on), which pyro_mixvae.infer.train.hold_start holds q(c | x) at; None: the start says no more
     # than the mixture's own posterior, and nothing is held
@@ -338,10 +341,6 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
                 m.conjugate_step(xb, N)
         """
 
-    def after_step(self, x: torch.Tensor, num_data: int, **observed) -> None:
-        """What the training loop calls after each optimizer step: :meth:`conjugate_step`."""
-        self.conjugate_step(x, num_data, **observed)
-
     def param_scope(self):
         """A context within which Pyro's global parameter store holds this model's own parameters, for Pyro's
         JIT ELBOs (:func:`~pyro_mixvae.infer.params.module_param_scope`)::
@@ -376,13 +375,6 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
         and hand over to the model's own posterior; else none."""
         epochs = int(self.hparams.get("hold_start") or 0)
         return [LinearSchedule("hold", 1.0, 0.0, epochs)] if epochs > 0 else []
-
-    def extra_state(self) -> dict:
-        """State outside ``state_dict`` that a checkpoint must keep (e.g. conjugate step counts)."""
-        return {}
-
-    def load_extra_state(self, state: dict) -> None:
-        pass
 
     # -- what posterior analysis reads (pyro_mixvae.analysis) --------------------------------
     # True when the global sites are parameters (point values); False when the guide has a q over them

@@ -75,13 +75,6 @@ DECODER_LOG_VAR_INIT = -5.0
 # fc120 with the mean-field guide only: the K component means at w = 0 start on a circle of this radius in z, log-variance below
 COMPONENT_INIT_RADIUS = 1.5
 COMPONENT_LOG_VAR_INIT = -1.0
-# the training defaults per architecture (over TRAIN_DEFAULTS: 50 SVI epochs, no pretraining, decay
-# every 10 epochs, a learning-rate warm-up): fc120's epochs and decay step, with the z-prior warm-start
-# below, chosen on arcs without pretraining and without the warm-up, which protects a pretrained start
-# that fc120 does not have (docs/studies/gmvae_arcs_tuning.md, experiments/results/gmvae_arcs.md);
-# mlp and conv pretrain an autoencoder (GMVAE.pretrain)
-ARCH_TRAIN_DEFAULTS = {"fc120": {"epochs": 200, "lr_step": 20, "lr_warmup": 0}, "mlp": {"pretrain_epochs": 50},
-                       "conv": {"pretrain_epochs": 50}}
 # default z-prior warm-start (eta_warmup, eta_warmup_epochs) per (architecture, guide); (1, 0) = off elsewhere
 ETA_WARMUP = {("fc120", "mean-field"): (5.0, 90)}
 
@@ -127,6 +120,13 @@ class GMVAE(MixtureVAE):
 
     name = "gmvae"
     jit_compatible = True
+    # the training defaults per architecture (over TRAIN_DEFAULTS: 50 SVI epochs, no pretraining, decay every 10
+    # epochs, a learning-rate warm-up): fc120's epochs and decay step, with the z-prior warm-start (ETA_WARMUP),
+    # chosen on arcs without pretraining and without the warm-up, which protects a pretrained start that fc120
+    # does not have (docs/studies/gmvae_arcs_tuning.md, experiments/results/gmvae_arcs.md); mlp and conv
+    # pretrain an autoencoder (GMVAE.pretrain)
+    arch_train_defaults = {"fc120": {"epochs": 200, "lr_step": 20, "lr_warmup": 0}, "mlp": {"pretrain_epochs": 50},
+                           "conv": {"pretrain_epochs": 50}}
     settings = {
         "guide": Setting(str, "posterior", "posterior: q(c|z,w) = p_beta(c|z,w) (min-information paper); "
                          "mean-field: a classifier q(c|x) (consistency-violation paper)", one_of(GUIDES)),
@@ -179,7 +179,7 @@ class GMVAE(MixtureVAE):
         self.w_log_var = nn.Linear(features, self.w_dim)
         self.classifier = nn.Linear(features, K) if self.guide_name == "mean-field" else None
         self.components = ComponentNet(self.w_dim, hp["beta_hidden"] or beta_width, K, D)
-        self.train_defaults = {**type(self).train_defaults, **ARCH_TRAIN_DEFAULTS[arch]}
+        self.train_defaults = {**type(self).train_defaults, **self.arch_train_defaults[arch]}
         warmup, warmup_epochs = ETA_WARMUP.get((arch, self.guide_name), (1.0, 0))
         self.eta_warmup = warmup if hp["eta_warmup"] is None else hp["eta_warmup"]
         self.eta_warmup_epochs = warmup_epochs if hp["eta_warmup_epochs"] is None else hp["eta_warmup_epochs"]
