@@ -42,9 +42,9 @@ from typing import Optional, Sequence
 import torch
 
 from . import __version__
+from .analysis import DEFAULT_DRAWS, REPORT_MAX_POINTS
 from .data import check_data, check_data_options, describe_labels, load_dataset, load_partial_labels
 from .errors import ConfigError, MixVAEError, NonFiniteLossError, RunError, Terminated
-from .analysis import DEFAULT_DRAWS, REPORT_MAX_POINTS
 from .evaluation import DEFAULT_IW_SAMPLES, evaluate
 from .infer import distributed
 from .infer.checkpoint import CHECKPOINT
@@ -124,13 +124,24 @@ def _add_data_arguments(f) -> None:
                    help="the variational family, for models with a guide setting (gmvae: posterior or mean-field)")
 
 
-def _add_training_arguments(f) -> None:
-    """The training values; a value left out is the model's for the data (`mixvae settings MODEL --data D`)."""
+def _add_training_values(f) -> None:
+    """``--epochs``, ``--lr``, ...: the training values of :class:`TrainConfig` (``TRAINING_VALUES``), each left
+    None to take the model's for the data (`mixvae settings MODEL --data D`)."""
     values = f.add_argument_group("training values", "a value left out is the model's for the data: `mixvae "
                                   "settings MODEL --data D` shows them")
     for name, value in TRAINING_VALUES.items():
         values.add_argument("--" + name.replace("_", "-"), type=value.metadata["type"], default=None,
                             help=f"{value.metadata['help']} (default: {_model_defaults(name)})")
+
+
+def _training_config(args, **others) -> TrainConfig:
+    """The :class:`TrainConfig` of the training values given on the command line, and ``others``."""
+    return TrainConfig(**{name: getattr(args, name) for name in TRAINING_VALUES}, **others)
+
+
+def _add_training_arguments(f) -> None:
+    """The training values, the seed, the device and how often to evaluate and checkpoint."""
+    _add_training_values(f)
     f.add_argument("--seed", type=int, default=None, help="default: 0")
     f.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     f.add_argument("--eval-every", type=int, default=TrainConfig.eval_every, help="epochs between metric evaluations")
@@ -365,8 +376,8 @@ def _fit_one(args, job, seed: int, out: Path, resume: bool, show: bool = True) -
     """Train one model with ``seed`` into the run directory ``out`` (:func:`~pyro_mixvae.runner.fit_in_directory`);
     returns its metrics."""
     cls, x, data = job["cls"], job["x"], job["data"]
-    config = TrainConfig(**{name: getattr(args, name) for name in TRAINING_VALUES}, seed=seed, device=args.device,
-                         eval_every=args.eval_every, checkpoint_seconds=args.checkpoint_seconds, jit=args.jit)
+    config = _training_config(args, seed=seed, device=args.device, eval_every=args.eval_every,
+                              checkpoint_seconds=args.checkpoint_seconds, jit=args.jit)
     config.check()
     seed_everything(seed)
     model = cls(x.shape[1:], job["k"], job["likelihood"], **job["settings"])
@@ -485,9 +496,7 @@ def _add_select_parser(sub) -> None:
                    help="candidates whose stability (mean pairwise ARI of restarts) is within this of the highest "
                         "are ranked by held-out log-likelihood")
     s.add_argument("--iw-samples", type=int, default=DEFAULT_IW_SAMPLES, help="importance samples per held-out point")
-    for flag in ("--epochs", "--pretrain-epochs", "--batch-size"):
-        s.add_argument(flag, type=int, default=None, help="as for fit")
-    s.add_argument("--lr", type=float, default=None, help="as for fit")
+    _add_training_values(s)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default=None)
     s.add_argument("--likelihood", default="auto", choices=LIKELIHOODS)
@@ -515,8 +524,7 @@ def _run_select(args) -> None:
     if unknown:
         raise ConfigError(f"setting {unknown[0]!r} belongs to none of the models {', '.join(models)}")
     settings = {m: {k: v for k, v in given.items() if k in get_model_class(m).settings} for m in models}
-    config = TrainConfig(epochs=args.epochs, pretrain_epochs=args.pretrain_epochs, batch_size=args.batch_size,
-                         lr=args.lr, device=args.device)
+    config = _training_config(args, device=args.device)
     check_seed(args.seed)
     if args.iw_samples < 1:
         raise ConfigError(f"--iw-samples must be >= 1; got {args.iw_samples}")

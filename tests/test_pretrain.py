@@ -186,3 +186,30 @@ def test_the_data_start_decides_in_the_datas_space_and_takes_the_moments_in_the_
         np.testing.assert_allclose(start.variances[j], z[labels == k].var(0), rtol=1e-2)
     with pytest.raises(ValueError, match="needs the data"):
         fit_diag_gmm(z, 3, assign="data")
+
+
+def test_the_tsne_data_start_decides_on_the_datas_embedding_and_takes_the_moments_in_the_codes():
+    """assign='tsne-data': well-separated groups in the data, codes in which they overlap. The consensus on the
+    data's t-SNE embedding recovers the groups (ARI 1), whatever the codes; the moments are the codes' under
+    that partition, computed directly from the labels."""
+    x, labels = separated_blobs(n_per=120, dim=8)
+    rng = np.random.default_rng(3)
+    z = labels[:, None] * [0.3, -0.2, 0.1] + rng.normal(size=(len(x), 3))  # the groups touch in the codes
+    start = fit_diag_gmm(z, 3, seed=0, n_init=3, assign="tsne-data", data=x)
+    assert adjusted_rand_score(labels, start.responsibilities.argmax(1)) == 1.0
+    two = fit_diag_gmm(z, 3, seed=0, n_init=3, assign="tsne-data", data=x, embeddings=2)  # two embeddings agree
+    assert adjusted_rand_score(labels, two.responsibilities.argmax(1)) == 1.0
+    order = [int(np.bincount(start.responsibilities.argmax(1)[labels == k]).argmax()) for k in range(3)]
+    for k, j in enumerate(order):
+        np.testing.assert_allclose(start.means[j], z[labels == k].mean(0), atol=1e-3)
+        np.testing.assert_allclose(start.variances[j], z[labels == k].var(0), rtol=1e-2)
+    with pytest.raises(ValueError, match="needs the data"):
+        fit_diag_gmm(z, 3, assign="tsne-data")
+
+
+def test_auto_starts_on_an_embedding_where_the_clusters_are_large_enough():
+    from pyro_mixvae.infer.pretrain import resolve_gmm_fit
+
+    assert resolve_gmm_fit("auto", 1797, 10) == "tsne"  # 180 points a cluster
+    assert resolve_gmm_fit("auto", 150, 3) == "diag"  # 50: below 3 x perplexity
+    assert resolve_gmm_fit("tsne", 150, 3) == "tsne"

@@ -110,7 +110,10 @@ def pretrain_mixture_start(model, x: torch.Tensor, *, epochs: int, batch_size: i
                                           autoencoders=hp["start_autoencoders"], epochs=epochs, batch_size=batch_size,
                                           lr=hp["pretrain_lr"], noise=hp.get("pretrain_noise", 0.0), seed=seed,
                                           progress=progress)
-    variances = model.init_mixture_from_codes(codes[0], seed, progress, others=codes[1:], data=x)
+    units = getattr(model.likelihood, "units", None)  # the data as the networks see them (standardised if Gaussian)
+    with torch.no_grad():
+        seen = units(x) if units is not None else x
+    variances = model.init_mixture_from_codes(codes[0], seed, progress, others=codes[1:], data=seen)
     init_guide_scale(model.encoder, variances)
     fit_shared_variance(model.encoder, model.decoder, model.likelihood, x, seed=seed)
     return {"pretrain_recon": losses[-1] if losses else None}
@@ -185,12 +188,12 @@ def init_guide_scale(encoder, component_variances: torch.Tensor) -> None:
     head.bias.copy_(torch.log(component_variances.min(0).values).to(head.bias))
 
 
-GMM_FITS = ("auto", "diag", "full", "tsne", "data")
+GMM_FITS = ("auto", "diag", "full", "tsne", "tsne-data", "data")
 # assign="tsne": the embedding is fitted on at most this many codes (a random subset beyond it);
 # the initialisation needs only each component's moments, which a subset estimates well
 TSNE_MAX_POINTS = 5000
 TSNE_DIM = 3
-# assign="auto": the t-SNE start when the clusters hold, on average, at least this many times t-SNE's
+# assign="auto": the t-SNE start (on the data) when the clusters hold, on average, at least this many times t-SNE's
 # perplexity (its neighbourhoods span about 3 x perplexity points); else the GMM on the codes
 TSNE_MIN_POINTS_PER_PERPLEXITY = 3
 TSNE_PERPLEXITY = 30.0
@@ -228,7 +231,8 @@ class MixtureStart(NamedTuple):
 
 
 def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1, assign: str = "diag",
-                 progress: bool = False, select: str = "auto", others=(), data=None) -> MixtureStart:
+                 progress: bool = False, select: str = "auto", others=(), data=None,
+                 embeddings: int = 1) -> MixtureStart:
     """Diagonal GMM on the codes ``z``; returns a :class:`MixtureStart` (weights, means, variances, responsibilities).
 
     ``assign="diag"`` (this function's default) is scikit-learn's diagonal ``GaussianMixture`` on ``z``.
@@ -244,9 +248,12 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     GMM on the codes merges. Beyond ``TSNE_MAX_POINTS`` codes the embedding and the moments come
     from a random subset of that size (``docs/studies/tsne_init.md`` compares it with ``"diag"``).
 
-    ``assign="data"``: decided on the ``data`` themselves (:func:`_data_start`). ``assign="auto"`` (the models'
-    default) is ``"tsne"`` when the clusters hold 3 x perplexity points on average, else ``"diag"``
-    (:func:`resolve_gmm_fit`).
+    ``assign="tsne-data"``: as ``"tsne"``, with the embedding made of the ``data`` themselves (the points that
+    the codes encode, flattened) instead of the codes: the decision then does not depend on one autoencoder's
+    draw; the moments are the codes'. ``embeddings`` such embeddings (t-SNE seeds s, s + 1, ...) each
+    give ``n_init`` starts to the consensus. ``assign="data"``: decided by a full-covariance GMM on the ``data``
+    (:func:`_data_start`). ``assign="auto"`` (the models' default) is ``"tsne"`` when the clusters hold
+    3 x perplexity points on average, else ``"diag"`` (:func:`resolve_gmm_fit`).
 
     Whichever GMM decides, it is fitted from ``n_init`` single starts (k-means initialisations drawn
     from ``seed``). ``select="consensus"`` keeps none of them alone: the start is the partition that
@@ -270,11 +277,15 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     if assign == "data":
         return _data_start(z, data, n_clusters, "likelihood" if select == "auto" else select, seed, n_init, progress)
     codes, points, reg = [z, *(np.asarray(c, dtype=np.float64) for c in others)], np.arange(len(z)), 1e-4
+    if assign == "tsne-data":  # the points themselves decide, in place of the codes
+        if data is None:
+            raise ValueError("assign='tsne-data' needs the data (the points that the codes encode)")
+        codes, assign = [np.asarray(data, dtype=np.float64).reshape(len(z), -1)] * int(embeddings), "tsne"
     if assign == "tsne" and len(z) > TSNE_MAX_POINTS:
         points = np.sort(np.random.default_rng(seed).choice(len(z), TSNE_MAX_POINTS, replace=False))
         codes = [c[points] for c in codes]
     if select == "auto":
-        select = "consensus" if assign == "tsne" or len(others) else "likelihood"
+        select = "consensus" if assign == "tsne" or len(codes) > 1 else "likelihood"
     spaces = len(codes) if select == "consensus" else 1
     with tqdm(total=spaces * (n_init + (assign == "tsne")), desc="mixture start", unit="stage",
               disable=not progress, leave=False) as bar:
@@ -286,7 +297,7 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
                 return MixtureStart(gmm.weights_, gmm.means_, gmm.covariances_, None)
     decided = np.full((len(z), n_clusters), np.nan)
     decided[points] = resp
-    return MixtureStart(*diagonal_moments(resp, codes[0], reg), decided)
+    return MixtureStart(*diagonal_moments(resp, z[points], reg), decided)
 
 
 def _data_start(z: np.ndarray, data, n_clusters: int, select: str, seed: int, n_init: int,

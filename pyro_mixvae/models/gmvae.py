@@ -250,7 +250,8 @@ class GMVAE(MixtureVAE):
         start = fit_diag_gmm(z.cpu().numpy(), self.n_clusters, seed, n_init=self.hparams["gmm_restarts"],
                              assign=self.hparams["gmm_assign"], progress=progress,
                              others=[c.cpu().numpy() for c in others],
-                             data=None if data is None else data.cpu().numpy())
+                             data=None if data is None else data.cpu().numpy(),
+                             embeddings=self.hparams["start_embeddings"])
         out = self.components.net[-1]
         out.weight.zero_()
         bias = out.bias.view(2, self.n_clusters, self.latent_dim)

@@ -141,7 +141,8 @@ class VaDE(MixtureVAE):
         start = fit_diag_gmm(z.cpu().numpy(), self.n_clusters, seed, n_init=self.hparams["gmm_restarts"],
                              assign=self.hparams["gmm_assign"], progress=progress,
                              others=[c.cpu().numpy() for c in others],
-                             data=None if data is None else data.cpu().numpy())
+                             data=None if data is None else data.cpu().numpy(),
+                             embeddings=self.hparams["start_embeddings"])
         like = self.mu_c
         self.pi_logits.copy_(torch.as_tensor(np.log(np.maximum(start.weights, 1e-6)), dtype=like.dtype))
         self.mu_c.copy_(torch.as_tensor(start.means, dtype=like.dtype))
