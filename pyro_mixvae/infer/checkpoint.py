@@ -197,7 +197,8 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise RunError(f"{path} is damaged: {_first_line(e)}") from None
     except FileNotFoundError:
         raise RunError(f"{path} does not exist") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError, TypeError) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError, TypeError,
+            AttributeError, AssertionError) as e:  # torch's unpickler on a flipped byte: any of these
         raise RunError(f"{path} is damaged or not a checkpoint (empty, truncated or another format): "
                        f"{_first_line(e)}") from None
     missing = [k for k in FIELDS if k not in state] if isinstance(state, dict) else list(FIELDS)
