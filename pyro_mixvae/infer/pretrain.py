@@ -241,18 +241,14 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     and merging two), then takes each component's diagonal moments under them in the codes' own units
     (``docs/studies/vib_gmm_tuning.md``).
 
-    ``assign="tsne"`` takes the responsibilities from a full-covariance GMM on a t-SNE embedding
-    of the codes (``TSNE_DIM`` dimensions, fewer for narrower codes; scikit-learn's Barnes-Hut),
-    then the diagonal moments in the codes' units as ``"full"`` does. This is N2D's observation (McConville
-    et al., 2020) that a manifold learner on the autoencoder's codes separates the clusters that a
-    GMM on the codes merges. Beyond ``TSNE_MAX_POINTS`` codes the embedding and the moments come
-    from a random subset of that size (``docs/studies/tsne_init.md`` compares it with ``"diag"``).
-
-    ``assign="tsne-data"``: as ``"tsne"``, with the embedding made of the ``data`` themselves (the points that
-    the codes encode, flattened) instead of the codes: the decision then does not depend on one autoencoder's
-    draw; the moments are the codes'. ``embeddings`` such embeddings (t-SNE seeds s, s + 1, ...) each
-    give ``n_init`` starts to the consensus. ``assign="data"``: decided by a full-covariance GMM on the ``data``
-    (:func:`_data_start`). ``assign="auto"`` (the models' default) is ``"tsne"`` when the clusters hold
+    ``assign="tsne"`` takes the responsibilities from a full-covariance GMM on a t-SNE embedding of the codes
+    (``TSNE_DIM`` dimensions; scikit-learn's Barnes-Hut), then the diagonal moments in the codes' units as
+    ``"full"`` does: N2D's observation (McConville et al., 2020) that a manifold learner on the codes separates
+    the clusters that a GMM on them merges. Beyond ``TSNE_MAX_POINTS`` codes, from a random subset of that size
+    (``docs/studies/tsne_init.md``). ``assign="tsne-data"``: the same on ``embeddings`` embeddings (t-SNE seeds
+    s, s + 1, ...) of the ``data`` themselves (the points the codes encode), so that the decision does not
+    depend on one autoencoder's draw; the moments are the codes'. ``assign="data"``: a full-covariance GMM on
+    the ``data`` decides (:func:`_data_start`). ``assign="auto"`` (the models' default) is ``"tsne"`` when the clusters hold
     3 x perplexity points on average, else ``"diag"`` (:func:`resolve_gmm_fit`).
 
     Whichever GMM decides, it is fitted from ``n_init`` single starts (k-means initialisations drawn
@@ -265,10 +261,9 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     or with further autoencoders' codes, else the likelihood (``docs/studies/stability.md``).
     ``progress`` shows a bar over the stages.
 
-    ``others``: the codes of the same points by further autoencoders (:func:`pretrain_autoencoders`),
-    whose agreement outweighs one autoencoder's draw (its weights, minibatch order, floating-point order).
-    Under the consensus each one's codes get their own embedding and starts (on digits, better than one
-    embedding of them side by side), else the codes side by side (:func:`side_by_side`) decide.
+    ``others``: the codes of the same points by further autoencoders (:func:`pretrain_autoencoders`), whose
+    agreement outweighs one autoencoder's draw. Under the consensus each one's codes get their own embedding
+    and starts, else the codes side by side (:func:`side_by_side`) decide.
     """
     _check_choice("assign", assign, GMM_FITS)
     _check_choice("select", select, GMM_SELECTS)
@@ -276,11 +271,7 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     z = np.asarray(z, dtype=np.float64)
     if assign == "data":
         return _data_start(z, data, n_clusters, "likelihood" if select == "auto" else select, seed, n_init, progress)
-    codes, points, reg = [z, *(np.asarray(c, dtype=np.float64) for c in others)], np.arange(len(z)), 1e-4
-    if assign == "tsne-data":  # the points themselves decide, in place of the codes
-        if data is None:
-            raise ValueError("assign='tsne-data' needs the data (the points that the codes encode)")
-        codes, assign = [np.asarray(data, dtype=np.float64).reshape(len(z), -1)] * int(embeddings), "tsne"
+    (codes, assign), points, reg = _decision_spaces(z, others, data, assign, embeddings), np.arange(len(z)), 1e-4
     if assign == "tsne" and len(z) > TSNE_MAX_POINTS:
         points = np.sort(np.random.default_rng(seed).choice(len(z), TSNE_MAX_POINTS, replace=False))
         codes = [c[points] for c in codes]
@@ -298,6 +289,16 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     decided = np.full((len(z), n_clusters), np.nan)
     decided[points] = resp
     return MixtureStart(*diagonal_moments(resp, z[points], reg), decided)
+
+
+def _decision_spaces(z: np.ndarray, others, data, assign: str, embeddings: int):
+    """(the spaces whose GMM starts decide the start, the fit that decides in them): the codes and further
+    autoencoders' codes; for ``tsne-data``, ``embeddings`` copies of the data (each embedded with its own seed)."""
+    if assign != "tsne-data":
+        return [z, *(np.asarray(c, dtype=np.float64) for c in others)], assign
+    if data is None:
+        raise ValueError("assign='tsne-data' needs the data (the points that the codes encode)")
+    return [np.asarray(data, dtype=np.float64).reshape(len(z), -1)] * int(embeddings), "tsne"
 
 
 def _data_start(z: np.ndarray, data, n_clusters: int, select: str, seed: int, n_init: int,
