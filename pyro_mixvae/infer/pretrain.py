@@ -119,6 +119,15 @@ def pretrain_mixture_start(model, x: torch.Tensor, *, epochs: int, batch_size: i
     return {"pretrain_recon": losses[-1] if losses else None}
 
 
+def model_start(model, z: torch.Tensor, seed: int, progress: bool, others=(), data=None) -> MixtureStart:
+    """:func:`fit_diag_gmm` on the codes ``z`` with a model's start settings (``gmm_restarts``, ``gmm_assign``,
+    ``start_embeddings``): what VaDE's and GMVAE's ``init_mixture_from_codes`` set their mixtures from."""
+    hp = model.hparams
+    return fit_diag_gmm(z.cpu().numpy(), model.n_clusters, seed, n_init=hp["gmm_restarts"], assign=hp["gmm_assign"],
+                        progress=progress, others=[c.cpu().numpy() for c in others],
+                        data=None if data is None else data.cpu().numpy(), embeddings=hp["start_embeddings"])
+
+
 def member_seed(seed: int, member: int) -> int:
     """The seed of the ``member``-th further autoencoder of a run with ``seed``: a stream of its own
     (``numpy.random.SeedSequence([seed, member])``), not the seed of another run."""

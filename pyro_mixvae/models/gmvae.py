@@ -53,7 +53,7 @@ from pyro.ops.indexing import Vindex
 from torch import nn
 
 from ..infer.elbo import MixtureELBO
-from ..infer.pretrain import fit_diag_gmm, pretrain_mixture_start
+from ..infer.pretrain import model_start, pretrain_mixture_start
 from ..infer.schedules import LinearSchedule
 from ..nets import conv_decoder, conv_encoder, make_likelihood, mlp_decoder, mlp_encoder
 from .base import (DEFAULT_CLUSTERS, PRETRAIN_SETTINGS, START_SETTINGS, MixtureVAE, Setting, data_plate, int_tuple,
@@ -247,11 +247,7 @@ class GMVAE(MixtureVAE):
 
         The prior weights stay 1/K (eq. 1b): the GMM's weights are not used.
         """
-        start = fit_diag_gmm(z.cpu().numpy(), self.n_clusters, seed, n_init=self.hparams["gmm_restarts"],
-                             assign=self.hparams["gmm_assign"], progress=progress,
-                             others=[c.cpu().numpy() for c in others],
-                             data=None if data is None else data.cpu().numpy(),
-                             embeddings=self.hparams["start_embeddings"])
+        start = model_start(self, z, seed, progress, others=others, data=data)
         out = self.components.net[-1]
         out.weight.zero_()
         bias = out.bias.view(2, self.n_clusters, self.latent_dim)

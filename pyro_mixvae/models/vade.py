@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..infer.elbo import InformationBottleneckELBO, MixtureELBO
-from ..infer.pretrain import fit_diag_gmm, pretrain_mixture_start
+from ..infer.pretrain import model_start, pretrain_mixture_start
 from ..nets import make_encoder_decoder, make_likelihood
 from .base import (DEFAULT_CLUSTERS, NETWORK_SETTINGS, PRETRAIN_SETTINGS, START_SETTINGS, MixtureVAE, Setting,
                    data_plate, non_negative, positive)
@@ -138,11 +138,7 @@ class VaDE(MixtureVAE):
         """pi, mu_c, sigma_c from :func:`~pyro_mixvae.infer.pretrain.fit_diag_gmm` on the codes ``z`` (with
         ``others``, further autoencoders' codes of the same points, or ``data``, the points themselves,
         deciding the responsibilities where ``gmm_assign`` says so). Returns sigma_c^2 (K, J)."""
-        start = fit_diag_gmm(z.cpu().numpy(), self.n_clusters, seed, n_init=self.hparams["gmm_restarts"],
-                             assign=self.hparams["gmm_assign"], progress=progress,
-                             others=[c.cpu().numpy() for c in others],
-                             data=None if data is None else data.cpu().numpy(),
-                             embeddings=self.hparams["start_embeddings"])
+        start = model_start(self, z, seed, progress, others=others, data=data)
         like = self.mu_c
         self.pi_logits.copy_(torch.as_tensor(np.log(np.maximum(start.weights, 1e-6)), dtype=like.dtype))
         self.mu_c.copy_(torch.as_tensor(start.means, dtype=like.dtype))
