@@ -5,7 +5,7 @@
 
 Runs ``OMP_NUM_THREADS=T mixvae fit MODEL --data DATA --seed S`` for every seed S and thread count T
 (a different thread count stands in for another machine's floating-point order) into
-``RUNS/LABEL/<data>-<model>-s<S>-t<T>`` (finished runs skipped, interrupted ones resumed; ``--jobs``
+``RUNS/LABEL/<data>-<model>-s<S>-t<T>`` (runs already recorded or finished skipped, interrupted ones resumed; ``--jobs``
 at a time) and appends each run's record to ``RESULTS/stable_answer.jsonl``: acc and nmi at the start
 (after pretraining) and at the end, the training ELBO, the wall time. ``DATA`` is a name ``mixvae fit``
 knows (``digits``) or a set of the robustness suite (``iris``, ``wine``, ``breast-cancer``, ``arcs``,
@@ -76,7 +76,22 @@ def labelled_data(name: str):
     return data if data is not None else load_dataset(name)
 
 
+def recorded(args, seed: int, threads: int):
+    """The record of this run already in ``RESULTS/stable_answer.jsonl`` (a run that landed on an earlier
+    machine, whose directory is gone), or None."""
+    results = args.results / "stable_answer.jsonl"
+    key = {"data": args.data, "model": args.model, "label": args.label, "seed": seed, "threads": threads}
+    for line in results.read_text().splitlines() if results.exists() else []:
+        record = json.loads(line)
+        if all(record.get(k) == v for k, v in key.items()):
+            return record
+    return None
+
+
 def one(args, seed: int, threads: int) -> dict:
+    if (landed := recorded(args, seed, threads)) is not None:
+        print(f"{args.data}-{args.model}-s{seed}-t{threads} [{args.label}]: recorded, acc {landed['acc']:.4f}", flush=True)
+        return landed
     run = args.runs / args.label / f"{args.data}-{args.model}-s{seed}-t{threads}"
     metrics_file = run / "metrics.json"
     done = metrics_file.exists() and json.loads(metrics_file.read_text()).get("complete", False)

@@ -305,7 +305,7 @@ class VaDE(MixtureVAEEstimator):
     See :class:`pyro_mixvae.models.VaDE` for the model; the training defaults follow the
     paper's Sect. 4.2 (Adam, lr 0.002 decayed x0.9 every 10 epochs, batches of 100, an
     autoencoder pretraining then a GMM to initialise the prior). The start is the consensus of GMMs
-    on a t-SNE embedding of the data (``gmm_assign="auto"``, on data whose clusters hold 90 points on
+    on three t-SNE embeddings of the data (``gmm_assign="auto"``, on data whose clusters hold 90 points on
     average), with the components' moments taken in the codes; ``"diag"`` fits the paper's GMM on the codes.
     """
 

@@ -207,9 +207,24 @@ def test_the_tsne_data_start_decides_on_the_datas_embedding_and_takes_the_moment
         fit_diag_gmm(z, 3, assign="tsne-data")
 
 
+def test_the_consensus_counts_its_own_starts_in_every_embedding(monkeypatch):
+    """consensus_init GMM starts in each of the embeddings enter the consensus; n_init is then unused."""
+    import pyro_mixvae.infer.pretrain as pretrain
+
+    x, labels = separated_blobs(n_per=120, dim=8)
+    calls = []
+    real = pretrain.gmm_partitions
+    monkeypatch.setattr(pretrain, "gmm_partitions", lambda *a: calls.append(a[5]) or real(*a))
+    start = fit_diag_gmm(x, 3, seed=0, n_init=7, assign="tsne-data", data=x, embeddings=2, consensus_init=4)
+    assert calls == [4, 4]
+    assert adjusted_rand_score(labels, start.responsibilities.argmax(1)) == 1.0
+
+
 def test_auto_starts_on_an_embedding_where_the_clusters_are_large_enough():
     from pyro_mixvae.infer.pretrain import resolve_gmm_fit
 
-    assert resolve_gmm_fit("auto", 1797, 10) == "tsne"  # 180 points a cluster
+    assert resolve_gmm_fit("auto", 1797, 10, data_dim=64, code_dim=10) == "tsne-data"  # 180 points a cluster
+    assert resolve_gmm_fit("auto", 1797, 10, data_dim=2, code_dim=10) == "tsne"  # the codes are the richer
+    assert resolve_gmm_fit("auto", 1797, 10) == "tsne"  # no data given
     assert resolve_gmm_fit("auto", 150, 3) == "diag"  # 50: below 3 x perplexity
     assert resolve_gmm_fit("tsne", 150, 3) == "tsne"

@@ -120,12 +120,14 @@ def pretrain_mixture_start(model, x: torch.Tensor, *, epochs: int, batch_size: i
 
 
 def model_start(model, z: torch.Tensor, seed: int, progress: bool, others=(), data=None) -> MixtureStart:
-    """:func:`fit_diag_gmm` on the codes ``z`` with a model's start settings (``gmm_restarts``, ``gmm_assign``,
-    ``start_embeddings``): what VaDE's and GMVAE's ``init_mixture_from_codes`` set their mixtures from."""
+    """:func:`fit_diag_gmm` on the codes ``z`` with a model's start settings (``gmm_restarts``,
+    ``consensus_starts``, ``gmm_assign``, ``start_embeddings``): what VaDE's and GMVAE's
+    ``init_mixture_from_codes`` set their mixtures from."""
     hp = model.hparams
     return fit_diag_gmm(z.cpu().numpy(), model.n_clusters, seed, n_init=hp["gmm_restarts"], assign=hp["gmm_assign"],
                         progress=progress, others=[c.cpu().numpy() for c in others],
-                        data=None if data is None else data.cpu().numpy(), embeddings=hp["start_embeddings"])
+                        data=None if data is None else data.cpu().numpy(), embeddings=hp["start_embeddings"],
+                        consensus_init=hp["consensus_starts"])
 
 
 def member_seed(seed: int, member: int) -> int:
@@ -211,9 +213,12 @@ TSNE_PERPLEXITY = 30.0
 TSNE_ITERATIONS = 500
 
 
-def resolve_gmm_fit(assign: str, n_points: int, n_clusters: int) -> str:
-    """``auto`` -> ``tsne`` when N / K >= TSNE_MIN_POINTS_PER_PERPLEXITY * TSNE_PERPLEXITY (90 points per
-    cluster), else ``diag``; any other value unchanged.
+def resolve_gmm_fit(assign: str, n_points: int, n_clusters: int, data_dim: Optional[int] = None,
+                    code_dim: Optional[int] = None) -> str:
+    """``auto`` -> a t-SNE start when N / K >= TSNE_MIN_POINTS_PER_PERPLEXITY * TSNE_PERPLEXITY (90 points per
+    cluster), else ``diag``; any other value unchanged. The t-SNE start embeds the data (``tsne-data``) when
+    they have more dimensions than the codes, else the codes (``tsne``: on a table of two or three columns the
+    codes are the richer of the two, and an embedding of the points themselves changes little).
 
     t-SNE's affinities reach about 3 x perplexity neighbours of every point; a cluster smaller than
     that shares its neighbourhoods with others, and the embedding can split or merge it
@@ -221,7 +226,9 @@ def resolve_gmm_fit(assign: str, n_points: int, n_clusters: int) -> str:
     """
     if assign != "auto":
         return assign
-    return "tsne" if n_points >= TSNE_MIN_POINTS_PER_PERPLEXITY * TSNE_PERPLEXITY * n_clusters else "diag"
+    if n_points < TSNE_MIN_POINTS_PER_PERPLEXITY * TSNE_PERPLEXITY * n_clusters:
+        return "diag"
+    return "tsne-data" if data_dim is not None and code_dim is not None and data_dim > code_dim else "tsne"
 
 
 GMM_SELECTS = ("auto", "consensus", "silhouette", "likelihood", "agreement")
@@ -241,7 +248,7 @@ class MixtureStart(NamedTuple):
 
 def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1, assign: str = "diag",
                  progress: bool = False, select: str = "auto", others=(), data=None,
-                 embeddings: int = 1) -> MixtureStart:
+                 embeddings: int = 1, consensus_init: Optional[int] = None) -> MixtureStart:
     """Diagonal GMM on the codes ``z``; returns a :class:`MixtureStart` (weights, means, variances, responsibilities).
 
     ``assign="diag"`` (this function's default) is scikit-learn's diagonal ``GaussianMixture`` on ``z``.
@@ -257,13 +264,14 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     (``docs/studies/tsne_init.md``). ``assign="tsne-data"``: the same on ``embeddings`` embeddings (t-SNE seeds
     s, s + 1, ...) of the ``data`` themselves (the points the codes encode), so that the decision does not
     depend on one autoencoder's draw; the moments are the codes'. ``assign="data"``: a full-covariance GMM on
-    the ``data`` decides (:func:`_data_start`). ``assign="auto"`` (the models' default) is ``"tsne"`` when the clusters hold
-    3 x perplexity points on average, else ``"diag"`` (:func:`resolve_gmm_fit`).
+    the ``data`` decides (:func:`_data_start`). ``assign="auto"`` (the models' default) is ``"tsne-data"`` when the clusters
+    hold 3 x perplexity points on average (``"tsne"`` where the data have no more dimensions than the codes),
+    else ``"diag"`` (:func:`resolve_gmm_fit`).
 
     Whichever GMM decides, it is fitted from ``n_init`` single starts (k-means initialisations drawn
     from ``seed``). ``select="consensus"`` keeps none of them alone: the start is the partition that
-    the starts agree on (:func:`consensus_partition`), fitted ``n_init`` times on each autoencoder's
-    codes (``others``, below) in that autoencoder's own space. The other rules keep one start
+    the starts agree on (:func:`consensus_partition`), fitted ``consensus_init`` times (default ``n_init``)
+    in each space: each embedding, or each autoencoder's codes (``others``, below). The other rules keep one start
     (:func:`choose_start`): ``"silhouette"`` the best silhouette of its hard labels, ``"likelihood"``
     the best log-likelihood (VaDE Sect. 4.3's "best objective value"), ``"agreement"`` the start
     whose partition agrees best with the others'. ``"auto"`` is the consensus on t-SNE embeddings
@@ -276,8 +284,9 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     """
     _check_choice("assign", assign, GMM_FITS)
     _check_choice("select", select, GMM_SELECTS)
-    assign = resolve_gmm_fit(assign, len(z), n_clusters)
     z = np.asarray(z, dtype=np.float64)
+    data_dim = None if data is None else int(np.prod(np.shape(data)[1:]))
+    assign = resolve_gmm_fit(assign, len(z), n_clusters, data_dim, z.shape[1])
     if assign == "data":
         return _data_start(z, data, n_clusters, "likelihood" if select == "auto" else select, seed, n_init, progress)
     (codes, assign), points, reg = _decision_spaces(z, others, data, assign, embeddings), np.arange(len(z)), 1e-4
@@ -287,6 +296,8 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     if select == "auto":
         select = "consensus" if assign == "tsne" or len(codes) > 1 else "likelihood"
     spaces = len(codes) if select == "consensus" else 1
+    if select == "consensus" and consensus_init is not None:
+        n_init = consensus_init
     with tqdm(total=spaces * (n_init + (assign == "tsne")), desc="mixture start", unit="stage",
               disable=not progress, leave=False) as bar:
         if select == "consensus":
@@ -331,11 +342,12 @@ def _check_choice(name: str, value: str, choices) -> None:
 
 
 def _consensus_responsibilities(codes, n_clusters: int, assign: str, seed: int, n_init: int, reg: float, bar):
-    """One-hot labels of :func:`consensus_partition` over ``n_init`` GMM starts on each autoencoder's codes."""
+    """One-hot labels of :func:`consensus_partition` over ``n_init`` GMM starts in each space (an autoencoder's
+    codes, or an embedding of the data)."""
     partitions = []
     for r, c in enumerate(codes):
         space, covariance, reg_space = _decision_space(assign, c, seed + r, reg, bar)
-        bar.set_description(f"mixture start: {n_init} GMM starts on autoencoder {r + 1} of {len(codes)}")
+        bar.set_description(f"mixture start: {n_init} GMM starts, space {r + 1} of {len(codes)}")
         partitions += gmm_partitions(space, n_clusters, covariance, reg_space, seed + r, n_init, bar)
     return np.eye(n_clusters)[consensus_partition(partitions, n_clusters)]
 
@@ -353,7 +365,7 @@ def _decision_space(assign: str, joint: np.ndarray, seed: int, reg: float, bar):
     """(the points the GMM is fitted on, its covariance type, its regulariser) for ``assign``: the t-SNE
     embedding of the codes, the standardised codes, or the codes as they are."""
     if assign == "tsne":
-        bar.set_description(f"mixture start: t-SNE of {len(joint)} codes")
+        bar.set_description(f"mixture start: t-SNE of {len(joint)} points")
         space = tsne_embedding(joint, seed)
         bar.update()
         return space, "full", reg * float(space.var())  # the regulariser relative to the embedding's scale

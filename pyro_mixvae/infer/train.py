@@ -61,6 +61,9 @@ from .elbo import MixtureELBO, default_elbo  # noqa: F401 (default_elbo: importe
 from .predict import predict_proba
 
 SYNC_EVERY = 50  # on CUDA, steps between two host reads of the loss (the non-finite check)
+# the metrics (a pass over all the data) are evaluated about this many times a run unless eval_every says
+# otherwise, and at the last epoch: evaluated every epoch they cost a tenth of a small set's SVI time
+EVALUATIONS = 20
 
 
 # every model's training values unless its ``train_defaults`` says otherwise. VaDE Sect. 4.2: Adam,
@@ -102,7 +105,7 @@ class TrainConfig:
                                                           f"one lasts at least {MIN_PRETRAIN_STEPS} optimizer steps)")
     seed: int = 0
     device: Optional[str] = None
-    eval_every: int = 1
+    eval_every: Optional[int] = None  # epochs between two evaluations of the metrics; None: EVALUATIONS a run
     checkpoint_seconds: float = 10.0  # at most one checkpoint per this many seconds, and the last epoch's; 0 = every epoch
     validate: bool = False  # Pyro's argument validation: off for speed in training, on in tests
     jit: Optional[bool] = None  # trace the loss once per batch shape (None: the model's jit_compatible)
@@ -133,6 +136,7 @@ class TrainConfig:
 
         With ``num_data`` N below :data:`SMALL_DATA`, the model's ``small_data_defaults`` take the place
         of its ``train_defaults``, as one schedule: not when a value they hold was given. A model's
+        ``eval_every`` left as None is epochs // :data:`EVALUATIONS` (at least 1). A model's
         default pretraining (when it has one) is lengthened to at least :data:`MIN_PRETRAIN_STEPS`
         optimizer steps, ceil(MIN_PRETRAIN_STEPS / ceil(N / batch_size)) epochs; with batches of 100
         that changes no default from N = 1500 points up.
@@ -141,6 +145,8 @@ class TrainConfig:
         small = num_data is not None and num_data < SMALL_DATA and not set(model.small_data_defaults) & set(mine)
         filled = {**TRAIN_DEFAULTS, **model.train_defaults, **(model.small_data_defaults if small else {})}
         cfg = replace(self, **{k: v for k, v in filled.items() if k not in mine})
+        if cfg.eval_every is None:
+            cfg.eval_every = max(1, int(cfg.epochs) // EVALUATIONS)
         if num_data is not None and "pretrain_epochs" not in mine and cfg.pretrain_epochs > 0:
             steps_per_epoch = -(-int(num_data) // int(cfg.batch_size))
             cfg.pretrain_epochs = max(cfg.pretrain_epochs, -(-MIN_PRETRAIN_STEPS // steps_per_epoch))

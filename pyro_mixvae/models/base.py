@@ -135,21 +135,24 @@ NETWORK_SETTINGS = {
 # dataclasses.replace): declared once, spread into their ``settings``
 PRETRAIN_SETTINGS = {
     "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
-    "gmm_restarts": Setting(int, 10, "restarts of the GMM on the codes that starts the mixture (k-means starts); a "
-                            "t-SNE start is their consensus", positive),
+    "gmm_restarts": Setting(int, 10, "restarts of the GMM on the codes that starts the mixture (k-means starts), "
+                            "the one of best likelihood kept (a t-SNE start: consensus_starts)", positive),
 }
 
 
 # the mixture start's settings that VaDE (and VIB-GMM) and GMVAE share: declared once, spread into their ``settings``
 START_SETTINGS = {
-    "gmm_assign": Setting(str, "auto", "GMM whose responsibilities start the mixture: tsne (the consensus of full "
-                          "GMMs on a t-SNE embedding of the codes, then its diagonal moments), tsne-data (the same on "
-                          "start_embeddings embeddings of the data as the networks see them), diag, full (full "
-                          "covariance on standardised codes, then their diagonal moments), data (full covariance on "
-                          "the standardised data, then the codes' diagonal moments), or auto: tsne when the "
-                          "clusters hold 90 points on average, else diag", one_of(GMM_FITS)),
-    "start_embeddings": Setting(int, 1, "with gmm_assign=tsne-data: t-SNE embeddings of the data (seeds s, s+1, ...) "
+    "gmm_assign": Setting(str, "auto", "GMM whose responsibilities start the mixture: tsne-data (the consensus of "
+                          "full GMMs on start_embeddings t-SNE embeddings of the data as the networks see them, then "
+                          "the codes' diagonal moments), tsne (the same on one embedding of the codes), diag, full "
+                          "(full covariance on standardised codes, then their diagonal moments), data (full "
+                          "covariance on the standardised data, then the codes' diagonal moments), or auto: "
+                          "tsne-data when the clusters hold 90 points on average (tsne where the data have no more dimensions "
+                          "than the codes), else diag", one_of(GMM_FITS)),
+    "start_embeddings": Setting(int, 3, "with gmm_assign=tsne-data: t-SNE embeddings of the data (seeds s, s+1, ...) "
                                 "whose GMM starts all enter the consensus", positive),
+    "consensus_starts": Setting(int, 40, "GMM starts (k-means starts) in each embedding whose consensus decides a "
+                                "t-SNE start", positive),
     "start_autoencoders": Setting(int, 1, "autoencoders pretrained whose codes decide the mixture start (the "
                                   "consensus of the GMM starts on each one's codes): the model's own and "
                                   "start_autoencoders - 1 more", positive),

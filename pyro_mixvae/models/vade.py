@@ -127,7 +127,7 @@ class VaDE(MixtureVAE):
     # -- pretraining (Sect. 4.2) ---------------------------------------------------------------
     def pretrain(self, x, epochs: int, batch_size: int, seed: int, progress: bool = False, **observed) -> dict:
         """Autoencoder on the reconstruction term (and ``start_autoencoders - 1`` more, for their codes), then a
-        GMM on mu~(x) (``gmm_assign``; the consensus of the GMM starts on each autoencoder's codes) sets pi,
+        GMM on mu~(x) (``gmm_assign``; by default the consensus of GMM starts on embeddings of the data) sets pi,
         mu_c, sigma_c, and q(z | x) starts with the components' variance
         (:func:`~pyro_mixvae.infer.pretrain.init_guide_scale`)."""
         return pretrain_mixture_start(self, x, epochs=epochs, batch_size=batch_size, seed=seed, progress=progress)
