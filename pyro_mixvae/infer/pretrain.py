@@ -252,21 +252,18 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     """Diagonal GMM on the codes ``z``; returns a :class:`MixtureStart` (weights, means, variances, responsibilities).
 
     ``assign="diag"`` (this function's default) is scikit-learn's diagonal ``GaussianMixture`` on ``z``.
-    ``assign="full"`` lets a full-covariance GMM on the standardised codes decide the responsibilities
-    (the autoencoder's clusters are tilted ellipsoids, which a diagonal GMM covers by splitting one class
-    and merging two), then takes each component's diagonal moments under them in the codes' own units
-    (``docs/studies/vib_gmm_tuning.md``).
-
-    ``assign="tsne"`` takes the responsibilities from a full-covariance GMM on a t-SNE embedding of the codes
-    (``TSNE_DIM`` dimensions; scikit-learn's Barnes-Hut), then the diagonal moments in the codes' units as
-    ``"full"`` does: N2D's observation (McConville et al., 2020) that a manifold learner on the codes separates
-    the clusters that a GMM on them merges. Beyond ``TSNE_MAX_POINTS`` codes, from a random subset of that size
-    (``docs/studies/tsne_init.md``). ``assign="tsne-data"``: the same on ``embeddings`` embeddings (t-SNE seeds
-    s, s + 1, ...) of the ``data`` themselves (the points the codes encode), so that the decision does not
-    depend on one autoencoder's draw; the moments are the codes'. ``assign="data"``: a full-covariance GMM on
-    the ``data`` decides (:func:`_data_start`). ``assign="auto"`` (the models' default) is ``"tsne-data"`` when the clusters
-    hold 3 x perplexity points on average (``"tsne"`` where the data have no more dimensions than the codes),
-    else ``"diag"`` (:func:`resolve_gmm_fit`).
+    ``assign="full"`` lets a full-covariance GMM on the standardised codes decide the responsibilities (the
+    autoencoder's clusters are tilted ellipsoids, which a diagonal GMM covers by splitting one class and merging
+    two), then takes each component's diagonal moments under them in the codes' units (``docs/studies/vib_gmm_tuning.md``).
+    ``assign="tsne"``: a full-covariance GMM on a t-SNE embedding of the codes (``TSNE_DIM`` dimensions;
+    scikit-learn's Barnes-Hut) decides, the moments as for ``"full"``: N2D's observation (McConville et al., 2020)
+    that a manifold learner on the codes separates the clusters that a GMM on them merges; beyond
+    ``TSNE_MAX_POINTS`` codes, on a random subset (``docs/studies/tsne_init.md``). ``assign="tsne-data"``: the same
+    on ``embeddings`` embeddings (t-SNE seeds s, s + 1, ...) of the ``data`` themselves (the points the codes
+    encode), so that the decision does not hang on one autoencoder's draw. ``assign="data"``: a full-covariance
+    GMM on the ``data`` decides (:func:`_data_start`). ``assign="auto"`` (the models' default): ``"tsne-data"``
+    when the clusters hold 3 x perplexity points on average (``"tsne"`` where the data have no more dimensions
+    than the codes), else ``"diag"`` (:func:`resolve_gmm_fit`).
 
     Whichever GMM decides, it is fitted from ``n_init`` single starts (k-means initialisations drawn
     from ``seed``). ``select="consensus"`` keeps none of them alone: the start is the partition that
@@ -276,11 +273,9 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     the best log-likelihood (VaDE Sect. 4.3's "best objective value"), ``"agreement"`` the start
     whose partition agrees best with the others'. ``"auto"`` is the consensus on t-SNE embeddings
     or with further autoencoders' codes, else the likelihood (``docs/studies/stability.md``).
-    ``progress`` shows a bar over the stages.
-
-    ``others``: the codes of the same points by further autoencoders (:func:`pretrain_autoencoders`), whose
-    agreement outweighs one autoencoder's draw. Under the consensus each one's codes get their own embedding
-    and starts, else the codes side by side (:func:`side_by_side`) decide.
+    ``progress`` shows a bar over the stages. ``others``: the codes of the same points by further autoencoders
+    (:func:`pretrain_autoencoders`); under the consensus each one's codes get their own embedding and starts,
+    else the codes side by side (:func:`side_by_side`) decide.
     """
     _check_choice("assign", assign, GMM_FITS)
     _check_choice("select", select, GMM_SELECTS)
