@@ -225,6 +225,7 @@ def test_auto_starts_on_an_embedding_where_the_clusters_are_large_enough():
 
     assert resolve_gmm_fit("auto", 1797, 10, data_dim=64, code_dim=10) == "tsne-data"  # 180 points a cluster
     assert resolve_gmm_fit("auto", 1797, 10, data_dim=2, code_dim=10) == "tsne"  # the codes are the richer
+    assert resolve_gmm_fit("auto", 5000, 10, data_dim=784, code_dim=10) == "tsne"  # hundreds of pixels
     assert resolve_gmm_fit("auto", 1797, 10) == "tsne"  # no data given
     assert resolve_gmm_fit("auto", 150, 3) == "diag"  # 50: below 3 x perplexity
     assert resolve_gmm_fit("tsne", 150, 3) == "tsne"

@@ -211,14 +211,20 @@ TSNE_PERPLEXITY = 30.0
 # gradient-descent iterations of the embedding (scikit-learn's default: 1000); over 20 default runs on digits
 # 500 were as good or better (docs/studies/stability.md) at half the embedding's time
 TSNE_ITERATIONS = 500
+# assign="auto": the data themselves are embedded (tsne-data) only up to this many dimensions; above it t-SNE's
+# distances between raw features are poor neighbourhoods (scikit-learn's TSNE recommends reducing such data to
+# about 50 dimensions first), and the codes are embedded instead: on 5,000 Fashion-MNIST images (784 pixels)
+# the data's embedding ended 0.03-0.04 below the codes' (docs/studies/stability.md)
+TSNE_DATA_MAX_DIM = 100
 
 
 def resolve_gmm_fit(assign: str, n_points: int, n_clusters: int, data_dim: Optional[int] = None,
                     code_dim: Optional[int] = None) -> str:
     """``auto`` -> a t-SNE start when N / K >= TSNE_MIN_POINTS_PER_PERPLEXITY * TSNE_PERPLEXITY (90 points per
     cluster), else ``diag``; any other value unchanged. The t-SNE start embeds the data (``tsne-data``) when
-    they have more dimensions than the codes, else the codes (``tsne``: on a table of two or three columns the
-    codes are the richer of the two, and an embedding of the points themselves changes little).
+    they have more dimensions than the codes and at most ``TSNE_DATA_MAX_DIM``, else the codes (``tsne``: on a
+    table of two or three columns the codes are the richer of the two; on images of hundreds of pixels the
+    codes are the better neighbourhoods).
 
     t-SNE's affinities reach about 3 x perplexity neighbours of every point; a cluster smaller than
     that shares its neighbourhoods with others, and the embedding can split or merge it
@@ -228,7 +234,9 @@ def resolve_gmm_fit(assign: str, n_points: int, n_clusters: int, data_dim: Optio
         return assign
     if n_points < TSNE_MIN_POINTS_PER_PERPLEXITY * TSNE_PERPLEXITY * n_clusters:
         return "diag"
-    return "tsne-data" if data_dim is not None and code_dim is not None and data_dim > code_dim else "tsne"
+    if data_dim is not None and code_dim is not None and code_dim < data_dim <= TSNE_DATA_MAX_DIM:
+        return "tsne-data"
+    return "tsne"
 
 
 GMM_SELECTS = ("auto", "consensus", "silhouette", "likelihood", "agreement")
@@ -263,12 +271,12 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     encode), so that the decision does not hang on one autoencoder's draw. ``assign="data"``: a full-covariance
     GMM on the ``data`` decides (:func:`_data_start`). ``assign="auto"`` (the models' default): ``"tsne-data"``
     when the clusters hold 3 x perplexity points on average (``"tsne"`` where the data have no more dimensions
-    than the codes), else ``"diag"`` (:func:`resolve_gmm_fit`).
+    than the codes, or more than ``TSNE_DATA_MAX_DIM``), else ``"diag"`` (:func:`resolve_gmm_fit`).
 
     Whichever GMM decides, it is fitted from ``n_init`` single starts (k-means initialisations drawn
     from ``seed``). ``select="consensus"`` keeps none of them alone: the start is the partition that
-    the starts agree on (:func:`consensus_partition`), fitted ``consensus_init`` times (default ``n_init``)
-    in each space: each embedding, or each autoencoder's codes (``others``, below). The other rules keep one start
+    the starts agree on (:func:`consensus_partition`), fitted ``n_init`` times in each space (each
+    autoencoder's codes, ``others`` below; for ``"tsne-data"`` ``consensus_init`` times in each embedding). The other rules keep one start
     (:func:`choose_start`): ``"silhouette"`` the best silhouette of its hard labels, ``"likelihood"``
     the best log-likelihood (VaDE Sect. 4.3's "best objective value"), ``"agreement"`` the start
     whose partition agrees best with the others'. ``"auto"`` is the consensus on t-SNE embeddings
@@ -284,6 +292,7 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     assign = resolve_gmm_fit(assign, len(z), n_clusters, data_dim, z.shape[1])
     if assign == "data":
         return _data_start(z, data, n_clusters, "likelihood" if select == "auto" else select, seed, n_init, progress)
+    data_embedded = assign == "tsne-data"
     (codes, assign), points, reg = _decision_spaces(z, others, data, assign, embeddings), np.arange(len(z)), 1e-4
     if assign == "tsne" and len(z) > TSNE_MAX_POINTS:
         points = np.sort(np.random.default_rng(seed).choice(len(z), TSNE_MAX_POINTS, replace=False))
@@ -291,7 +300,7 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     if select == "auto":
         select = "consensus" if assign == "tsne" or len(codes) > 1 else "likelihood"
     spaces = len(codes) if select == "consensus" else 1
-    if select == "consensus" and consensus_init is not None:
+    if data_embedded and select == "consensus" and consensus_init is not None:
         n_init = consensus_init
     with tqdm(total=spaces * (n_init + (assign == "tsne")), desc="mixture start", unit="stage",
               disable=not progress, leave=False) as bar:

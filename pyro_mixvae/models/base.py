@@ -136,7 +136,7 @@ NETWORK_SETTINGS = {
 PRETRAIN_SETTINGS = {
     "pretrain_lr": Setting(float, 1e-3, "learning rate of the autoencoder pretraining", positive),
     "gmm_restarts": Setting(int, 10, "restarts of the GMM on the codes that starts the mixture (k-means starts), "
-                            "the one of best likelihood kept (a t-SNE start: consensus_starts)", positive),
+                            "the one of best likelihood kept; on the codes' t-SNE embedding, their consensus", positive),
 }
 
 
@@ -148,11 +148,11 @@ START_SETTINGS = {
                           "(full covariance on standardised codes, then their diagonal moments), data (full "
                           "covariance on the standardised data, then the codes' diagonal moments), or auto: "
                           "tsne-data when the clusters hold 90 points on average (tsne where the data have no more dimensions "
-                          "than the codes), else diag", one_of(GMM_FITS)),
+                          "than the codes, or over 100), else diag", one_of(GMM_FITS)),
     "start_embeddings": Setting(int, 3, "with gmm_assign=tsne-data: t-SNE embeddings of the data (seeds s, s+1, ...) "
                                 "whose GMM starts all enter the consensus", positive),
-    "consensus_starts": Setting(int, 40, "GMM starts (k-means starts) in each embedding whose consensus decides a "
-                                "t-SNE start", positive),
+    "consensus_starts": Setting(int, 40, "with gmm_assign=tsne-data: GMM starts (k-means starts) in each "
+                                "embedding of the data, whose consensus decides the start", positive),
     "start_autoencoders": Setting(int, 1, "autoencoders pretrained whose codes decide the mixture start (the "
                                   "consensus of the GMM starts on each one's codes): the model's own and "
                                   "start_autoencoders - 1 more", positive),
