@@ -144,8 +144,9 @@ def _add_training_arguments(f) -> None:
     _add_training_values(f)
     f.add_argument("--seed", type=int, default=None, help="default: 0")
     f.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
-    f.add_argument("--eval-every", type=int, default=TrainConfig.eval_every, help="epochs between two evaluations of the metrics, and the last epoch (default: a "
-                   "twentieth of the epochs)")
+    f.add_argument("--eval-every", type=int, default=TrainConfig.eval_every,
+                   help="epochs between two evaluations of the metrics, and the last epoch (default: a twentieth "
+                   "of the epochs)")
     f.add_argument("--checkpoint-seconds", type=float, default=TrainConfig.checkpoint_seconds,
                    help="at most one checkpoint per this many seconds, and the last epoch's; 0 = every epoch "
                    "(default: %(default)s)")

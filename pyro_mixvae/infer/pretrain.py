@@ -204,8 +204,9 @@ GMM_FITS = ("auto", "diag", "full", "tsne", "tsne-data", "data")
 # the initialisation needs only each component's moments, which a subset estimates well
 TSNE_MAX_POINTS = 5000
 TSNE_DIM = 3
-# assign="auto": the t-SNE start (on the data) when the clusters hold, on average, at least this many times t-SNE's
-# perplexity (its neighbourhoods span about 3 x perplexity points); else the GMM on the codes
+# assign="auto": a t-SNE start (of the data or of the codes: TSNE_DATA_MAX_DIM) when the clusters hold, on
+# average, at least this many times t-SNE's perplexity (its neighbourhoods span about 3 x perplexity points);
+# else the GMM on the codes
 TSNE_MIN_POINTS_PER_PERPLEXITY = 3
 TSNE_PERPLEXITY = 30.0
 # gradient-descent iterations of the embedding (scikit-learn's default: 1000); over 20 default runs on digits
