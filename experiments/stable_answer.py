@@ -5,8 +5,8 @@
 
 Runs ``OMP_NUM_THREADS=T mixvae fit MODEL --data DATA --seed S`` for every seed S and thread count T
 (a different thread count stands in for another machine's floating-point order) into
-``RUNS/LABEL/<data>-<model>-s<S>-t<T>`` (runs already recorded or finished skipped, interrupted ones resumed; ``--jobs``
-at a time) and appends each run's record to ``RESULTS/stable_answer.jsonl``: acc and nmi at the start
+``RUNS/LABEL/<data>-<model>-s<S>-t<T>`` (runs already recorded or finished skipped, interrupted ones
+resumed; ``--jobs`` at a time) and appends each run's record to ``RESULTS/stable_answer.jsonl``: acc and nmi at the start
 (after pretraining) and at the end, the training ELBO, the wall time. ``DATA`` is a name ``mixvae fit``
 knows (``digits``) or a set of the robustness suite (``iris``, ``wine``, ``breast-cancer``, ``arcs``,
 ``guide-example``, ...) or ``fashion-mnist-5k`` (5,000 training images drawn with seed 0), saved once as

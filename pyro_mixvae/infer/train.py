@@ -135,7 +135,7 @@ class TrainConfig:
         """A checked copy with every field left as None filled from the model, then from TRAIN_DEFAULTS.
 
         With ``num_data`` N below :data:`SMALL_DATA`, the model's ``small_data_defaults`` take the place
-        of its ``train_defaults``, as one schedule: not when a value they hold was given. A model's
+        of its ``train_defaults``, as one schedule: not when a value they hold was given.
         ``eval_every`` left as None is epochs // :data:`EVALUATIONS` (at least 1). A model's
         default pretraining (when it has one) is lengthened to at least :data:`MIN_PRETRAIN_STEPS`
         optimizer steps, ceil(MIN_PRETRAIN_STEPS / ceil(N / batch_size)) epochs; with batches of 100
