@@ -195,9 +195,10 @@ def _draws(model, xt, obs, num_samples, ppc_samples, local_points, iw_samples, s
     estimate = DRAWS_ESTIMATE if global_values else LOCAL_ESTIMATE
     attrs = {"posterior": {"estimate": estimate, "global_sites": " ".join(global_values),
                            "local_sites": " ".join(s["name"] for s in _split_sites(trace)[1])}}
-    if not global_values:  # the globals are parameters: their point values, outside posterior
-        groups["constant_data"] = _point_values(model, dims)
-        attrs["constant_data"] = {"estimate": POINT_ESTIMATE, "point_estimates": " ".join(groups["constant_data"])}
+    points = _point_values(model, dims)
+    if points:  # the globals that are parameters: their point values, outside posterior
+        groups["constant_data"] = points
+        attrs["constant_data"] = {"estimate": POINT_ESTIMATE, "point_estimates": " ".join(points)}
     if iw_samples > 0:
         ll = importance_log_likelihood(model, xt, num_samples=iw_samples, seed=seed,
                                        global_values=global_values or None)
@@ -241,10 +242,13 @@ def _add_global(posterior: dict, dims: dict, name: str, value, fn, chains: int) 
 
 
 def _point_values(model, dims: dict) -> dict:
-    """constant_data: pi, mu_c, sigma_c of :meth:`prior_components` (factor 0: point-value models have one)."""
-    pi, loc, scale = (_numpy(t).astype(np.float64) for t in model.prior_components()[0])
-    dims.update({"pi": ["cluster"], "mu_c": ["cluster", "latent_dim"], "sigma_c": ["cluster", "latent_dim"]})
-    return {"pi": pi, "mu_c": loc, "sigma_c": scale}
+    """constant_data: those of pi, mu_c, sigma_c (:meth:`prior_components`, factor 0: point-value models have
+    one) that the model names in ``point_value_sites``, the globals without a q to draw from."""
+    values = dict(zip(("pi", "mu_c", "sigma_c"), (_numpy(t).astype(np.float64) for t in model.prior_components()[0])))
+    shapes = {"pi": ["cluster"], "mu_c": ["cluster", "latent_dim"], "sigma_c": ["cluster", "latent_dim"]}
+    kept = {name: value for name, value in values.items() if name in model.point_value_sites}
+    dims.update({name: shapes[name] for name in kept})
+    return kept
 
 
 def _replicates(model, xt, ppc_samples: int) -> np.ndarray:

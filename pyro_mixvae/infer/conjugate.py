@@ -50,6 +50,8 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 # the Normal-Gamma / Dirichlet hyperprior's defaults (Sect. 2.2), read by the factorial model's settings
 HYPERPRIOR = {"m0": 0.0, "s0": 1.0, "a0": 0.01, "b0": 0.01, "c0": 1.0}
+# a component counts as used when its pseudo-count exceeds the prior's by this many points (App. C.3)
+EFFECTIVE_COUNT = 1.0
 # App. E (step sizes)
 DEFAULT_TAU0 = 2000.0
 DEFAULT_KAPPA = 0.7
@@ -141,8 +143,21 @@ def optimal_natural_params(stats: MixtureStats, num_data: float, m0, s0, a0, b0,
                               for v in (m0, s0, a0, b0)))
     data = torch.stack(torch.broadcast_tensors(0.5 * n_k, -0.5 * w * stats.sum_zz, w * stats.sum_z,
                                                -0.5 * n_k), dim=-1)
-    c_star = torch.as_tensor(c0, dtype=torch.float64, device=stats.count.device) + w * stats.count
-    return prior + data, c_star
+    return prior + data, optimal_concentration(stats.count, stats.num_points, num_data, c0)
+
+
+def optimal_concentration(count: torch.Tensor, num_points, num_data: float, c0) -> torch.Tensor:
+    """c*_k = c0 + w N_k, w = N / |B| (eq. 13, App. D): the batch optimum of q(pi) = Dir(c) given the summed
+    responsibilities ``count`` (K,) of ``num_points`` points, in float64. The factorial prior's q(pi_i) and the
+    Dirichlet on VaDE's weights (``weight_concentration``) share it."""
+    w = float(num_data) / float(num_points)
+    return torch.as_tensor(c0, dtype=torch.float64, device=count.device) + w * count.to(torch.float64)
+
+
+def effective_components(c: torch.Tensor, c0) -> int:
+    """The components of q(pi) = Dir(c) that hold more than ``EFFECTIVE_COUNT`` points beyond the prior's
+    pseudo-count c0 (App. C.3): the number of clusters the posterior uses."""
+    return int(((c - torch.as_tensor(c0, dtype=c.dtype, device=c.device)) > EFFECTIVE_COUNT).sum())
 
 
 def natural_step(current: torch.Tensor, optimal: torch.Tensor, rho: float) -> torch.Tensor:

@@ -386,6 +386,12 @@ class MixtureVAE(nn.Module, metaclass=ABCMeta):
     # True when the global sites are parameters (point values); False when the guide has a q over them
     globals_are_point_values = True
 
+    @property
+    def point_value_sites(self) -> tuple:
+        """The parts of :meth:`prior_components` (``pi``, ``mu_c``, ``sigma_c``) that are parameters, not drawn
+        from a q: the point values that ArviZ's ``constant_data`` holds (:mod:`pyro_mixvae.analysis`)."""
+        return ("pi", "mu_c", "sigma_c") if self.globals_are_point_values else ()
+
     def prior_components(self) -> list:
         """Per factor, (pi (K,), loc (K, D), scale (K, D)): the mixture prior on that factor's block of z
         as point values, p(z) = sum_k pi_k N(z | loc_k, diag scale_k^2). A model must say what its components are."""

@@ -60,17 +60,14 @@ from torch import nn
 
 from ..distributions import NormalGamma
 from ..errors import ConfigError
-from ..infer.conjugate import DEFAULT_KAPPA, DEFAULT_TAU0, HYPERPRIOR, ConjugateMixture, MixtureStats, check_schedule
+from ..infer.conjugate import (DEFAULT_KAPPA, DEFAULT_TAU0, HYPERPRIOR, ConjugateMixture, MixtureStats, check_schedule,
+                               effective_components)
 from ..infer.distributed import sum_across_ranks
 from ..infer.elbo import AuxiliaryELBO
 from ..infer.pretrain import fit_diag_gmm, fit_shared_variance, pretrain_autoencoder
 from ..nets import eval_mode, make_encoder_decoder, make_likelihood
 from .base import (DEFAULT_CLUSTERS, NETWORK_SETTINGS, PRETRAIN_SETTINGS, MixtureVAE, Setting, data_plate, int_tuple,
                    non_negative, positive)
-
-# a component counts as used when its pseudo-count exceeds the prior's by this many points (App. C.3)
-EFFECTIVE_COUNT = 1.0
-
 
 def _positive_int(value):
     return None if value >= 1 else "must be >= 1"
@@ -327,8 +324,9 @@ class FactorialMixtureVAE(MixtureVAE):
         return parts
 
     def effective_components(self) -> list:
-        """Per factor, the components whose pseudo-count c_ik exceeds c0 by more than EFFECTIVE_COUNT."""
-        return [int(((mix.c - mix.c0) > EFFECTIVE_COUNT).sum()) for mix in self.mixtures]
+        """Per factor, the components whose pseudo-count c_ik exceeds c0 by more than one point
+        (:func:`~pyro_mixvae.infer.conjugate.effective_components`)."""
+        return [effective_components(mix.c, mix.c0) for mix in self.mixtures]
 
     @torch.no_grad()
     def sample(self, n: int, cluster: Optional[int] = None, ks: Optional[Sequence[Optional[int]]] = None):
