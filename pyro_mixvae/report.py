@@ -40,6 +40,8 @@ MORE_DEFINITIONS = {
     "predictive_kl_z": "sum_i KL[z_i] per point (App. C.2), nats",
     "predictive_kl_r": "sum_i KL[r_i] per point (App. C.3), nats",
     "effective_components": "per factor, components whose pseudo-count exceeds the prior's by > 1 point",
+    "effective_clusters": "clusters whose pseudo-count in q(pi) = Dir(c) exceeds alpha0 by > 1 point",
+    "weights": "E_q[pi] per cluster, q(pi) = Dir(c)",
 }
 FIGURES = {
     "training.png": "training curves: the objective per epoch, each extra term, scores against labels",
@@ -163,17 +165,25 @@ def _log_likelihood_lines(idata) -> list:
 
 
 def _point_value_lines(idata) -> list:
-    """The point-value globals as a table (they are parameters, not draws: no distribution to plot)."""
+    """The point-value globals as a table (they are parameters, not draws: no distribution to plot); pi drawn
+    from q(pi) (VaDE's Dirichlet prior) as the mean and sd of its draws beside them."""
     const = group(idata, "constant_data")
     names = (const.attrs.get("point_estimates", "") if const is not None else "").split()
     if not names:
         return []
-    pi = const["pi"].values
+    drawn = "pi" not in names
+    if drawn:
+        draws = group(idata, "posterior")["pi"]
+        pi, pi_sd = draws.mean(("chain", "draw")).values, draws.std(("chain", "draw")).values
+    else:
+        pi = const["pi"].values
     lines = ["", "## Point values of the global parameters", "",
-             "These are parameters (point values, not posterior draws; `constant_data` in `posterior.nc`).", "",
-             "| cluster | pi | mean of mu_c | mean of sigma_c |", "| --- | --- | --- | --- |"]
-    lines += [f"| {k} | {pi[k]:.4f} | {const['mu_c'].values[k].mean():.4f} | {const['sigma_c'].values[k].mean():.4f} |"
-              for k in range(len(pi))]
+             "These are parameters (point values, not posterior draws; `constant_data` in `posterior.nc`)"
+             + ("; pi has a posterior, q(pi) = Dir(c): the mean and sd of its draws in `posterior`." if drawn else "."),
+             "", f"| cluster | {'E_q[pi] (sd)' if drawn else 'pi'} | mean of mu_c | mean of sigma_c |",
+             "| --- | --- | --- | --- |"]
+    lines += [f"| {k} | {pi[k]:.4f}{f' ({pi_sd[k]:.4f})' if drawn else ''} | {const['mu_c'].values[k].mean():.4f} | "
+              f"{const['sigma_c'].values[k].mean():.4f} |" for k in range(len(pi))]
     return lines
 
 

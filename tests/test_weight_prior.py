@@ -122,3 +122,21 @@ def test_stock_svi_predictive_and_arviz():
     assert idata.posterior["pi"].dims[-1] == "cluster"
     assert set(idata.constant_data.data_vars) >= {"mu_c", "sigma_c"} and "pi" not in idata.constant_data
     assert np.isfinite(az.summary(idata, var_names=["pi"])["mean"]).all()
+
+
+def test_cli_fit_report_and_resume_with_the_prior(tmp_path, blobs_npz):
+    az = pytest.importorskip("arviz")
+    from pyro_mixvae.cli import main as mixvae
+
+    run = tmp_path / "run"
+    args = ["fit", "vade", "--data", str(blobs_npz), "--seed", "0", "--out", str(run), "--quiet", "--device", "cpu",
+            "--pretrain-epochs", "1", "--set", "hidden=8", "--set", "latent_dim=2", "--set", "gmm_assign=diag",
+            "--set", "weight_concentration=0.05", "-k", "6"]
+    assert mixvae(args + ["--epochs", "1"]) == 0
+    assert mixvae(args + ["--epochs", "2", "--resume"]) == 0
+    metrics = __import__("json").loads((run / "metrics.json").read_text())
+    assert 1 <= metrics["effective_clusters"] <= 6 and len(metrics["weights"]) == 6
+    assert sum(metrics["weights"]) == pytest.approx(1.0, abs=1e-5)
+    assert mixvae(["report", str(run)]) == 0
+    idata = az.from_netcdf(run / "report" / "posterior.nc")
+    assert idata.posterior["pi"].sizes["cluster"] == 6

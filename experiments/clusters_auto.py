@@ -1,0 +1,137 @@
+"""K in one run (issue 35): does a sparse Dirichlet prior on the weights, or a Dirichlet-process GMM at the start,
+find the number of groups?
+
+    python experiments/clusters_auto.py --method vade [--sets five-0 ... five-4] [--max-clusters 10]
+                                        [--concentration 0.05] [--epochs E]
+    python experiments/clusters_auto.py --method dpgmm [--sets ...]
+    python experiments/clusters_auto.py --table                        # results/clusters_auto.md
+
+``--method vade``: the VaDE estimator (its defaults, one thread) with K = ``--max-clusters`` and
+``weight_concentration`` = alpha0, so that q(pi) = Dir(c) is updated in closed form during SVI; records the
+clusters q(pi) uses (``effective_clusters``: pseudo-count above alpha0 by more than one point), the
+clusters the assignments use, E_q[pi] times N, acc against the labels (Hungarian, more clusters than
+classes allowed) and the wall time.
+``--method dpgmm``: scikit-learn's ``BayesianGaussianMixture`` (Dirichlet-process weights, concentration
+1 / K_max, full covariances) with ``--max-clusters`` components on the t-SNE embedding of the data that the
+default start uses (:func:`pyro_mixvae.infer.pretrain.tsne_embedding`, standardised); records its components
+holding at least one point.
+Sets: ``five-S`` (``experiments/select/synthetic.py``'s five groups, data seed S), the blob sets of the
+robustness suite (``blobs-...``), ``digits``. Records are appended to ``RESULTS/clusters_auto.jsonl``; a
+(set, method, K_max, alpha0, epochs) already recorded is skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE / "select"))
+from common import add_output_arguments, record_command  # noqa: E402
+
+
+def load(name: str):
+    """(x (N, D) float32, y) of a set named as in the docstring."""
+    if name.startswith("five-"):
+        import synthetic
+        return synthetic.make(int(name.split("-")[1]))
+    if name == "digits":
+        from sklearn.datasets import load_digits
+        d = load_digits()
+        return (d.data / 16.0).astype(np.float32), d.target
+    from pyro_mixvae.synthetic import robustness_suite
+    data = robustness_suite(full=True)[name]
+    return data.x.reshape(len(data.x), -1), data.y
+
+
+def run_vade(x, y, args) -> dict:
+    from pyro_mixvae.estimator import VaDE
+    from pyro_mixvae.metrics import acc
+    kwargs = {"epochs": args.epochs} if args.epochs else {}
+    est = VaDE(n_clusters=args.max_clusters, weight_concentration=args.concentration, random_state=0,
+               verbose=False, **kwargs).fit(x)
+    m = est.model_
+    return {"found": m.effective_clusters(), "used": int(np.unique(est.labels_).size),
+            "counts": np.round((m.weight_posterior - m.weight_prior).numpy(), 1).tolist(),
+            "acc": acc(y, est.labels_)}
+
+
+def run_dpgmm(x, y, args) -> dict:
+    from sklearn.mixture import BayesianGaussianMixture
+    from pyro_mixvae.infer.pretrain import tsne_embedding
+    from pyro_mixvae.metrics import acc
+    z = tsne_embedding(np.asarray(x, dtype=np.float64), seed=0)
+    z = (z - z.mean(0)) / z.std(0)
+    g = BayesianGaussianMixture(n_components=args.max_clusters, weight_concentration_prior=1.0 / args.max_clusters,
+                                covariance_type="full", max_iter=1000, reg_covar=1e-4, random_state=0).fit(z)
+    labels = g.predict(z)
+    return {"found": int((g.weights_ * len(z) >= 1.0).sum()), "used": int(np.unique(labels).size),
+            "counts": np.round(g.weights_ * len(z), 1).tolist(), "acc": acc(y, labels)}
+
+
+def key(r: dict) -> tuple:
+    return r["set"], r["method"], r["max_clusters"], r.get("concentration"), r.get("epochs")
+
+
+def recorded(results: Path) -> list:
+    path = results / "clusters_auto.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+
+def table(results: Path) -> str:
+    lines = ["# K in one run (issue 35): the clusters found against the true K", "",
+             f"Made by `python experiments/clusters_auto.py --method M --sets ...` per row, then `{record_command()}`. "
+             "found: for vade the components q(pi) gives more than one point (pseudo-count above alpha0); for dpgmm "
+             "the components holding at least one point. used: the clusters the assignments use.", "",
+             "| set | true K | method | K_max | alpha0 | epochs | found | used | acc | seconds |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in recorded(results):
+        lines.append(f"| {r['set']} | {r['true_k']} | {r['method']} | {r['max_clusters']} | {r.get('concentration') or ''} | "
+                     f"{r.get('epochs') or 'default'} | {r['found']} | {r['used']} | {r['acc']:.3f} | {r['seconds']:.0f} |")
+    text = "\n".join(lines) + "\n"
+    (results / "clusters_auto.md").write_text(text)
+    return text
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--method", choices=("vade", "dpgmm"))
+    p.add_argument("--sets", nargs="+", default=[f"five-{s}" for s in range(5)])
+    p.add_argument("--max-clusters", type=int, default=10)
+    p.add_argument("--concentration", type=float, default=0.05, help="alpha0 of the Dirichlet on pi (vade)")
+    p.add_argument("--epochs", type=int, default=None, help="SVI epochs (vade; default: the model's)")
+    p.add_argument("--table", action="store_true")
+    add_output_arguments(p, fits=False)
+    args = p.parse_args(argv)
+    if args.method:
+        import torch
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+        done = {key(r) for r in recorded(args.results)}
+        for name in args.sets:
+            record = {"set": name, "method": args.method, "max_clusters": args.max_clusters,
+                      "concentration": args.concentration if args.method == "vade" else None,
+                      "epochs": args.epochs if args.method == "vade" else None}
+            if key(record) in done:
+                print(f"{name}: recorded, skipped", flush=True)
+                continue
+            x, y = load(name)
+            start = time.perf_counter()
+            record.update((run_vade if args.method == "vade" else run_dpgmm)(x, y, args))
+            record.update(true_k=int(np.unique(y).size), seconds=time.perf_counter() - start, script=record_command())
+            args.results.mkdir(parents=True, exist_ok=True)
+            with open(args.results / "clusters_auto.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            print(f"{name}: true K {record['true_k']}, found {record['found']}, used {record['used']}, "
+                  f"acc {record['acc']:.3f}, {record['seconds']:.0f} s", flush=True)
+    if args.table:
+        print(table(args.results))
+
+
+if __name__ == "__main__":
+    main()
