@@ -29,8 +29,10 @@ gamma the minibatch's eq. 16 responsibilities, rho_tau = (tau0 + tau)^-kappa (Ap
 pi from the prior and the guide from q(pi), so the bound carries E_q[log p(pi) - log q(pi)] and c's
 eq. 4 term at a draw of pi; assignments use E_q[log pi_c] = psi(c_c) - psi(sum c) in eq. 16. With a
 small alpha0 a component that loses its points loses its weight (E_q[log pi_c] falls without bound
-as c_c -> alpha0), so K is read off q(pi): the components holding more than one point
-(:func:`~pyro_mixvae.infer.conjugate.effective_components`).
+as c_c -> alpha0), and the clusters in use are read off q(pi): the components holding more than one
+point (:func:`~pyro_mixvae.infer.conjugate.effective_components`). The prior empties a component only
+once the bound has moved its points elsewhere; it does not by itself merge two components that share
+a group (``docs/studies/clusters_auto.md``).
 """
 from __future__ import annotations
 
@@ -72,9 +74,9 @@ class VaDE(MixtureVAE):
         "s": Setting(float, 1.0, "weight of the KL part: the s-generalised bound of vib-gmm eq. 9 (1 = VaDE)",
                      non_negative),
         "weight_concentration": Setting(float, 0.0, "alpha0 of a symmetric Dirichlet prior on pi, its posterior "
-                                        "q(pi) = Dir(c) updated in closed form after every step (small: the "
-                                        "components the data do not need empty; --clusters auto); 0 = pi a "
-                                        "point estimate (eq. 4)", non_negative),
+                                        "q(pi) = Dir(c) updated in closed form after every step; metrics report "
+                                        "the clusters it gives more than one point; 0 = pi a point estimate "
+                                        "(eq. 4)", non_negative),
     }
 
     def __init__(self, data_shape, n_clusters: int = DEFAULT_CLUSTERS, likelihood: str = "bernoulli", **settings):
