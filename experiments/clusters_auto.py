@@ -19,7 +19,8 @@ holding at least one point.
 ``--method stability``: the rule of ``mixvae select`` (the K whose restarts agree best) on the start alone: on
 three t-SNE embeddings of the data (seeds 0-2), 4 full-covariance GMM starts each (``gmm_partitions``) for
 every K from 2 to ``--max-clusters``; the K of the highest mean pairwise ARI of the 12 partitions (to 3
-decimals; the smallest such K), its scores recorded; acc of its first partition.
+decimals; the smallest such K), its scores recorded; acc of its first partition. ``--space codes`` embeds
+the codes of VaDE's pretrained autoencoder (its defaults, seed 0) instead of the data.
 Sets: ``five-S`` (``experiments/select/synthetic.py``'s five groups, data seed S), the blob sets of the
 robustness suite (``blobs-...``), ``digits``. Records are appended to ``RESULTS/clusters_auto.jsonl``; a
 (set, method, K_max, alpha0, epochs) already recorded is skipped.
@@ -80,11 +81,21 @@ def run_dpgmm(x, y, args) -> dict:
             "counts": np.round(g.weights_ * len(z), 1).tolist(), "acc": acc(y, labels)}
 
 
+def codes(x) -> np.ndarray:
+    """E q(z | x) of VaDE's pretrained autoencoder (its defaults, seed 0, no SVI epoch)."""
+    import torch
+    from pyro_mixvae.estimator import VaDE
+    model = VaDE(n_clusters=2, epochs=0, random_state=0, verbose=False).fit(x).model_
+    with torch.no_grad():
+        return model.encoder(torch.as_tensor(x, dtype=torch.float32))[0].double().numpy()
+
+
 def run_stability(x, y, args) -> dict:
     from sklearn.metrics import adjusted_rand_score
     from pyro_mixvae.infer.pretrain import gmm_partitions, tsne_embedding
     from pyro_mixvae.metrics import acc
-    spaces = [tsne_embedding(np.asarray(x, dtype=np.float64), seed=s) for s in range(3)]
+    points = codes(x) if args.space == "codes" else np.asarray(x, dtype=np.float64)
+    spaces = [tsne_embedding(points, seed=s) for s in range(3)]
     spaces = [(z - z.mean(0)) / z.std(0) for z in spaces]
     scores, first = {}, {}
     for k in range(2, args.max_clusters + 1):
@@ -96,7 +107,7 @@ def run_stability(x, y, args) -> dict:
 
 
 def key(r: dict) -> tuple:
-    return r["set"], r["method"], r["max_clusters"], r.get("concentration"), r.get("epochs")
+    return r["set"], r["method"], r["max_clusters"], r.get("concentration"), r.get("epochs"), r.get("space")
 
 
 def recorded(results: Path) -> list:
@@ -112,7 +123,8 @@ def table(results: Path) -> str:
              "| set | true K | method | K_max | alpha0 | epochs | found | used | acc | seconds |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in recorded(results):
-        lines.append(f"| {r['set']} | {r['true_k']} | {r['method']} | {r['max_clusters']} | {r.get('concentration') or ''} | "
+        method = r["method"] + (f" ({r['space']})" if r.get("space") else "")
+        lines.append(f"| {r['set']} | {r['true_k']} | {method} | {r['max_clusters']} | {r.get('concentration') or ''} | "
                      f"{r.get('epochs') or 'default'} | {r['found']} | {r['used']} | {r['acc']:.3f} | {r['seconds']:.0f} |")
     text = "\n".join(lines) + "\n"
     (results / "clusters_auto.md").write_text(text)
@@ -126,6 +138,8 @@ def main(argv=None) -> None:
     p.add_argument("--max-clusters", type=int, default=10)
     p.add_argument("--concentration", type=float, default=0.05, help="alpha0 of the Dirichlet on pi (vade)")
     p.add_argument("--epochs", type=int, default=None, help="SVI epochs (vade; default: the model's)")
+    p.add_argument("--space", choices=("data", "codes"), default="data",
+                   help="stability: embed the data, or the codes of VaDE's pretrained autoencoder")
     p.add_argument("--table", action="store_true")
     add_output_arguments(p, fits=False)
     args = p.parse_args(argv)
@@ -136,7 +150,8 @@ def main(argv=None) -> None:
         for name in args.sets:
             record = {"set": name, "method": args.method, "max_clusters": args.max_clusters,
                       "concentration": args.concentration if args.method == "vade" else None,
-                      "epochs": args.epochs if args.method == "vade" else None}
+                      "epochs": args.epochs if args.method == "vade" else None,
+                      **({"space": args.space} if args.method == "stability" and args.space != "data" else {})}
             if key(record) in done:
                 print(f"{name}: recorded, skipped", flush=True)
                 continue

@@ -59,6 +59,7 @@ QUICK = {
     "stability.py": (["--seeds", "0"], []),
     "stable_answer.py": (["--seeds", "0", "--threads", "1", *FIT_ARGS], []),
     "fashion_peer.py": (["--seeds", "0", "--data", "digits", "--epochs", "1", *FIT_ARGS], []),
+    "clusters_auto.py": (["--sets", "blobs-n100-d2-k2", "--max-clusters", "3", "--epochs", "1"], []),
 }
 OWN_OUT = {"gmvae_arcs_tune.py": "tune.jsonl", "perf/overhead.py": "perf.json",  # scripts with --out FILE
            "perf/profile_main.py": "profile.md"}
