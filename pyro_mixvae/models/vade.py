@@ -185,9 +185,11 @@ class VaDE(MixtureVAE):
         return out
 
     def guide(self, x=None, num_data: Optional[int] = None):
-        """q(z | x), eq. 10-11, and q(pi) = Dir(c) under the Dirichlet prior (the only site when ``x`` is None)."""
-        if self.has_weight_prior:
-            pyro.sample("pi", dist.Dirichlet(self.weight_posterior))
+        """q(z | x), eq. 10-11, and q(pi) = Dir(c) under the Dirichlet prior (the only site when ``x`` is None).
+        Any model with VaDE's ``encoder`` may reuse it (``guides/write-your-own-mixture-model.md``)."""
+        concentration = getattr(self, "weight_posterior", None)  # c, a buffer only under the Dirichlet prior
+        if concentration is not None:
+            pyro.sample("pi", dist.Dirichlet(concentration))
         if x is None:
             return
         with data_plate(x, num_data):
