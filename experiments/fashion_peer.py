@@ -108,7 +108,8 @@ def run_ours(args) -> None:
 
 
 def at_budget(points: list, seconds: float):
-    within = [p for p in points if p[0] <= seconds]
+    """The last evaluated epoch (acc not None: the metrics are computed every eval_every epochs) within ``seconds``."""
+    within = [p for p in points if p[0] <= seconds and p[1] is not None]
     return within[-1] if within else None
 
 

@@ -52,3 +52,10 @@ def test_a_recorded_peer_seed_is_skipped_and_the_table_reads_the_budget(tmp_path
     assert "peer seed 0: recorded, skipped" in out
     assert "| pyro_mixvae vade | the peer's time (1.7 min) | 1 | 0.550 ± 0.000 |" in out  # epoch 2: 60 s <= 100 s
     assert "| pyro_mixvae vade | half the peer's time (0.8 min) | 1 | 0.500 ± 0.000 |" in out  # epoch 1: 30 s <= 50 s
+
+
+def test_the_budget_reads_the_last_evaluated_epoch_within_it():
+    curve = [(10.0, 0.5, 0.4, -3.0), (20.0, None, None, -2.5), (30.0, 0.6, 0.5, -2.0)]
+    assert fashion_peer.at_budget(curve, 25.0) == curve[0]  # epoch 2 has no metrics: epoch 1's
+    assert fashion_peer.at_budget(curve, 30.0) == curve[2]
+    assert fashion_peer.at_budget(curve, 5.0) is None
