@@ -18,8 +18,8 @@ eq. 15 shows the two differ by E_q(z)[KL(q(c|x) || p(c|z))] >= 0.
 
 Assignments use eq. 16 at the encoder mean: gamma_c = p(c | mu~(x)).
 
-**A Dirichlet prior on the weights** (``weight_concentration`` alpha0 > 0; ``mixvae fit --clusters auto``)
-makes pi a global latent site instead of a parameter::
+**A Dirichlet prior on the weights** (``weight_concentration`` alpha0 > 0, ``mixvae fit --set
+weight_concentration=ALPHA0``) makes pi a global latent site instead of a parameter::
 
     pi ~ Dir(alpha0, ..., alpha0),   q(pi) = Dir(c)
 
