@@ -227,5 +227,97 @@ def test_auto_starts_on_an_embedding_where_the_clusters_are_large_enough():
     assert resolve_gmm_fit("auto", 1797, 10, data_dim=2, code_dim=10) == "tsne"  # the codes are the richer
     assert resolve_gmm_fit("auto", 5000, 10, data_dim=784, code_dim=10) == "tsne"  # hundreds of pixels
     assert resolve_gmm_fit("auto", 1797, 10) == "tsne"  # no data given
-    assert resolve_gmm_fit("auto", 150, 3) == "diag"  # 50: below 3 x perplexity
+    assert resolve_gmm_fit("auto", 150, 3) == "diag"  # 50: below 3 x perplexity, no data given
+    assert resolve_gmm_fit("auto", 150, 3, data_dim=4, code_dim=10) == "data"  # a small table
+    assert resolve_gmm_fit("auto", 150, 3, data_dim=784, code_dim=10) == "diag"  # a few images
     assert resolve_gmm_fit("tsne", 150, 3) == "tsne"
+
+
+def pinwheel(n=1000, k=5, seed=0):
+    """k noisy half-circle arcs, each curled round its neighbour's end (the suite's arcs, smaller): groups that
+    no neighbourhood joins, which a GMM on the points cuts across."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % k
+    direction = 2 * np.pi * labels / k
+    angle = direction + np.pi / 4 + np.pi * (rng.random(n) - 0.5)
+    x = 1.15 * np.stack([np.cos(direction), np.sin(direction)], 1) + np.stack([np.cos(angle), np.sin(angle)], 1)
+    return x + 0.03 * rng.normal(size=x.shape), labels
+
+
+def test_the_graph_start_is_the_neighbourhood_graphs_components_when_there_are_k():
+    """assign='graph' (and 'auto' first): the arcs are the connected components of the 10-nearest-neighbour
+    graph, found here independently by a breadth-first search over scikit-learn's neighbour lists; the start's
+    partition is theirs (ARI 1 with the arcs), its moments the codes' under it; a GMM on the points is not."""
+    from collections import deque
+
+    from sklearn.neighbors import NearestNeighbors
+
+    x, labels = pinwheel()
+    xs = (x - x.mean(0)) / x.std(0)
+    neighbours = NearestNeighbors(n_neighbors=11).fit(xs).kneighbors(xs, return_distance=False)[:, 1:]
+    edges = [set() for _ in x]
+    for n, row in enumerate(neighbours):
+        for m in row:
+            edges[n].add(int(m))
+            edges[int(m)].add(n)
+    component, count = np.full(len(x), -1), 0
+    for n in range(len(x)):
+        if component[n] < 0:
+            queue, component[n] = deque([n]), count
+            while queue:
+                for m in edges[queue.popleft()]:
+                    if component[m] < 0:
+                        component[m] = count
+                        queue.append(m)
+            count += 1
+    assert count == 5 and adjusted_rand_score(labels, component) == 1.0  # the arcs are five components
+
+    rng = np.random.default_rng(3)
+    z = labels[:, None] * [0.3, -0.2] + rng.normal(size=(len(x), 2))  # the groups touch in the codes
+    for assign in ("graph", "auto"):
+        start = fit_diag_gmm(z, 5, seed=0, n_init=3, assign=assign, data=x)
+        assert adjusted_rand_score(component, start.responsibilities.argmax(1)) == 1.0
+    order = [int(np.bincount(start.responsibilities.argmax(1)[labels == k]).argmax()) for k in range(5)]
+    for k, j in enumerate(order):
+        np.testing.assert_allclose(start.means[j], z[labels == k].mean(0), atol=1e-6)
+        np.testing.assert_allclose(start.variances[j], z[labels == k].var(0) + 1e-4, rtol=1e-6)
+    gmm = fit_diag_gmm(z, 5, seed=0, n_init=3, assign="data", data=x)
+    assert adjusted_rand_score(labels, gmm.responsibilities.argmax(1)) < 0.9  # the points' GMM cuts the arcs
+
+
+def test_the_graph_start_steps_aside_unless_the_graph_has_k_components():
+    """Groups that touch (one component): 'auto' decides otherwise, 'graph' says why it cannot."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 100)
+    x = labels[:, None] * 1.0 + rng.normal(size=(200, 3))
+    z = rng.normal(size=(200, 2))
+    assert fit_diag_gmm(z, 2, seed=0, n_init=2, assign="auto", data=x).responsibilities is not None  # data
+    with pytest.raises(ValueError, match="1 connected components, not 2"):
+        fit_diag_gmm(z, 2, assign="graph", data=x)
+
+
+def test_the_data_start_chooses_the_covariance_by_bic():
+    """BIC = -2 log-likelihood + parameters x log N, recomputed here from scikit-learn's fitted log-likelihood and
+    a count of the free parameters written out: groups tilted each its own way need full covariances, groups
+    tilted alike one shared (tied) covariance; four groups of 50 points in 20 dimensions cannot pay for full ones."""
+    from sklearn.mixture import GaussianMixture
+
+    from pyro_mixvae.infer.pretrain import DATA_COVARIANCES, data_covariance, standardised
+
+    def by_hand(x, k):
+        n, d = x.shape
+        free = {"full": k * d * (d + 1) / 2, "tied": d * (d + 1) / 2, "diag": k * d, "spherical": k}
+        def bic(cov):
+            gmm = GaussianMixture(k, covariance_type=cov, random_state=0, n_init=3, reg_covar=1e-4).fit(x)
+            return -2 * gmm.score(x) * n + (free[cov] + k * d + k - 1) * np.log(n)
+        return min(DATA_COVARIANCES, key=bic)
+
+    tilted = standardised(tilted_blobs()[0])
+    rng = np.random.default_rng(0)
+    turns = [np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) for a in (0.0, 0.8, 1.6)]
+    crossed = standardised(np.concatenate([c + (rng.normal(size=(300, 2)) * [3.0, 0.3]) @ r.T
+                                           for c, r in zip([[0, 0], [12, 0], [0, 12]], turns)]))
+    small = standardised(np.repeat(rng.uniform(0.1, 0.9, (4, 20)), 50, 0) + 0.05 * rng.normal(size=(200, 20)))
+    assert data_covariance(crossed, 3, 0, 3, 1e-4) == by_hand(crossed, 3) == "full"
+    assert data_covariance(tilted, 3, 0, 3, 1e-4) == by_hand(tilted, 3) == "tied"
+    assert data_covariance(small, 4, 0, 3, 1e-4) == by_hand(small, 4) != "full"

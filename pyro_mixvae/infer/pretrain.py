@@ -17,10 +17,12 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
+from scipy.sparse.csgraph import connected_components
 from sklearn.cluster import SpectralClustering
 from sklearn.manifold import TSNE
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import kneighbors_graph
 from tqdm.auto import tqdm
 
 from ..errors import NonFiniteLossError
@@ -199,7 +201,7 @@ def init_guide_scale(encoder, component_variances: torch.Tensor) -> None:
     head.bias.copy_(torch.log(component_variances.min(0).values).to(head.bias))
 
 
-GMM_FITS = ("auto", "diag", "full", "tsne", "tsne-data", "data")
+GMM_FITS = ("auto", "diag", "full", "tsne", "tsne-data", "data", "graph")
 # assign="tsne": the embedding is fitted on at most this many codes (a random subset beyond it);
 # the initialisation needs only each component's moments, which a subset estimates well
 TSNE_MAX_POINTS = 5000
@@ -217,15 +219,24 @@ TSNE_ITERATIONS = 500
 # about 50 dimensions first), and the codes are embedded instead: on 5,000 Fashion-MNIST images (784 pixels)
 # the data's embedding ended 0.03-0.04 below the codes' (docs/studies/stability.md)
 TSNE_DATA_MAX_DIM = 100
+# assign="graph" (and "auto" first, on data of at most TSNE_DATA_MAX_DIM dimensions and GRAPH_MAX_POINTS points):
+# the data's symmetric GRAPH_NEIGHBOURS-nearest-neighbour graph; its connected components are the start when
+# there are exactly K of them (scikit-learn's SpectralClustering uses 10 neighbours too)
+GRAPH_NEIGHBOURS = 10
+GRAPH_MAX_POINTS = 20_000
+# assign="data": the covariance types a GMM on the data is fitted with, the one of least BIC kept
+DATA_COVARIANCES = ("full", "tied", "diag", "spherical")
 
 
 def resolve_gmm_fit(assign: str, n_points: int, n_clusters: int, data_dim: Optional[int] = None,
                     code_dim: Optional[int] = None) -> str:
     """``auto`` -> a t-SNE start when N / K >= TSNE_MIN_POINTS_PER_PERPLEXITY * TSNE_PERPLEXITY (90 points per
-    cluster), else ``diag``; any other value unchanged. The t-SNE start embeds the data (``tsne-data``) when
+    cluster), else a GMM on the data (``data``, where they have at most ``TSNE_DATA_MAX_DIM`` dimensions) or on
+    the codes (``diag``); any other value unchanged. The t-SNE start embeds the data (``tsne-data``) when
     they have more dimensions than the codes and at most ``TSNE_DATA_MAX_DIM``, else the codes (``tsne``: on a
     table of two or three columns the codes are the richer of the two; on images of hundreds of pixels the
-    codes are the better neighbourhoods).
+    codes are the better neighbourhoods). (``auto`` tries the data's graph before these:
+    :func:`graph_components`, in :func:`fit_diag_gmm`.)
 
     t-SNE's affinities reach about 3 x perplexity neighbours of every point; a cluster smaller than
     that shares its neighbourhoods with others, and the embedding can split or merge it
@@ -233,9 +244,10 @@ def resolve_gmm_fit(assign: str, n_points: int, n_clusters: int, data_dim: Optio
     """
     if assign != "auto":
         return assign
+    table = data_dim is not None and data_dim <= TSNE_DATA_MAX_DIM
     if n_points < TSNE_MIN_POINTS_PER_PERPLEXITY * TSNE_PERPLEXITY * n_clusters:
-        return "diag"
-    if data_dim is not None and code_dim is not None and code_dim < data_dim <= TSNE_DATA_MAX_DIM:
+        return "data" if table else "diag"
+    if table and code_dim is not None and code_dim < data_dim:
         return "tsne-data"
     return "tsne"
 
@@ -290,6 +302,11 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     _check_choice("select", select, GMM_SELECTS)
     z = np.asarray(z, dtype=np.float64)
     data_dim = None if data is None else int(np.prod(np.shape(data)[1:]))
+    if assign == "graph" or (assign == "auto" and data_dim is not None and data_dim <= TSNE_DATA_MAX_DIM
+                             and len(z) <= GRAPH_MAX_POINTS):
+        start = _graph_start(z, data, n_clusters, required=assign == "graph")
+        if start is not None:
+            return start
     assign = resolve_gmm_fit(assign, len(z), n_clusters, data_dim, z.shape[1])
     if assign == "data":
         return _data_start(z, data, n_clusters, "likelihood" if select == "auto" else select, seed, n_init, progress)
@@ -328,17 +345,65 @@ def _decision_spaces(z: np.ndarray, others, data, assign: str, embeddings: int):
 
 def _data_start(z: np.ndarray, data, n_clusters: int, select: str, seed: int, n_init: int,
                 progress: bool) -> MixtureStart:
-    """The start decided by a full-covariance GMM on the standardised ``data`` (the points that the codes
-    encode, flattened; the start ``select`` keeps of ``n_init``), its responsibilities' diagonal moments in
-    the codes ``z``: on a table of few columns, what a data scientist fits first (on iris far better than a
-    start on the codes, on wine, breast cancer and arcs worse: ``docs/studies/stability.md``)."""
+    """The start decided by a GMM on the standardised ``data`` (the points that the codes encode, flattened),
+    its covariance type the one of least BIC (:func:`data_covariance`), the start ``select`` keeps of
+    ``n_init``; its responsibilities' diagonal moments in the codes ``z``: on a table of few columns and
+    points, what a data scientist fits first (``docs/studies/stability.md``)."""
     if data is None:
         raise ValueError("assign='data' needs the data (the points that the codes encode)")
-    data = np.asarray(data, dtype=np.float64).reshape(len(z), -1)
+    data = standardised(np.asarray(data, dtype=np.float64).reshape(len(z), -1))
     reg = 1e-4
-    with tqdm(total=n_init, desc="mixture start", unit="stage", disable=not progress, leave=False) as bar:
-        _, resp = _kept_start([data], n_clusters, "full", select, seed, n_init, reg, bar)
+    with tqdm(total=n_init * (len(DATA_COVARIANCES) + 1), desc="mixture start", unit="stage", disable=not progress,
+              leave=False) as bar:
+        covariance = data_covariance(data, n_clusters, seed, n_init, reg, bar)
+        gmm = choose_start(data, n_clusters, covariance, reg, seed, n_init, select, bar)
+    resp = gmm.predict_proba(data)
     return MixtureStart(*diagonal_moments(resp, z, reg), resp)
+
+
+def standardised(x: np.ndarray) -> np.ndarray:
+    """Each column centred and divided by its standard deviation (constant columns left at 0)."""
+    return (x - x.mean(0)) / np.maximum(x.std(0), 1e-12)
+
+
+def data_covariance(x: np.ndarray, n_clusters: int, seed: int, n_init: int, reg: float, bar=None) -> str:
+    """The covariance type of ``DATA_COVARIANCES`` whose GMM on ``x`` (the best likelihood of ``n_init``
+    k-means starts) has the least Bayesian information criterion, -2 log p(x | theta) + (free parameters) log N
+    (Schwarz, 1978; scikit-learn's ``GaussianMixture.bic``): full covariances where the points are enough to
+    pay for them, fewer parameters where they are not (50 points a group in 20 dimensions)."""
+    def bic(covariance):
+        gmm = GaussianMixture(n_components=n_clusters, covariance_type=covariance, random_state=seed, n_init=n_init,
+                              reg_covar=reg, max_iter=200).fit(x)
+        if bar is not None:
+            bar.update(n_init)
+        return gmm.bic(x)
+    return min(DATA_COVARIANCES, key=bic)
+
+
+def graph_components(data) -> tuple:
+    """(number of connected components, their labels) of the symmetric ``GRAPH_NEIGHBOURS``-nearest-neighbour
+    graph of the standardised ``data`` (flattened): an edge joins n and m when either is among the other's
+    nearest neighbours."""
+    x = standardised(np.asarray(data, dtype=np.float64).reshape(len(data), -1))
+    graph = kneighbors_graph(x, min(GRAPH_NEIGHBOURS, len(x) - 1), include_self=False)
+    return connected_components(graph, directed=False)
+
+
+def _graph_start(z: np.ndarray, data, n_clusters: int, required: bool) -> Optional[MixtureStart]:
+    """The start whose groups are the connected components of the data's neighbourhood graph
+    (:func:`graph_components`), when there are exactly ``n_clusters`` of them: groups that no point's
+    neighbourhood joins, whatever their shape (arcs curled round each other, which a GMM on the points cuts
+    across), deterministic, with no draw to lose. None when there are not (``required``: a ``ValueError``)."""
+    if data is None:
+        raise ValueError("assign='graph' needs the data (the points that the codes encode)")
+    count, labels = graph_components(data)
+    if count != n_clusters:
+        if required:
+            raise ValueError(f"assign='graph': the data's {GRAPH_NEIGHBOURS}-nearest-neighbour graph has {count} "
+                             f"connected components, not {n_clusters}; choose another gmm_assign")
+        return None
+    resp = np.eye(n_clusters)[labels]
+    return MixtureStart(*diagonal_moments(resp, z, 1e-4), resp)
 
 
 def _check_choice(name: str, value: str, choices) -> None:
@@ -375,7 +440,7 @@ def _decision_space(assign: str, joint: np.ndarray, seed: int, reg: float, bar):
         bar.update()
         return space, "full", reg * float(space.var())  # the regulariser relative to the embedding's scale
     if assign == "full":
-        return (joint - joint.mean(0)) / np.maximum(joint.std(0), 1e-12), "full", reg
+        return standardised(joint), "full", reg
     return joint, "diag", reg
 
 

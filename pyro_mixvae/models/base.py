@@ -142,13 +142,16 @@ PRETRAIN_SETTINGS = {
 
 # the mixture start's settings that VaDE (and VIB-GMM) and GMVAE share: declared once, spread into their ``settings``
 START_SETTINGS = {
-    "gmm_assign": Setting(str, "auto", "GMM whose responsibilities start the mixture: tsne-data (the consensus of "
-                          "full GMMs on start_embeddings t-SNE embeddings of the data as the networks see them, then "
-                          "the codes' diagonal moments), tsne (the same on one embedding of the codes), diag, full "
-                          "(full covariance on standardised codes, then their diagonal moments), data (full "
-                          "covariance on the standardised data, then the codes' diagonal moments), or auto: "
-                          "tsne-data when the clusters hold 90 points on average (tsne where the data have no more dimensions "
-                          "than the codes, or over 100), else diag", one_of(GMM_FITS)),
+    "gmm_assign": Setting(str, "auto", "what decides the mixture start: graph (the connected components of the "
+                          "data's 10-nearest-neighbour graph, when there are K), tsne-data (the consensus of full GMMs "
+                          "on start_embeddings t-SNE embeddings of the data as the networks see them, then the codes' "
+                          "diagonal moments), tsne (the same on one embedding of the codes), diag, full (full "
+                          "covariance on standardised codes, then their diagonal moments), data (a GMM on the "
+                          "standardised data, its covariance type chosen by BIC, then the codes' diagonal moments), "
+                          "or auto: graph where it finds K components in data of at most 100 dimensions, else "
+                          "tsne-data when the clusters hold 90 points on average (tsne where the data have no more "
+                          "dimensions than the codes, or over 100), else data (diag over 100 dimensions)",
+                          one_of(GMM_FITS)),
     "start_embeddings": Setting(int, 3, "with gmm_assign=tsne-data: t-SNE embeddings of the data (seeds s, s+1, ...) "
                                 "whose GMM starts all enter the consensus", positive),
     "consensus_starts": Setting(int, 40, "with gmm_assign=tsne-data: GMM starts (k-means starts) in each "
