@@ -82,6 +82,8 @@ ARCHITECTURES = ("mlp", "conv")
 # at the least (sized_widths)
 PAPER_WIDTHS = (500, 500, 2000)
 FULL_WIDTH_INPUT = 64
+# VaDE Sect. 4.2's latent dimension J (sized_latent)
+PAPER_LATENT = 10
 
 
 # ----------------------------------------------------------------------------- likelihoods
@@ -302,6 +304,13 @@ def sized_widths(data_shape) -> tuple:
     (``docs/studies/stability.md``; on digits, half widths gave a worse start)."""
     scale = min(1.0, max(0.5, int(np.prod(data_shape)) / FULL_WIDTH_INPUT))
     return tuple(int(round(w * scale)) for w in PAPER_WIDTHS)
+
+
+def sized_latent(data_shape) -> int:
+    """The dimension J of z for an input of D = prod(data_shape) values: :data:`PAPER_LATENT`, or D where the
+    data have fewer dimensions: codes with more dimensions than the data carry nothing the data do not, and on
+    a table of few columns their extra dimensions let SVI move the start (``docs/studies/stability.md``)."""
+    return min(PAPER_LATENT, int(np.prod(data_shape)))
 
 
 def mlp_encoder(data_shape, latent_dim: int, hidden=PAPER_WIDTHS, units=None) -> GaussianEncoder:

@@ -135,3 +135,12 @@ def test_the_default_widths_are_the_papers_scaled_to_the_input(shape, widths):
     assert tuple(layer.out_features for layer in linears[:3]) == widths
     assert linears[0].in_features == int(np.prod(shape))
     assert VaDE(shape, 3, "bernoulli", hidden="32,16").encoder.loc.in_features == 16  # a given value wins
+
+
+@pytest.mark.parametrize("shape, latent", [((784,), 10), ((64,), 10), ((13,), 10), ((10,), 10), ((4,), 4), ((2,), 2)])
+def test_the_default_latent_dimension_is_the_papers_or_the_datas_where_smaller(shape, latent):
+    """VaDE Sect. 4.2's J = 10, or D for data of fewer dimensions, read off the built encoder's mean head and
+    mixture; a given value wins."""
+    m = VaDE(shape, 3, "bernoulli")
+    assert m.encoder.loc.out_features == m.mu_c.shape[1] == latent
+    assert VaDE(shape, 3, "bernoulli", latent_dim=7).mu_c.shape[1] == 7

@@ -50,9 +50,9 @@ from ..infer.conjugate import (DEFAULT_KAPPA, DEFAULT_TAU0, effective_components
 from ..infer.distributed import sum_across_ranks
 from ..infer.elbo import InformationBottleneckELBO, MixtureELBO
 from ..infer.pretrain import model_start, pretrain_mixture_start
-from ..nets import make_encoder_decoder, make_likelihood
+from ..nets import make_encoder_decoder, make_likelihood, sized_latent
 from .base import (DEFAULT_CLUSTERS, NETWORK_SETTINGS, PRETRAIN_SETTINGS, START_SETTINGS, MixtureVAE, Setting,
-                   data_plate, non_negative, positive)
+                   data_plate, non_negative, optional, positive, positive_or_none)
 
 
 class VaDE(MixtureVAE):
@@ -65,7 +65,8 @@ class VaDE(MixtureVAE):
     train_defaults = {"epochs": 200, "pretrain_epochs": 50}
     small_data_defaults = {"epochs": 100, "lr_step": 5}
     settings = {
-        "latent_dim": Setting(int, 10, "dimension J of z", positive),
+        "latent_dim": Setting(optional(int), None, "dimension J of z (default 10, or the data's dimension where "
+                              "it is smaller)", positive_or_none),
         **NETWORK_SETTINGS,
         **PRETRAIN_SETTINGS,
         "pretrain_noise": Setting(float, 0.0, "input dropout rate of the denoising autoencoder pretraining",
@@ -81,7 +82,7 @@ class VaDE(MixtureVAE):
 
     def __init__(self, data_shape, n_clusters: int = DEFAULT_CLUSTERS, likelihood: str = "bernoulli", **settings):
         super().__init__(data_shape, n_clusters, likelihood, **settings)
-        J, K = self.hparams["latent_dim"], self.n_clusters
+        J, K = self.hparams["latent_dim"] or sized_latent(self.data_shape), self.n_clusters
         self.likelihood = make_likelihood(likelihood, self.data_shape)
         self.encoder, self.decoder = make_encoder_decoder(
             self.hparams["arch"], self.data_shape, J, self.likelihood, self.hparams["hidden"])
