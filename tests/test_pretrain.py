@@ -292,8 +292,17 @@ def test_the_graph_start_steps_aside_unless_the_graph_has_k_components():
     x = labels[:, None] * 1.0 + rng.normal(size=(200, 3))
     z = rng.normal(size=(200, 2))
     assert fit_diag_gmm(z, 2, seed=0, n_init=2, assign="auto", data=x).responsibilities is not None  # data
-    with pytest.raises(ValueError, match="1 connected components, not 2"):
+    with pytest.raises(ValueError, match="1 connected components"):
         fit_diag_gmm(z, 2, assign="graph", data=x)
+    # one group of 400 and a far island of 12 outlying points: two components, but the island is no group
+    island = np.concatenate([rng.normal(size=(400, 3)), 50.0 + rng.normal(size=(12, 3))])
+    z = rng.normal(size=(412, 2))
+    from pyro_mixvae.infer.pretrain import _graph_start
+
+    assert _graph_start(z, island, 2, required=False) is None  # auto goes on to its other rules
+    assert _graph_start(z[:400], island[:400], 1, required=False) is not None  # a lone group: its one component
+    with pytest.raises(ValueError, match="the smallest of 12 points"):
+        fit_diag_gmm(z, 2, assign="graph", data=island)
 
 
 def test_the_data_start_chooses_the_covariance_by_bic():

@@ -224,6 +224,9 @@ TSNE_DATA_MAX_DIM = 100
 # there are exactly K of them (scikit-learn's SpectralClustering uses 10 neighbours too)
 GRAPH_NEIGHBOURS = 10
 GRAPH_MAX_POINTS = 20_000
+# ... and when the smallest component holds at least this share of the mean group size N / K: a small island of
+# outlying points is not a group
+GRAPH_MIN_SHARE = 0.1
 # assign="data": the covariance types a GMM on the data is fitted with, the one of least BIC kept
 DATA_COVARIANCES = ("full", "tied", "diag", "spherical")
 
@@ -393,14 +396,17 @@ def _graph_start(z: np.ndarray, data, n_clusters: int, required: bool) -> Option
     """The start whose groups are the connected components of the data's neighbourhood graph
     (:func:`graph_components`), when there are exactly ``n_clusters`` of them: groups that no point's
     neighbourhood joins, whatever their shape (arcs curled round each other, which a GMM on the points cuts
-    across), deterministic, with no draw to lose. None when there are not (``required``: a ``ValueError``)."""
+    across), deterministic, with no draw to lose. None when there are not, or when one of them is an island of
+    fewer than ``GRAPH_MIN_SHARE`` x N / K points (``required``: a ``ValueError``)."""
     if data is None:
         raise ValueError("assign='graph' needs the data (the points that the codes encode)")
     count, labels = graph_components(data)
-    if count != n_clusters:
+    smallest = int(np.bincount(labels).min())
+    if count != n_clusters or smallest < GRAPH_MIN_SHARE * len(labels) / n_clusters:
         if required:
             raise ValueError(f"assign='graph': the data's {GRAPH_NEIGHBOURS}-nearest-neighbour graph has {count} "
-                             f"connected components, not {n_clusters}; choose another gmm_assign")
+                             f"connected components (the smallest of {smallest} points), not {n_clusters} groups "
+                             f"of at least {GRAPH_MIN_SHARE:g} x N / K; choose another gmm_assign")
         return None
     resp = np.eye(n_clusters)[labels]
     return MixtureStart(*diagonal_moments(resp, z, 1e-4), resp)
