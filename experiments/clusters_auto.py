@@ -5,6 +5,7 @@ the agreement of the start's GMMs find the number of groups?
                                         [--concentration 0.05] [--epochs E]
     python experiments/clusters_auto.py --method dpgmm [--sets ...]
     python experiments/clusters_auto.py --method stability [--sets ...]
+    python experiments/clusters_auto.py --method graph [--sets ...]
     python experiments/clusters_auto.py --table                        # results/clusters_auto.md
 
 ``--method vade``: the VaDE estimator (its defaults, one thread) with K = ``--max-clusters`` and
@@ -21,6 +22,9 @@ three t-SNE embeddings of the data (seeds 0-2), 4 full-covariance GMM starts eac
 every K from 2 to ``--max-clusters``; the K of the highest mean pairwise ARI of the 12 partitions (to 3
 decimals; the smallest such K), its scores recorded; acc of its first partition. ``--space codes`` embeds
 the codes of VaDE's pretrained autoencoder (its defaults, seed 0) instead of the data.
+``--method graph``: the connected components of the data's 10-nearest-neighbour graph
+(:func:`pyro_mixvae.infer.pretrain.graph_components`, what ``gmm_assign=graph`` reads), those of fewer than a
+tenth of N / C points (C components) not counted; acc of the components as the partition.
 Sets: ``five-S`` (``experiments/select/synthetic.py``'s five groups, data seed S), the blob sets of the
 robustness suite (``blobs-...``), ``digits``. Records are appended to ``RESULTS/clusters_auto.jsonl``; a
 (set, method, K_max, alpha0, epochs) already recorded is skipped.
@@ -106,6 +110,15 @@ def run_stability(x, y, args) -> dict:
     return {"found": found, "used": int(np.unique(first[found]).size), "scores": scores, "acc": acc(y, first[found])}
 
 
+def run_graph(x, y, args) -> dict:
+    from pyro_mixvae.infer.pretrain import GRAPH_MIN_SHARE, graph_components
+    from pyro_mixvae.metrics import acc
+    count, labels = graph_components(x)
+    sizes = np.bincount(labels)
+    return {"found": int((sizes >= GRAPH_MIN_SHARE * len(labels) / count).sum()), "used": int(count),
+            "counts": sorted(sizes.tolist(), reverse=True), "acc": acc(y, labels)}
+
+
 def key(r: dict) -> tuple:
     return r["set"], r["method"], r["max_clusters"], r.get("concentration"), r.get("epochs"), r.get("space")
 
@@ -133,7 +146,7 @@ def table(results: Path) -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--method", choices=("vade", "dpgmm", "stability"))
+    p.add_argument("--method", choices=("vade", "dpgmm", "stability", "graph"))
     p.add_argument("--sets", nargs="+", default=[f"five-{s}" for s in range(5)])
     p.add_argument("--max-clusters", type=int, default=10)
     p.add_argument("--concentration", type=float, default=0.05, help="alpha0 of the Dirichlet on pi (vade)")
@@ -157,7 +170,8 @@ def main(argv=None) -> None:
                 continue
             x, y = load(name)
             start = time.perf_counter()
-            record.update({"vade": run_vade, "dpgmm": run_dpgmm, "stability": run_stability}[args.method](x, y, args))
+            record.update({"vade": run_vade, "dpgmm": run_dpgmm, "stability": run_stability,
+                           "graph": run_graph}[args.method](x, y, args))
             record.update(true_k=int(np.unique(y).size), seconds=time.perf_counter() - start, script=record_command())
             args.results.mkdir(parents=True, exist_ok=True)
             with open(args.results / "clusters_auto.jsonl", "a") as f:
