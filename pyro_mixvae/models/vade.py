@@ -52,7 +52,7 @@ from ..infer.elbo import InformationBottleneckELBO, MixtureELBO
 from ..infer.pretrain import model_start, pretrain_mixture_start
 from ..nets import make_encoder_decoder, make_likelihood, sized_latent
 from .base import (DEFAULT_CLUSTERS, NETWORK_SETTINGS, PRETRAIN_SETTINGS, START_SETTINGS, MixtureVAE, Setting,
-                   data_plate, non_negative, optional, positive, positive_or_none)
+                   data_plate, non_negative, optional, positive_or_none)
 
 
 class VaDE(MixtureVAE):
