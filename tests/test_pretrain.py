@@ -299,8 +299,8 @@ def test_the_graph_start_steps_aside_unless_the_graph_has_k_components():
     z = rng.normal(size=(412, 2))
     from pyro_mixvae.infer.pretrain import _graph_start
 
-    assert _graph_start(z, island, 2, required=False) is None  # auto goes on to its other rules
-    assert _graph_start(z[:400], island[:400], 1, required=False) is not None  # a lone group: its one component
+    assert _graph_start(z, island, 2, "auto") is None  # auto goes on to its other rules
+    assert _graph_start(z[:400], island[:400], 1, "auto") is not None  # a lone group: its one component
     with pytest.raises(ValueError, match="the smallest of 12 points"):
         fit_diag_gmm(z, 2, assign="graph", data=island)
 

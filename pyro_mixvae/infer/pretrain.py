@@ -276,18 +276,17 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     """Diagonal GMM on the codes ``z``; returns a :class:`MixtureStart` (weights, means, variances, responsibilities).
 
     ``assign="diag"`` (this function's default) is scikit-learn's diagonal ``GaussianMixture`` on ``z``.
-    ``assign="full"`` lets a full-covariance GMM on the standardised codes decide the responsibilities (the
-    autoencoder's clusters are tilted ellipsoids, which a diagonal GMM covers by splitting one class and merging
-    two), then takes each component's diagonal moments under them in the codes' units (``docs/studies/vib_gmm_tuning.md``).
+    ``assign="full"``: a full-covariance GMM on the standardised codes decides the responsibilities (the codes'
+    clusters are tilted ellipsoids), their diagonal moments in the codes' units (``docs/studies/vib_gmm_tuning.md``).
     ``assign="tsne"``: a full-covariance GMM on a t-SNE embedding of the codes (``TSNE_DIM`` dimensions;
     scikit-learn's Barnes-Hut) decides, the moments as for ``"full"``: N2D's observation (McConville et al., 2020)
     that a manifold learner on the codes separates the clusters that a GMM on them merges; beyond
     ``TSNE_MAX_POINTS`` codes, on a random subset (``docs/studies/tsne_init.md``). ``assign="tsne-data"``: the same
     on ``embeddings`` embeddings (t-SNE seeds s, s + 1, ...) of the ``data`` themselves (the points the codes
-    encode), so that the decision does not hang on one autoencoder's draw. ``assign="data"``: a full-covariance
-    GMM on the ``data`` decides (:func:`_data_start`). ``assign="auto"`` (the models' default): ``"tsne-data"``
-    when the clusters hold 3 x perplexity points on average (``"tsne"`` where the data have no more dimensions
-    than the codes, or more than ``TSNE_DATA_MAX_DIM``), else ``"diag"`` (:func:`resolve_gmm_fit`).
+    encode), so that the decision does not hang on one autoencoder's draw. ``assign="data"``: a GMM on the ``data``,
+    its covariance type chosen by BIC (:func:`_data_start`); ``"graph"``: the components of the data's neighbourhood
+    graph (:func:`_graph_start`). ``"auto"`` (the models' default): ``"graph"`` where it finds K groups, else
+    :func:`resolve_gmm_fit`'s choice from the data's size and dimension.
 
     Whichever GMM decides, it is fitted from ``n_init`` single starts (k-means initialisations drawn
     from ``seed``). ``select="consensus"`` keeps none of them alone: the start is the partition that
@@ -297,19 +296,16 @@ def fit_diag_gmm(z: np.ndarray, n_clusters: int, seed: int = 0, n_init: int = 1,
     the best log-likelihood (VaDE Sect. 4.3's "best objective value"), ``"agreement"`` the start
     whose partition agrees best with the others'. ``"auto"`` is the consensus on t-SNE embeddings
     or with further autoencoders' codes, else the likelihood (``docs/studies/stability.md``).
-    ``progress`` shows a bar over the stages. ``others``: the codes of the same points by further autoencoders
-    (:func:`pretrain_autoencoders`); under the consensus each one's codes get their own embedding and starts,
-    else the codes side by side (:func:`side_by_side`) decide.
+    ``others``: further autoencoders' codes of the same points (:func:`pretrain_autoencoders`), each in its own
+    space under the consensus, else side by side (:func:`side_by_side`). ``progress``: a bar over the stages.
     """
     _check_choice("assign", assign, GMM_FITS)
     _check_choice("select", select, GMM_SELECTS)
     z = np.asarray(z, dtype=np.float64)
     data_dim = None if data is None else int(np.prod(np.shape(data)[1:]))
-    if assign == "graph" or (assign == "auto" and data_dim is not None and data_dim <= TSNE_DATA_MAX_DIM
-                             and len(z) <= GRAPH_MAX_POINTS):
-        start = _graph_start(z, data, n_clusters, required=assign == "graph")
-        if start is not None:
-            return start
+    start = _graph_start(z, data, n_clusters, assign)
+    if start is not None:
+        return start
     assign = resolve_gmm_fit(assign, len(z), n_clusters, data_dim, z.shape[1])
     if assign == "data":
         return _data_start(z, data, n_clusters, "likelihood" if select == "auto" else select, seed, n_init, progress)
@@ -392,18 +388,24 @@ def graph_components(data) -> tuple:
     return connected_components(graph, directed=False)
 
 
-def _graph_start(z: np.ndarray, data, n_clusters: int, required: bool) -> Optional[MixtureStart]:
-    """The start whose groups are the connected components of the data's neighbourhood graph
-    (:func:`graph_components`), when there are exactly ``n_clusters`` of them: groups that no point's
+def _graph_start(z: np.ndarray, data, n_clusters: int, assign: str) -> Optional[MixtureStart]:
+    """For ``assign="graph"``, or ``"auto"`` on data of at most ``TSNE_DATA_MAX_DIM`` dimensions and
+    ``GRAPH_MAX_POINTS`` points: the start whose groups are the connected components of the data's neighbourhood
+    graph (:func:`graph_components`), when there are exactly ``n_clusters`` of them: groups that no point's
     neighbourhood joins, whatever their shape (arcs curled round each other, which a GMM on the points cuts
     across), deterministic, with no draw to lose. None when there are not, or when one of them is an island of
-    fewer than ``GRAPH_MIN_SHARE`` x N / K points (``required``: a ``ValueError``)."""
-    if data is None:
+    fewer than ``GRAPH_MIN_SHARE`` x N / K points (for ``"graph"``: a ``ValueError``), or for another ``assign``."""
+    if assign == "auto":
+        if data is None or int(np.prod(np.shape(data)[1:])) > TSNE_DATA_MAX_DIM or len(z) > GRAPH_MAX_POINTS:
+            return None
+    elif assign != "graph":
+        return None
+    elif data is None:
         raise ValueError("assign='graph' needs the data (the points that the codes encode)")
     count, labels = graph_components(data)
     smallest = int(np.bincount(labels).min())
     if count != n_clusters or smallest < GRAPH_MIN_SHARE * len(labels) / n_clusters:
-        if required:
+        if assign == "graph":
             raise ValueError(f"assign='graph': the data's {GRAPH_NEIGHBOURS}-nearest-neighbour graph has {count} "
                              f"connected components (the smallest of {smallest} points), not {n_clusters} groups "
                              f"of at least {GRAPH_MIN_SHARE:g} x N / K; choose another gmm_assign")
