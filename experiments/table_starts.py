@@ -55,14 +55,12 @@ def candidates(x: np.ndarray, k: int, seed: int) -> dict:
 def graph_figures(x: np.ndarray, k: int) -> tuple:
     """(connected components of the 10-NN graph, the first k + 1 eigenvalues of its normalised Laplacian)."""
     from scipy.linalg import eigh
-    from scipy.sparse.csgraph import laplacian
-    from sklearn.neighbors import kneighbors_graph
+    from scipy.sparse.csgraph import connected_components, laplacian
 
-    from pyro_mixvae.infer.pretrain import GRAPH_NEIGHBOURS, graph_components
-    count, _ = graph_components(x)
-    graph = kneighbors_graph(x, GRAPH_NEIGHBOURS, include_self=False)
-    lap = laplacian(0.5 * (graph + graph.T), normed=True).toarray()
-    return count, eigh(lap, eigvals_only=True, subset_by_index=[0, k])
+    from pyro_mixvae.infer.pretrain import neighbour_graph
+    graph = neighbour_graph(x)
+    lap = laplacian(graph, normed=True).toarray()
+    return connected_components(graph, directed=False)[0], eigh(lap, eigvals_only=True, subset_by_index=[0, k])
 
 
 def main() -> None:

@@ -379,13 +379,18 @@ def data_covariance(x: np.ndarray, n_clusters: int, seed: int, n_init: int, reg:
     return min(DATA_COVARIANCES, key=bic)
 
 
-def graph_components(data) -> tuple:
-    """(number of connected components, their labels) of the symmetric ``GRAPH_NEIGHBOURS``-nearest-neighbour
-    graph of the standardised ``data`` (flattened): an edge joins n and m when either is among the other's
-    nearest neighbours."""
+def neighbour_graph(data):
+    """The symmetric ``GRAPH_NEIGHBOURS``-nearest-neighbour graph of the standardised ``data`` (flattened), as a
+    sparse affinity matrix: 1 where each of n and m is among the other's nearest neighbours, 1/2 where one is."""
     x = standardised(np.asarray(data, dtype=np.float64).reshape(len(data), -1))
     graph = kneighbors_graph(x, min(GRAPH_NEIGHBOURS, len(x) - 1), include_self=False)
-    return connected_components(graph, directed=False)
+    return 0.5 * (graph + graph.T)
+
+
+def graph_components(data) -> tuple:
+    """(number of connected components, their labels) of the data's :func:`neighbour_graph`: an edge joins n
+    and m when either is among the other's nearest neighbours."""
+    return connected_components(neighbour_graph(data), directed=False)
 
 
 def _graph_start(z: np.ndarray, data, n_clusters: int, assign: str) -> Optional[MixtureStart]:
