@@ -2,6 +2,7 @@
 
     python experiments/fashion_peer.py --side peer [--seeds 0 1 2]      # ClustPy's VaDE with its defaults
     python experiments/fashion_peer.py --side ours [--seeds 0 1 2] [--model vade] [--epochs 300]
+    python experiments/fashion_peer.py --side ours --model gmvae --label gmvae-mlp --fit-args "--set arch=mlp"
     python experiments/fashion_peer.py --table                           # results/fashion_peer.md
 
 The peer is ClustPy's VaDE (``clustpy.deep.VaDE``, its defaults: 100 autoencoder and 150 clustering
@@ -97,14 +98,19 @@ def curve(run: Path) -> list:
 
 def run_ours(args) -> None:
     for seed in args.seeds:
-        run = args.runs / "fashion_peer" / f"{args.model}-s{seed}"
+        run = args.runs / "fashion_peer" / f"{args.label}-s{seed}"
         metrics = run_fit(args.model, args.data, seed, run, ["--epochs", str(args.epochs), *args.fit_args])
-        done = {(r["seed"], r["model"], r.get("data")) for r in recorded(args.results) if r["side"] == "ours"}
-        if (seed, args.model, args.data) not in done:
-            append(args.results, {"side": "ours", "model": args.model, "seed": seed, "data": args.data,
-                                  "acc": metrics["acc"], "nmi": metrics["nmi"], "curve": curve(run),
+        done = {(r["seed"], label_of(r), r.get("data")) for r in recorded(args.results) if r["side"] == "ours"}
+        if (seed, args.label, args.data) not in done:
+            append(args.results, {"side": "ours", "model": args.model, "label": args.label, "seed": seed,
+                                  "data": args.data, "acc": metrics["acc"], "nmi": metrics["nmi"], "curve": curve(run),
                                   "command": metrics["command"], "script": record_command()})
-        print(f"ours {args.model} seed {seed}: acc {metrics['acc']:.4f}", flush=True)
+        print(f"ours {args.label} seed {seed}: acc {metrics['acc']:.4f}", flush=True)
+
+
+def label_of(record: dict) -> str:
+    """A configuration's name in the records: ``--label`` (the model's name where none was given)."""
+    return record.get("label", record["model"])
 
 
 def at_budget(points: list, seconds: float):
@@ -134,16 +140,16 @@ def table(args) -> str:
         lines.append(f"| ClustPy VaDE (defaults) | {wall / 60:.1f} min | {len(peer)} | {mean_sd(r['acc'] for r in peer)} | "
                      f"{mean_sd(r['nmi'] for r in peer)} | |")
         for name, share in BUDGETS:
-            for model in sorted({r["model"] for r in ours}):
-                hits = [(r["seed"], at_budget(r["curve"], share * wall)) for r in ours if r["model"] == model]
+            for model in sorted({label_of(r) for r in ours}):
+                hits = [(r["seed"], at_budget(r["curve"], share * wall)) for r in ours if label_of(r) == model]
                 hits = [(s, p) for s, p in hits if p is not None]
                 if hits:
                     best = max(hits, key=lambda h: h[1][3])
                     lines.append(f"| pyro_mixvae {model} | {name} ({share * wall / 60:.1f} min) | {len(hits)} | "
                                  f"{mean_sd(p[1] for _, p in hits)} | {mean_sd(p[2] for _, p in hits)} | "
                                  f"{best[1][1]:.3f} (seed {best[0]}) |")
-    for model in sorted({r["model"] for r in ours}):
-        rs = [r for r in ours if r["model"] == model]
+    for model in sorted({label_of(r) for r in ours}):
+        rs = [r for r in ours if label_of(r) == model]
         lines.append(f"| pyro_mixvae {model} | whole run ({statistics.mean(r['curve'][-1][0] for r in rs) / 60:.1f} min) | "
                      f"{len(rs)} | {mean_sd(r['acc'] for r in rs)} | {mean_sd(r['nmi'] for r in rs)} | |")
     text = "\n".join(lines) + "\n"
@@ -158,12 +164,15 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--data", default="fashion-mnist")
     p.add_argument("--model", default="vade")
+    p.add_argument("--label", default=None, help="the configuration's name: its run directories LABEL-sS and its "
+                   "rows in the table (default: the model's name; give one with --fit-args)")
     p.add_argument("--epochs", type=int, default=300, help="our runs' planned SVI epochs (default 300)")
     p.add_argument("--peer-site", type=Path, default=PEER_SITE)
     p.add_argument("--peer-one", type=int, default=None, help=argparse.SUPPRESS)
     add_output_arguments(p)
     p.set_defaults(runs=RUNS)
     args = p.parse_args(argv)
+    args.label = args.label or args.model
     if args.peer_one is not None:
         print(json.dumps(peer_one(args.peer_one, args.data)))
     elif args.side == "peer":

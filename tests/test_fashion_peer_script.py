@@ -59,3 +59,22 @@ def test_the_budget_reads_the_last_evaluated_epoch_within_it():
     assert fashion_peer.at_budget(curve, 25.0) == curve[0]  # epoch 2 has no metrics: epoch 1's
     assert fashion_peer.at_budget(curve, 30.0) == curve[2]
     assert fashion_peer.at_budget(curve, 5.0) is None
+
+
+def test_a_labelled_configuration_has_its_own_runs_and_rows(tmp_path, blobs_npz, capsys):
+    """``--label`` names a configuration (a model with its --fit-args): its run directories LABEL-sS, its records
+    and its own rows in the table, beside the model's unlabelled rows."""
+    results, runs, data = tmp_path / "results", tmp_path / "runs", str(blobs_npz)
+    fashion_peer.main(["--side", "ours", "--seeds", "0", "--data", data, "--results", str(results), "--runs", str(runs),
+                       "--epochs", "1", "--label", "vade-tiny", "--fit-args", TINY])
+    assert (runs / "fashion_peer" / "vade-tiny-s0" / "checkpoint.pt").is_file()
+    assert not (runs / "fashion_peer" / "vade-s0").exists()
+    fashion_peer.append(results, {"side": "peer", "seed": 0, "data": data, "acc": 0.6, "nmi": 0.5, "wall_seconds": 1e6})
+    fashion_peer.append(results, {"side": "ours", "model": "vade", "seed": 0, "data": data, "acc": 0.7, "nmi": 0.6,
+                                  "curve": [[30, 0.5, 0.4, -10.0]]})
+    fashion_peer.main(["--table", "--data", data, "--results", str(results)])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| pyro_mixvae")]
+    assert sum(r.startswith("| pyro_mixvae vade-tiny | ") for r in rows) == 3  # two budgets and the whole run
+    assert sum(r.startswith("| pyro_mixvae vade | ") for r in rows) == 3
+    records = [json.loads(line) for line in (results / "fashion_peer.jsonl").read_text().splitlines()]
+    assert [r.get("label") for r in records if r["side"] == "ours"] == ["vade-tiny", None]
