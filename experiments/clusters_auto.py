@@ -1,6 +1,7 @@
-"""K in one run (issue 35): does a sparse Dirichlet prior on the weights, a Dirichlet-process GMM at the start, or
-the agreement of the start's GMMs find the number of groups?
+"""K in one run (issue 35): does ``--clusters auto``, a sparse Dirichlet prior on the weights, a Dirichlet-process GMM
+at the start, or the agreement of the start's GMMs find the number of groups?
 
+    python experiments/clusters_auto.py --method auto [--sets ...] [--max-clusters 20]
     python experiments/clusters_auto.py --method vade [--sets five-0 ... five-4] [--max-clusters 10]
                                         [--concentration 0.05] [--epochs E]
     python experiments/clusters_auto.py --method dpgmm [--sets ...]
@@ -8,6 +9,9 @@ the agreement of the start's GMMs find the number of groups?
     python experiments/clusters_auto.py --method graph [--sets ...]
     python experiments/clusters_auto.py --table                        # results/clusters_auto.md
 
+``--method auto``: ``mixvae fit vade --clusters auto --max-clusters K`` as the estimator runs it (VaDE's defaults,
+seed 0, ``start_clusters="auto"``), beside a fit given the true K: records the clusters found (q(pi)), what the
+start proposed, acc of both and the seconds of both (one thread).
 ``--method vade``: the VaDE estimator (its defaults, one thread) with K = ``--max-clusters`` and
 ``weight_concentration`` = alpha0, so that q(pi) = Dir(c) is updated in closed form during SVI; records the
 clusters q(pi) uses (``effective_clusters``: pseudo-count above alpha0 by more than one point), the
@@ -26,7 +30,7 @@ the codes of VaDE's pretrained autoencoder (its defaults, seed 0) instead of the
 (:func:`pyro_mixvae.infer.pretrain.graph_components`, what ``gmm_assign=graph`` reads), those of fewer than a
 tenth of N / C points (C components) not counted; acc of the components as the partition.
 Sets: ``five-S`` (``experiments/select/synthetic.py``'s five groups, data seed S), the blob sets of the
-robustness suite (``blobs-...``), ``digits``. Records are appended to ``RESULTS/clusters_auto.jsonl``; a
+robustness suite (``blobs-...``), ``digits``, or a ``.npz`` file. Records are appended to ``RESULTS/clusters_auto.jsonl``; a
 (set, method, K_max, alpha0, epochs) already recorded is skipped.
 """
 from __future__ import annotations
@@ -55,6 +59,10 @@ def load(name: str):
         from sklearn.datasets import load_digits
         d = load_digits()
         return (d.data / 16.0).astype(np.float32), d.target
+    if name.endswith(".npz"):
+        from pyro_mixvae.data import load_dataset
+        data = load_dataset(name)
+        return np.asarray(data.x, dtype=np.float32), data.y
     from pyro_mixvae.synthetic import robustness_suite
     data = robustness_suite(full=True)[name]
     return data.x.reshape(len(data.x), -1), data.y
@@ -70,6 +78,24 @@ def run_vade(x, y, args) -> dict:
     return {"found": m.effective_clusters(), "used": int(np.unique(est.labels_).size),
             "counts": np.round((m.weight_posterior - m.weight_prior).numpy(), 1).tolist(),
             "acc": acc(y, est.labels_)}
+
+
+def run_auto(x, y, args) -> dict:
+    """``VaDE(n_clusters="auto")`` with ``--max-clusters`` components (``mixvae fit vade --clusters auto
+    --max-clusters K``) beside ``VaDE(n_clusters=true K)``, both with their defaults and seed 0, timed each."""
+    from pyro_mixvae.estimator import VaDE
+    from pyro_mixvae.metrics import acc
+    start = time.perf_counter()
+    auto = VaDE(n_clusters=args.max_clusters, start_clusters="auto", random_state=0).fit(x)
+    seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    given = VaDE(n_clusters=int(np.unique(y).size), random_state=0).fit(x)
+    m = auto.model_
+    return {"found": auto.n_clusters_, "used": int(np.unique(auto.labels_).size),
+            "proposed": list(m.start_proposal), "counts": np.round((m.weight_posterior - m.weight_prior).numpy(),
+                                                                      1).tolist(),
+            "acc": acc(y, auto.labels_), "acc_true_k": acc(y, given.labels_), "auto_seconds": seconds,
+            "true_k_seconds": time.perf_counter() - start}
 
 
 def run_dpgmm(x, y, args) -> dict:
@@ -132,13 +158,19 @@ def table(results: Path) -> str:
     lines = ["# K in one run (issue 35): the clusters found against the true K", "",
              f"Made by `python experiments/clusters_auto.py --method M --sets ...` per row, then `{record_command()}`. "
              "found: for vade the components q(pi) gives more than one point (pseudo-count above alpha0); for dpgmm "
-             "the components holding at least one point. used: the clusters the assignments use.", "",
+             "the components holding at least one point; for auto the same, the start's proposal beside it. used: the "
+             "clusters the assignments use. auto: acc and seconds of the fit given the true K after the slash.", "",
              "| set | true K | method | K_max | alpha0 | epochs | found | used | acc | seconds |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in recorded(results):
         method = r["method"] + (f" ({r['space']})" if r.get("space") else "")
+        found, accs, seconds = r["found"], f"{r['acc']:.3f}", f"{r['seconds']:.0f}"
+        if r["method"] == "auto":
+            found = f"{r['found']} (start: {r['proposed'][0]}, {r['proposed'][1]})"
+            accs += f" / {r['acc_true_k']:.3f}"
+            seconds = f"{r['auto_seconds']:.0f} / {r['true_k_seconds']:.0f}"
         lines.append(f"| {r['set']} | {r['true_k']} | {method} | {r['max_clusters']} | {r.get('concentration') or ''} | "
-                     f"{r.get('epochs') or 'default'} | {r['found']} | {r['used']} | {r['acc']:.3f} | {r['seconds']:.0f} |")
+                     f"{r.get('epochs') or 'default'} | {found} | {r['used']} | {accs} | {seconds} |")
     text = "\n".join(lines) + "\n"
     (results / "clusters_auto.md").write_text(text)
     return text
@@ -146,7 +178,7 @@ def table(results: Path) -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--method", choices=("vade", "dpgmm", "stability", "graph"))
+    p.add_argument("--method", choices=("auto", "vade", "dpgmm", "stability", "graph"))
     p.add_argument("--sets", nargs="+", default=[f"five-{s}" for s in range(5)])
     p.add_argument("--max-clusters", type=int, default=10)
     p.add_argument("--concentration", type=float, default=0.05, help="alpha0 of the Dirichlet on pi (vade)")
@@ -162,7 +194,7 @@ def main(argv=None) -> None:
         done = {key(r) for r in recorded(args.results)}
         for name in args.sets:
             record = {"set": name, "method": args.method, "max_clusters": args.max_clusters,
-                      "concentration": args.concentration if args.method == "vade" else None,
+                      "concentration": args.concentration if args.method == "vade" else None,  # auto: 1 / K_max
                       "epochs": args.epochs if args.method == "vade" else None,
                       **({"space": args.space} if args.method == "stability" and args.space != "data" else {})}
             if key(record) in done:
@@ -170,7 +202,7 @@ def main(argv=None) -> None:
                 continue
             x, y = load(name)
             start = time.perf_counter()
-            record.update({"vade": run_vade, "dpgmm": run_dpgmm, "stability": run_stability,
+            record.update({"auto": run_auto, "vade": run_vade, "dpgmm": run_dpgmm, "stability": run_stability,
                            "graph": run_graph}[args.method](x, y, args))
             record.update(true_k=int(np.unique(y).size), seconds=time.perf_counter() - start, script=record_command())
             args.results.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,7 @@ from .infer.checkpoint import CHECKPOINT
 from .infer.train import SMALL_DATA, TRAIN_DEFAULTS, TRAINING_VALUES, TrainConfig, seed_everything
 from .metrics import format_metrics
 from .models import MODELS, get_model_class
-from .models.base import DEFAULT_CLUSTERS, parse_settings
+from .models.base import DEFAULT_CLUSTERS, DEFAULT_MAX_CLUSTERS, parse_settings
 from .nets import LIKELIHOOD_HELP, LIKELIHOODS
 from .runner import as_model_input, check_clusters, check_components, check_seed, fit_in_directory, prepare_data, restarts
 from .runs import (CONFIG, METRICS, check_output_dir, check_output_file, check_same_data, check_writable, completion,
@@ -117,11 +117,43 @@ def _add_data_arguments(f) -> None:
     f.add_argument("--data", default=None,
                    help="digits (default), arcs, mnist, fashion-mnist, svhn, or PATH.npz / PATH.csv")
     f.add_argument("--split", default=None, help="train, test or all (default; for mnist, fashion-mnist, svhn)")
-    f.add_argument("--clusters", "-k", type=int, default=None, help=f"K (default: the number of classes, else {DEFAULT_CLUSTERS})")
+    f.add_argument("--clusters", "-k", type=_clusters_value, default=None,
+                   help=f"K (default: the number of classes, else {DEFAULT_CLUSTERS}), or auto: K found in the run, "
+                   "read off the posterior of the weights (vade, vib-gmm)")
+    f.add_argument("--max-clusters", type=int, default=None,
+                   help=f"with --clusters auto: the components the model has (default {DEFAULT_MAX_CLUSTERS})")
     f.add_argument("--likelihood", default="auto", choices=LIKELIHOODS, help=LIKELIHOOD_HELP)
     _key_values(f, "--set", "settings", "a model setting, repeatable (see `mixvae settings MODEL`)")
     f.add_argument("--guide", default=None,
                    help="the variational family, for models with a guide setting (gmvae: posterior or mean-field)")
+
+
+def _clusters_value(text: str):
+    """--clusters: an integer K, or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer K or auto; got {text!r}") from None
+
+
+def _clusters_auto(args, cls) -> None:
+    """``--clusters auto``: the model gets ``--max-clusters`` components (:data:`DEFAULT_MAX_CLUSTERS`) and the
+    setting ``start_clusters=auto``, so that its start fills the groups the data propose and the clusters found
+    are read off q(pi) (``pyro_mixvae.infer.pretrain.proposed_clusters``)."""
+    if args.clusters != "auto":
+        if args.max_clusters is not None:
+            raise ConfigError("--max-clusters applies only with --clusters auto")
+        return
+    if "start_clusters" not in cls.settings:
+        auto = sorted(name for name, model in MODELS.items() if "start_clusters" in model.settings)
+        raise ConfigError(f"--clusters auto needs a model with a Dirichlet prior on its weights ({', '.join(auto)}); "
+                          f"{args.model} has none: give --clusters K, or choose K with `mixvae select`")
+    if dict(args.settings).get("start_clusters", "auto") != "auto":
+        raise ConfigError("--clusters auto and --set start_clusters=all contradict each other; give one")
+    args.clusters = args.max_clusters if args.max_clusters is not None else DEFAULT_MAX_CLUSTERS
+    args.settings = {**dict(args.settings), "start_clusters": "auto"}
 
 
 def _add_training_values(f) -> None:
@@ -218,6 +250,7 @@ def _run_fit(args) -> dict:
     """``mixvae fit``: one run, or ``--restarts R`` runs (seeds S..S+R-1) and the best training ELBO kept."""
     cls = get_model_class(args.model)
     _check_fit_flags(args)
+    _clusters_auto(args, cls)
     out = args.out_dir = Path(args.out or f"runs/{args.model}-{Path(args.data or 'digits').stem}-seed{args.seed or 0}")
     args.changes = {}
     if args.resume:
@@ -405,6 +438,9 @@ def _show(out: Path, metrics: dict, pretrain: dict) -> None:
     if pretrain:
         shown = {k_: pretrain[k_] for k_ in ("acc", "nmi", "ari") if k_ in pretrain}
         print("after pretraining  " + ", ".join(f"{k_} {v:.4f}" for k_, v in shown.items()))
+    if pretrain and "start_clusters" in pretrain:  # --clusters auto: what the start proposed, before SVI
+        print(f"start proposed     {pretrain['start_clusters']} clusters ({pretrain['start_clusters_by']}); "
+              f"found {metrics.get('effective_clusters')} (q(pi))")
 
 
 def _fit_restarts(args, job, out: Path) -> dict:
@@ -550,6 +586,7 @@ def _run_settings(args) -> None:
     """``mixvae settings MODEL``: every default that ``mixvae fit`` with the same data arguments would use --
     the training values (its flags, :meth:`TrainConfig.for_model`) and the model's settings (``--set``)."""
     cls = get_model_class(args.model)
+    _clusters_auto(args, cls)
     args.data, args.split, args.download = args.data or "digits", args.split or "all", False
     job = _fit_job(args, cls)
     model = cls(job["x"].shape[1:], job["k"], job["likelihood"], **job["settings"])

@@ -42,7 +42,7 @@ from .data import check_data, load_partial_labels_array
 from .evaluation import elbo_per_point, predict_proba
 from .infer.train import TRAINING_VALUES, TrainConfig, resolve_device
 from .models import get_model_class
-from .models.base import DEFAULT_CLUSTERS
+from .models.base import DEFAULT_CLUSTERS, DEFAULT_MAX_CLUSTERS
 from .nets import LIKELIHOOD_HELP, eval_mode, resolve_likelihood
 from .runner import as_model_input, check_components, check_seed, fit_best
 
@@ -50,7 +50,10 @@ SCORE_SEED = 0  # seed of the private generator that score() draws its particles
 
 # The estimators' parameters, {name: (default, type, help)}: these first, then the model's settings, then OWN_LAST
 OWN_FIRST = {
-    "n_clusters": (DEFAULT_CLUSTERS, "int", "K, the number of clusters."),
+    "n_clusters": (DEFAULT_CLUSTERS, "int or 'auto'", "K, the number of clusters; 'auto' (models with a "
+                                                       "``start_clusters`` setting): ``DEFAULT_MAX_CLUSTERS`` "
+                                                       "components, ``start_clusters='auto'``, the clusters found in "
+                                                       "``n_clusters_``."),
     "n_init": (1, "int", "Trainings from seeds s, s + 1, ... (s from random_state); the one with the best training "
                          "ELBO is kept, the labels are never used to choose."),
 }
@@ -76,6 +79,8 @@ ATTRIBUTES = {
     "restarts_": ("list of dict", "One record per restart: seed, ELBO when n_init > 1, acc / NMI / ARI when y was "
                                   "given."),
     "best_restart_": ("int", "The restart kept: the best training ELBO."),
+    "n_clusters_": ("int", "The clusters the model uses: under a Dirichlet prior on the weights those q(pi) gives "
+                           "more than one point (``effective_clusters``), else K."),
 }
 ESTIMATORS: dict = {}  # model name -> its estimator class (filled as they are defined; estimator_for)
 
@@ -235,13 +240,13 @@ class MixtureVAEEstimator(ClusterMixin, BaseEstimator):
         y = None if y is None else np.asarray(y)
         check_data(X, y, likelihood=self.likelihood_)
         cls = get_model_class(self.model_name)
-        check_scalar(self.n_clusters, "n_clusters", numbers.Integral, min_val=cls.min_clusters, max_val=len(X))
+        n_clusters, settings = self._components(cls, len(X))
         check_scalar(self.n_init, "n_init", numbers.Integral, min_val=1)
         config = TrainConfig(**{k: getattr(self, k) for k in TRAIN_PARAMS}).check()
         self._device = resolve_device(config.device)
 
         def build(seed):
-            model = cls(X.shape[1:], self.n_clusters, self.likelihood_, **self._model_settings())
+            model = cls(X.shape[1:], n_clusters, self.likelihood_, **settings)
             check_components(model, len(X), "components")
             return model, self._observed(X, model)
 
@@ -250,8 +255,21 @@ class MixtureVAEEstimator(ClusterMixin, BaseEstimator):
         self.model_, self.history_, self.best_restart_ = runs[best]["model"], runs[best]["history"], best
         self.restarts_ = [{k: r[k] for k in ("seed", "elbo", "acc", "nmi", "ari") if k in r} for r in runs]
         self.model_.eval()
+        self.n_clusters_ = int(getattr(self.model_, "effective_clusters", lambda: n_clusters)())
         self._set_labels(self._as_tensor(X))
         return self
+
+    def _components(self, cls, n_points: int) -> tuple:
+        """(the model's K, its settings): ``n_clusters="auto"`` is ``DEFAULT_MAX_CLUSTERS`` (at most N) components
+        with ``start_clusters="auto"`` (``mixvae fit --clusters auto``)."""
+        settings = self._model_settings()
+        if isinstance(self.n_clusters, str) and self.n_clusters == "auto":
+            if "start_clusters" not in cls.settings:
+                raise ValueError(f"n_clusters='auto' needs a model with a Dirichlet prior on its weights; "
+                                 f"{type(self).__name__} has none: give n_clusters=K")
+            return min(DEFAULT_MAX_CLUSTERS, n_points), {**settings, "start_clusters": "auto"}
+        check_scalar(self.n_clusters, "n_clusters", numbers.Integral, min_val=cls.min_clusters, max_val=n_points)
+        return self.n_clusters, settings
 
     def _observed(self, X, model) -> dict:
         """Per-point tensors ``model`` observes besides X (the factorial model's partial labels)."""

@@ -118,18 +118,28 @@ def pretrain_mixture_start(model, x: torch.Tensor, *, epochs: int, batch_size: i
     variances = model.init_mixture_from_codes(codes[0], seed, progress, others=codes[1:], data=seen)
     init_guide_scale(model.encoder, variances)
     fit_shared_variance(model.encoder, model.decoder, model.likelihood, x, seed=seed)
-    return {"pretrain_recon": losses[-1] if losses else None}
+    proposal = getattr(model, "start_proposal", None)  # a --clusters auto start: (K', what proposed it)
+    return {"pretrain_recon": losses[-1] if losses else None,
+            **({"start_clusters": proposal[0], "start_clusters_by": proposal[1]} if proposal else {})}
 
 
 def model_start(model, z: torch.Tensor, seed: int, progress: bool, others=(), data=None) -> MixtureStart:
     """:func:`fit_diag_gmm` on the codes ``z`` with a model's start settings (``gmm_restarts``,
     ``consensus_starts``, ``gmm_assign``, ``start_embeddings``): what VaDE's and GMVAE's
-    ``init_mixture_from_codes`` set their mixtures from."""
+    ``init_mixture_from_codes`` set their mixtures from. With ``start_clusters="auto"`` (``mixvae fit --clusters
+    auto``) the start fills only the K' <= K components that :func:`proposed_clusters` proposes, the others
+    start empty (:func:`padded_start`); ``model.start_proposal`` records (K', what proposed it)."""
     hp = model.hparams
-    return fit_diag_gmm(z.cpu().numpy(), model.n_clusters, seed, n_init=hp["gmm_restarts"], assign=hp["gmm_assign"],
-                        progress=progress, others=[c.cpu().numpy() for c in others],
-                        data=None if data is None else data.cpu().numpy(), embeddings=hp["start_embeddings"],
-                        consensus_init=hp["consensus_starts"])
+    codes, points = z.cpu().numpy(), None if data is None else data.cpu().numpy()
+    k = model.n_clusters
+    if hp.get("start_clusters", "all") == "auto":
+        model.start_proposal = proposed_clusters(codes, points, k, seed)
+        k = max(model.start_proposal[0], model.min_clusters)
+    start = fit_diag_gmm(codes, k, seed, n_init=hp["gmm_restarts"], assign=hp["gmm_assign"],
+                         progress=progress, others=[c.cpu().numpy() for c in others],
+                         data=points, embeddings=hp["start_embeddings"],
+                         consensus_init=hp["consensus_starts"])
+    return padded_start(start, codes, model.n_clusters)
 
 
 def member_seed(seed: int, member: int) -> int:
@@ -229,6 +239,9 @@ GRAPH_MAX_POINTS = 20_000
 GRAPH_MIN_SHARE = 0.1
 # assign="data": the covariance types a GMM on the data is fitted with, the one of least BIC kept
 DATA_COVARIANCES = ("full", "tied", "diag", "spherical")
+# start_clusters="auto" (mixvae fit --clusters auto): the GMMs whose BIC proposes K' are fitted on at most this
+# many points (a random subset beyond it)
+BIC_MAX_POINTS = 5000
 
 
 def resolve_gmm_fit(assign: str, n_points: int, n_clusters: int, data_dim: Optional[int] = None,
@@ -377,6 +390,61 @@ def data_covariance(x: np.ndarray, n_clusters: int, seed: int, n_init: int, reg:
             bar.update(n_init)
         return gmm.bic(x)
     return min(DATA_COVARIANCES, key=bic)
+
+
+def bic_clusters(x: np.ndarray, max_clusters: int, seed: int, reg: float = 1e-4) -> tuple:
+    """(K', covariance type) of the GMM on ``x`` of least Bayesian information criterion (:func:`data_covariance`'s)
+    over K' = 1 .. ``max_clusters`` and every type of ``DATA_COVARIANCES``, each GMM from one k-means start
+    drawn from ``seed``: the number of Gaussian groups the points pay for (Fraley & Raftery, 1998)."""
+    scores = {(k, covariance): GaussianMixture(n_components=k, covariance_type=covariance, random_state=seed,
+                                               reg_covar=reg, max_iter=200).fit(x).bic(x)
+              for covariance in DATA_COVARIANCES for k in range(1, max_clusters + 1)}
+    return min(scores, key=scores.get)
+
+
+def proposed_clusters(z: np.ndarray, data, max_clusters: int, seed: int) -> tuple:
+    """(K' <= ``max_clusters``, what proposed it): the groups a ``--clusters auto`` start fills.
+
+    1. ``"data BIC"``: :func:`bic_clusters` on the standardised data, where they have at most
+       ``TSNE_DATA_MAX_DIM`` dimensions and the least BIC lies below ``max_clusters``: Gaussian groups that the
+       points pay for. A least BIC at ``max_clusters`` says that no K' up to it describes the data as Gaussian
+       groups (digits' pixels, arcs), and the next reading is taken.
+    2. ``"graph"``: the connected components of the data's neighbourhood graph (:func:`graph_components`), where
+       there are several and none an island (:data:`GRAPH_MIN_SHARE`): groups apart, whatever their shape.
+    3. ``"codes BIC"``: :func:`bic_clusters` on the standardised codes, the space of the model's own mixture.
+    The GMMs see at most ``BIC_MAX_POINTS`` points (a random subset drawn from ``seed`` beyond it).
+    """
+    rng = np.random.default_rng(seed)
+
+    def subset(x):
+        x = standardised(np.asarray(x, dtype=np.float64).reshape(len(x), -1))
+        return x[np.sort(rng.choice(len(x), BIC_MAX_POINTS, replace=False))] if len(x) > BIC_MAX_POINTS else x
+
+    table = data is not None and int(np.prod(np.shape(data)[1:])) <= TSNE_DATA_MAX_DIM
+    if table:
+        k, _ = bic_clusters(subset(data), max_clusters, seed)
+        if k < max_clusters:
+            return k, "data BIC"
+        if len(data) <= GRAPH_MAX_POINTS:
+            count, labels = graph_components(data)
+            if 1 < count <= max_clusters and np.bincount(labels).min() >= GRAPH_MIN_SHARE * len(labels) / count:
+                return int(count), "graph"
+    return bic_clusters(subset(z), max_clusters, seed)[0], "codes BIC"
+
+
+def padded_start(start: MixtureStart, z: np.ndarray, n_clusters: int) -> MixtureStart:
+    """``start`` extended to ``n_clusters`` components by empty ones: weight 0, the codes' overall mean and
+    variance, no responsibility; unchanged when it has them all already."""
+    missing = n_clusters - len(start.weights)
+    if missing <= 0:
+        return start
+    z = np.asarray(z, dtype=np.float64)
+    resp = start.responsibilities
+    if resp is not None:
+        resp = np.concatenate([resp, np.where(np.isnan(resp[:, :1]), np.nan, 0.0).repeat(missing, 1)], axis=1)
+    return MixtureStart(np.concatenate([start.weights, np.zeros(missing)]),
+                        np.concatenate([start.means, np.tile(z.mean(0), (missing, 1))]),
+                        np.concatenate([start.variances, np.tile(z.var(0) + 1e-4, (missing, 1))]), resp)
 
 
 def neighbour_graph(data):

@@ -60,6 +60,9 @@ from ..nets import ARCHITECTURES
 
 
 DEFAULT_CLUSTERS = 10  # K when none is given (and the data carry no labels to count): the models, CLI, estimators
+# --clusters auto / n_clusters="auto": the components a model gets when no --max-clusters is given (VaDE's
+# start_clusters="auto" fills those the data propose, the others start empty)
+DEFAULT_MAX_CLUSTERS = 20
 
 
 @dataclass(frozen=True)

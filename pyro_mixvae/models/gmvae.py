@@ -44,6 +44,7 @@ Architectures (``arch``; Appendix A of both papers):
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Optional
 
 import pyro
@@ -151,6 +152,9 @@ class GMVAE(MixtureVAE):
                                      "mean-field guide, else 0)", _epochs_or_none),
         **PRETRAIN_SETTINGS,
         **START_SETTINGS,
+        # held over GMVAE's default 50 epochs (mlp, conv), not VaDE's 20: its assignments are the beta-net's
+        # posterior, which drifted from the start once released after 20 (docs/studies/stability.md, "GMVAE")
+        "hold_start": replace(START_SETTINGS["hold_start"], default=50),
     }
 
     def __init__(self, data_shape, n_clusters: int = DEFAULT_CLUSTERS, likelihood: str = "bernoulli", **settings):

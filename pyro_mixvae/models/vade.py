@@ -52,7 +52,7 @@ from ..infer.elbo import InformationBottleneckELBO, MixtureELBO
 from ..infer.pretrain import model_start, pretrain_mixture_start
 from ..nets import make_encoder_decoder, make_likelihood, sized_latent
 from .base import (DEFAULT_CLUSTERS, NETWORK_SETTINGS, PRETRAIN_SETTINGS, START_SETTINGS, MixtureVAE, Setting,
-                   data_plate, non_negative, optional, positive_or_none)
+                   data_plate, non_negative, one_of, optional, positive_or_none)
 
 
 class VaDE(MixtureVAE):
@@ -77,19 +77,24 @@ class VaDE(MixtureVAE):
         "weight_concentration": Setting(float, 0.0, "alpha0 of a symmetric Dirichlet prior on pi, its posterior "
                                         "q(pi) = Dir(c) updated in closed form after every step; metrics report "
                                         "the clusters it gives more than one point; 0 = pi a point estimate "
-                                        "(eq. 4)", non_negative),
+                                        "(eq. 4); with start_clusters=auto, 0 means 1/K", non_negative),
+        "start_clusters": Setting(str, "all", "all: the mixture start gives each of the K components its points; "
+                                  "auto (mixvae fit --clusters auto): it fills the K' <= K groups that the data's "
+                                  "BIC (or their neighbourhood graph, or the codes' BIC) proposes, the others start "
+                                  "empty, under the Dirichlet prior on pi", one_of(("all", "auto"))),
     }
 
     def __init__(self, data_shape, n_clusters: int = DEFAULT_CLUSTERS, likelihood: str = "bernoulli", **settings):
         super().__init__(data_shape, n_clusters, likelihood, **settings)
         J, K = self.hparams["latent_dim"] or sized_latent(self.data_shape), self.n_clusters
+        self.start_proposal = None  # (K', what proposed it) of a start_clusters=auto start
         self.likelihood = make_likelihood(likelihood, self.data_shape)
         self.encoder, self.decoder = make_encoder_decoder(
             self.hparams["arch"], self.data_shape, J, self.likelihood, self.hparams["hidden"])
         # the GMM prior's parameters: pi on the simplex through its logits (or q(pi) = Dir(c), conjugate
         # buffers that SVI's optimizer never touches), sigma_c^2 > 0 through its log
         if self.has_weight_prior:
-            self.register_buffer("weight_prior", torch.full((K,), float(self.hparams["weight_concentration"])))
+            self.register_buffer("weight_prior", torch.full((K,), self.weight_concentration))
             self.register_buffer("weight_posterior", self.weight_prior.clone())  # c
             self.register_buffer("weight_steps", torch.zeros((), dtype=torch.long))  # tau
         else:
@@ -99,9 +104,16 @@ class VaDE(MixtureVAE):
 
     # -- the prior --------------------------------------------------------------------------
     @property
+    def weight_concentration(self) -> float:
+        """alpha0 of the Dirichlet prior on pi: the setting, or 1 / K for a ``start_clusters="auto"`` start that
+        leaves it at 0 (a sparse prior, so that the clusters found are read off q(pi)); 0 = no prior."""
+        alpha0 = float(self.hparams.get("weight_concentration", 0.0))
+        return alpha0 or (1.0 / self.n_clusters if self.hparams.get("start_clusters") == "auto" else 0.0)
+
+    @property
     def has_weight_prior(self) -> bool:
-        """True when pi has a Dirichlet prior (``weight_concentration`` > 0) rather than a point value."""
-        return self.hparams.get("weight_concentration", 0.0) > 0
+        """True when pi has a Dirichlet prior (:attr:`weight_concentration` > 0) rather than a point value."""
+        return self.weight_concentration > 0
 
     @property
     def jit_compatible(self) -> bool:
