@@ -384,20 +384,24 @@ def data_covariance(x: np.ndarray, n_clusters: int, seed: int, n_init: int, reg:
     (Schwarz, 1978; scikit-learn's ``GaussianMixture.bic``): full covariances where the points are enough to
     pay for them, fewer parameters where they are not (50 points a group in 20 dimensions)."""
     def bic(covariance):
-        gmm = GaussianMixture(n_components=n_clusters, covariance_type=covariance, random_state=seed, n_init=n_init,
-                              reg_covar=reg, max_iter=200).fit(x)
+        score = gmm_bic(x, n_clusters, covariance, seed, reg, n_init)
         if bar is not None:
             bar.update(n_init)
-        return gmm.bic(x)
+        return score
     return min(DATA_COVARIANCES, key=bic)
+
+
+def gmm_bic(x: np.ndarray, n_clusters: int, covariance: str, seed: int, reg: float, n_init: int = 1) -> float:
+    """The BIC of the GMM on ``x`` (the best likelihood of ``n_init`` k-means starts drawn from ``seed``)."""
+    return GaussianMixture(n_components=n_clusters, covariance_type=covariance, random_state=seed, n_init=n_init,
+                           reg_covar=reg, max_iter=200).fit(x).bic(x)
 
 
 def bic_clusters(x: np.ndarray, max_clusters: int, seed: int, reg: float = 1e-4) -> tuple:
     """(K', covariance type) of the GMM on ``x`` of least Bayesian information criterion (:func:`data_covariance`'s)
     over K' = 1 .. ``max_clusters`` and every type of ``DATA_COVARIANCES``, each GMM from one k-means start
     drawn from ``seed``: the number of Gaussian groups the points pay for (Fraley & Raftery, 1998)."""
-    scores = {(k, covariance): GaussianMixture(n_components=k, covariance_type=covariance, random_state=seed,
-                                               reg_covar=reg, max_iter=200).fit(x).bic(x)
+    scores = {(k, covariance): gmm_bic(x, k, covariance, seed, reg)
               for covariance in DATA_COVARIANCES for k in range(1, max_clusters + 1)}
     return min(scores, key=scores.get)
 
