@@ -78,3 +78,12 @@ def test_a_labelled_configuration_has_its_own_runs_and_rows(tmp_path, blobs_npz,
     assert sum(r.startswith("| pyro_mixvae vade | ") for r in rows) == 3
     records = [json.loads(line) for line in (results / "fashion_peer.jsonl").read_text().splitlines()]
     assert [r.get("label") for r in records if r["side"] == "ours"] == ["vade-tiny", None]
+
+
+def test_a_peer_run_slowed_by_the_machine_gives_its_acc_but_no_budget(tmp_path, capsys):
+    results, data = tmp_path / "results", "some.npz"
+    fashion_peer.append(results, {"side": "peer", "seed": 0, "data": data, "acc": 0.6, "nmi": 0.5, "wall_seconds": 60})
+    fashion_peer.append(results, {"side": "peer", "seed": 1, "data": data, "acc": 0.5, "nmi": 0.5, "wall_seconds": 6000,
+                                  "loaded": True})
+    fashion_peer.main(["--table", "--data", data, "--results", str(results)])
+    assert "| ClustPy VaDE (defaults) | 1.0 min (1 of 2 seeds timed) | 2 | 0.550 ± 0.071 |" in capsys.readouterr().out
