@@ -76,8 +76,13 @@ def run_vade(x, y, args) -> dict:
                verbose=False, **kwargs).fit(x)
     m = est.model_
     return {"found": m.effective_clusters(), "used": int(np.unique(est.labels_).size),
-            "counts": np.round((m.weight_posterior - m.weight_prior).numpy(), 1).tolist(),
+            "counts": pseudo_counts(m),
             "acc": acc(y, est.labels_)}
+
+
+def pseudo_counts(model) -> list:
+    """The points q(pi) = Dir(c) gives each component: c - alpha0, to one decimal."""
+    return np.round((model.weight_posterior - model.weight_prior).numpy(), 1).tolist()
 
 
 def run_auto(x, y, args) -> dict:
@@ -92,8 +97,7 @@ def run_auto(x, y, args) -> dict:
     given = VaDE(n_clusters=int(np.unique(y).size), random_state=0).fit(x)
     m = auto.model_
     return {"found": auto.n_clusters_, "used": int(np.unique(auto.labels_).size),
-            "proposed": list(m.start_proposal), "counts": np.round((m.weight_posterior - m.weight_prior).numpy(),
-                                                                      1).tolist(),
+            "proposed": list(m.start_proposal), "counts": pseudo_counts(m),
             "acc": acc(y, auto.labels_), "acc_true_k": acc(y, given.labels_), "auto_seconds": seconds,
             "true_k_seconds": time.perf_counter() - start}
 

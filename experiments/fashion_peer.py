@@ -130,6 +130,7 @@ def table(args) -> str:
     records = [r for r in recorded(args.results) if r.get("data") == args.data]
     peer = [r for r in records if r["side"] == "peer"]
     ours = [r for r in records if r["side"] == "ours"]
+    labels = sorted({label_of(r) for r in ours})
     lines = ["# Fashion-MNIST against ClustPy's VaDE, side by side (issue 34)", "",
              f"Made by `{record_command()}` from `fashion_peer.jsonl`; every run one thread on one machine, at most "
              "two at a time. Budget: wall seconds from the start of pretraining (ours: read off the run's history, "
@@ -142,7 +143,7 @@ def table(args) -> str:
         lines.append(f"| ClustPy VaDE (defaults) | {wall / 60:.1f} min ({len(timed)} of {len(peer)} seeds timed) | "
                      f"{len(peer)} | {mean_sd(r['acc'] for r in peer)} | {mean_sd(r['nmi'] for r in peer)} | |")
         for name, share in BUDGETS:
-            for model in sorted({label_of(r) for r in ours}):
+            for model in labels:
                 hits = [(r["seed"], at_budget(r["curve"], share * wall)) for r in ours if label_of(r) == model]
                 hits = [(s, p) for s, p in hits if p is not None]
                 if hits:
@@ -150,7 +151,7 @@ def table(args) -> str:
                     lines.append(f"| pyro_mixvae {model} | {name} ({share * wall / 60:.1f} min) | {len(hits)} | "
                                  f"{mean_sd(p[1] for _, p in hits)} | {mean_sd(p[2] for _, p in hits)} | "
                                  f"{best[1][1]:.3f} (seed {best[0]}) |")
-    for model in sorted({label_of(r) for r in ours}):
+    for model in labels:
         rs = [r for r in ours if label_of(r) == model]
         lines.append(f"| pyro_mixvae {model} | whole run ({statistics.mean(r['curve'][-1][0] for r in rs) / 60:.1f} min) | "
                      f"{len(rs)} | {mean_sd(r['acc'] for r in rs)} | {mean_sd(r['nmi'] for r in rs)} | |")
